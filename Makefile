@@ -1,0 +1,57 @@
+# The two commands of the README: `make run` and `make test`. Everything else is set up on the way.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check --progress-bar on -c constraints.txt
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP := $(VENV)/.dev-installed
+
+.PHONY: run test setup dev-setup system-deps lint format lock clean
+
+run: setup
+	$(PY) app.py
+
+test: dev-setup system-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest
+
+setup: $(RUNTIME_STAMP)
+dev-setup: $(DEV_STAMP)
+
+$(PY):
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' \
+		|| { echo "Set PYTHON=/path/to/python3.11"; exit 1; }
+	@echo ">> creating $(VENV) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME_STAMP): requirements.txt constraints.txt | $(PY)
+	@echo ">> installing pinned runtime requirements"
+	$(PIP) -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
+	@echo ">> installing pinned test tools"
+	$(PIP) -r requirements-dev.txt
+	touch $@
+
+system-deps:
+	@bash scripts/ensure-system-packages.sh
+
+lint: dev-setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: dev-setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Rewrite constraints.txt from the current environment after changing a pin on purpose.
+lock: dev-setup
+	{ echo "# Every package of the tested environment (direct and transitive), so a fresh install"; \
+	  echo "# resolves exactly what was tested. Regenerate with: make lock"; \
+	  $(PY) -m pip freeze --exclude-editable; } > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,80 @@
+"""Spool Interview: build the FastAPI application, or run it with `python app.py`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from interview.api import (
+    BodySizeLimitMiddleware,
+    RequestLogMiddleware,
+    install_error_handlers,
+    router,
+)
+from interview.config import Environment, Settings, get_settings
+from interview.logs import configure_logging
+from interview.runtime import Runtime
+
+API_PREFIX = "/api/interview"
+LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    runtime = Runtime.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="Spool Interview",
+        summary="A self-hostable AI voice interviewer.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(router, prefix=API_PREFIX, tags=["interview"])
+
+    # Added last runs first: logging sees every request, the size limit guards the routes.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_origin_regex=LOCALHOST_ORIGINS
+        if settings.environment is Environment.development
+        else None,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        max_age=600,
+    )
+    app.add_middleware(RequestLogMiddleware)
+    return app
+
+
+def main() -> None:
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        # Behind the ALB the client address and scheme come from X-Forwarded-* headers.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )
+
+
+if __name__ == "__main__":
+    main()

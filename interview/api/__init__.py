@@ -1,0 +1,7 @@
+"""The HTTP face of the interview service: thin routes over interview.sessions."""
+
+from interview.api.errors import install_error_handlers
+from interview.api.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
+from interview.api.routes import router
+
+__all__ = ["BodySizeLimitMiddleware", "RequestLogMiddleware", "install_error_handlers", "router"]

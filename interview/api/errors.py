@@ -1,0 +1,115 @@
+"""Domain and protocol errors mapped to JSON responses, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from interview.api.schemas import ErrorBody, ErrorDetail, ErrorResponse
+from interview.plans import UnknownPlan
+from interview.sessions import InterviewRunning, InvalidAnswer, SessionClosed, SessionNotFound
+
+log = structlog.get_logger(__name__)
+
+
+class MissingToken(Exception):
+    """No bearer token on a session route."""
+
+
+# One body for an unknown session and for a wrong token, so neither reveals the other.
+NOT_FOUND_MESSAGE = "No interview session with this id for this token."
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Sequence[ErrorDetail] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message, details=list(details)))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def _validation_details(errors: Sequence[Any]) -> list[ErrorDetail]:
+    details = []
+    for err in errors:
+        loc = [str(part) for part in err.get("loc", ()) if part != "body"]
+        details.append(ErrorDetail(field=".".join(loc) or None, message=err.get("msg", "invalid")))
+    return details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(MissingToken)
+    async def _missing_token(_r: Request, _e: MissingToken) -> JSONResponse:
+        return error_response(
+            401,
+            "unauthorized",
+            "This route needs 'Authorization: Bearer <token>' with the token from /start.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    @app.exception_handler(SessionNotFound)
+    async def _not_found(_r: Request, _e: SessionNotFound) -> JSONResponse:
+        return error_response(404, "session_not_found", NOT_FOUND_MESSAGE)
+
+    @app.exception_handler(SessionClosed)
+    async def _closed(_r: Request, e: SessionClosed) -> JSONResponse:
+        return error_response(409, "session_closed", f"The interview has {e.status}.")
+
+    @app.exception_handler(InterviewRunning)
+    async def _running(_r: Request, _e: InterviewRunning) -> JSONResponse:
+        return error_response(
+            409, "interview_running", "Results are available once the interview has ended."
+        )
+
+    @app.exception_handler(InvalidAnswer)
+    async def _invalid_answer(_r: Request, e: InvalidAnswer) -> JSONResponse:
+        return error_response(
+            422, "invalid_answer", str(e), [ErrorDetail(field="text", message=str(e))]
+        )
+
+    @app.exception_handler(UnknownPlan)
+    async def _unknown_plan(_r: Request, e: UnknownPlan) -> JSONResponse:
+        message = f"Unknown plan_id {e.plan_id!r}; valid plans: {', '.join(e.valid)}."
+        return error_response(
+            422, "unknown_plan", message, [ErrorDetail(field="plan_id", message=message)]
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_r: Request, e: RequestValidationError) -> JSONResponse:
+        errors = e.errors()
+        if any(err.get("type") == "json_invalid" for err in errors):
+            return error_response(400, "malformed_json", "The request body is not valid JSON.")
+        return error_response(
+            422, "invalid_request", "The request is not valid.", _validation_details(errors)
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_r: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = HTTPStatus(e.status_code).phrase.lower().replace(" ", "_")
+        message = e.detail if isinstance(e.detail, str) else HTTPStatus(e.status_code).phrase
+        return error_response(e.status_code, code, message, headers=e.headers)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(_r: Request, _e: SQLAlchemyError) -> JSONResponse:
+        log.exception("database_error")
+        return error_response(
+            503,
+            "database_unavailable",
+            "The interview database is unavailable; try again shortly.",
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_r: Request, _e: Exception) -> JSONResponse:
+        log.exception("unhandled_error")
+        return error_response(500, "internal_error", "Something went wrong on our side.")

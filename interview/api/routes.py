@@ -1,0 +1,200 @@
+"""The REST routes under /api/interview: validate, call the domain, shape the response."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
+
+from interview.api.errors import MissingToken
+from interview.api.schemas import (
+    AnswerRequest,
+    AnswerResponse,
+    EndResponse,
+    ErrorResponse,
+    HealthCheck,
+    HealthResponse,
+    IceServersResponse,
+    PlanInfo,
+    PlanListResponse,
+    ResultsStatus,
+    StartRequest,
+    StartResponse,
+    StatusResponse,
+    TranscriptResponse,
+    Turn,
+)
+from interview.report import Report
+from interview.runtime import Runtime
+from interview.sessions import InterviewService
+from interview.store import SessionRow
+
+router = APIRouter()
+_bearer = HTTPBearer(auto_error=False, description="The token returned by POST /start.")
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def get_service(runtime: Annotated[Runtime, Depends(get_runtime)]) -> InterviewService:
+    return runtime.service
+
+
+async def authorized_session(
+    session_id: str,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    service: Annotated[InterviewService, Depends(get_service)],
+) -> SessionRow:
+    if credentials is None or not credentials.credentials:
+        raise MissingToken()
+    return await service.authenticate(session_id, credentials.credentials)
+
+
+Service = Annotated[InterviewService, Depends(get_service)]
+AuthorizedSession = Annotated[SessionRow, Depends(authorized_session)]
+
+_SESSION_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "No bearer token."},
+    404: {"model": ErrorResponse, "description": "Unknown session or wrong token."},
+}
+
+
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "Not ready or draining."}},
+)
+async def health(runtime: Annotated[Runtime, Depends(get_runtime)]) -> JSONResponse:
+    checks: dict[str, HealthCheck] = {}
+    try:
+        await asyncio.wait_for(runtime.store.ping(), timeout=3)
+        checks["database"] = HealthCheck(ok=True, detail="reachable")
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        checks["database"] = HealthCheck(ok=False, detail=f"unreachable: {type(exc).__name__}")
+    checks["schema"] = HealthCheck(
+        ok=runtime.ready, detail="ready" if runtime.ready else "initializing"
+    )
+    checks["accepting"] = HealthCheck(
+        ok=not runtime.draining, detail="draining" if runtime.draining else "accepting interviews"
+    )
+    checks["plans"] = HealthCheck(ok=True, detail=f"{len(runtime.plans.ids())} loaded")
+    checks["turn"] = HealthCheck(
+        ok=True,
+        detail="configured"
+        if runtime.turn_issuer.configured
+        else "not configured: /ice-servers returns an empty list",
+    )
+    healthy = all(check.ok for check in checks.values())
+    body = HealthResponse(status="ok" if healthy else "unavailable", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
+
+
+@router.get("/plans", response_model=PlanListResponse)
+async def list_plans(runtime: Annotated[Runtime, Depends(get_runtime)]) -> PlanListResponse:
+    return PlanListResponse(
+        default_plan_id=runtime.settings.default_plan_id,
+        plans=[
+            PlanInfo(
+                id=p.id,
+                title=p.title,
+                role=p.role,
+                question_count=len(p.questions),
+                time_budget_minutes=p.time_budget_minutes,
+            )
+            for p in runtime.plans.all()
+        ],
+    )
+
+
+@router.post(
+    "/start",
+    status_code=status.HTTP_201_CREATED,
+    response_model=StartResponse,
+    responses={422: {"model": ErrorResponse, "description": "Invalid body or unknown plan."}},
+)
+async def start(body: StartRequest, service: Service) -> StartResponse:
+    started = await service.start(
+        user_id=body.user_id,
+        plan_id=body.plan_id,
+        candidate_name=body.candidate_name,
+        metadata=body.metadata,
+    )
+    return StartResponse.of(started)
+
+
+@router.get("/{session_id}/status", response_model=StatusResponse, responses=_SESSION_ERRORS)
+async def session_status(session: AuthorizedSession, service: Service) -> StatusResponse:
+    return StatusResponse.of(await service.status(session))
+
+
+@router.get(
+    "/{session_id}/ice-servers", response_model=IceServersResponse, responses=_SESSION_ERRORS
+)
+async def ice_servers(
+    session: AuthorizedSession, service: Service, response: Response
+) -> IceServersResponse:
+    # Credentials are per request and short-lived: no cache may keep them.
+    response.headers["Cache-Control"] = "no-store"
+    return IceServersResponse.of(service.ice_servers(session))
+
+
+@router.get(
+    "/{session_id}/transcript", response_model=TranscriptResponse, responses=_SESSION_ERRORS
+)
+async def transcript(session: AuthorizedSession, service: Service) -> TranscriptResponse:
+    turns = await service.transcript(session)
+    return TranscriptResponse(
+        session_id=session.id,
+        status=session.status,  # type: ignore[arg-type]
+        turns=[Turn.of(t) for t in turns],
+    )
+
+
+@router.post(
+    "/{session_id}/transcript",
+    response_model=AnswerResponse,
+    responses={
+        **_SESSION_ERRORS,
+        409: {"model": ErrorResponse, "description": "The interview has ended."},
+        422: {"model": ErrorResponse, "description": "Empty or oversized text."},
+    },
+)
+async def answer(
+    body: AnswerRequest, session: AuthorizedSession, service: Service
+) -> AnswerResponse:
+    return AnswerResponse.of(await service.answer(session, body.text))
+
+
+@router.post("/{session_id}/end", response_model=EndResponse, responses=_SESSION_ERRORS)
+async def end(session: AuthorizedSession, service: Service) -> EndResponse:
+    ended = await service.end(session)
+    return EndResponse(
+        session_id=ended.id,
+        status=ended.status,  # type: ignore[arg-type]
+        end_reason=ended.end_reason,
+        ended_at=ended.ended_at,
+    )
+
+
+@router.get(
+    "/{session_id}/results",
+    response_model=Report | ResultsStatus,
+    responses={
+        **_SESSION_ERRORS,
+        202: {"model": ResultsStatus, "description": "The report is being computed."},
+        409: {"model": ErrorResponse, "description": "The interview is still running."},
+    },
+    description="200 with the report, or 200 with status 'failed' and the reason when the "
+    "report could not be computed; 202 while it is computed.",
+)
+async def results(session: AuthorizedSession, service: Service) -> Report | JSONResponse:
+    outcome = await service.results(session)
+    if isinstance(outcome, Report):
+        return outcome
+    body = ResultsStatus(status=outcome.status, reason=outcome.reason).model_dump()
+    return JSONResponse(body, status_code=202 if outcome.status == "pending" else 200)

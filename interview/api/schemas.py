@@ -1,0 +1,193 @@
+"""Request and response bodies: the contract /openapi.json publishes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from interview.sessions import AnswerOutcome, SessionStatusView, StartedSession
+from interview.store import TurnRow
+from interview.turn_credentials import IceServers
+
+SessionStatusName = Literal["created", "active", "ended", "expired", "failed"]
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = None
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class HealthCheck(BaseModel):
+    ok: bool
+    detail: str
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, HealthCheck]
+
+
+class PlanInfo(BaseModel):
+    id: str
+    title: str
+    role: str
+    question_count: int
+    time_budget_minutes: float
+
+
+class PlanListResponse(BaseModel):
+    default_plan_id: str
+    plans: list[PlanInfo]
+
+
+class StartRequest(BaseModel):
+    user_id: StrictStr = Field(min_length=1, max_length=200, examples=["test-user"])
+    plan_id: StrictStr | None = Field(default=None, max_length=100)
+    candidate_name: StrictStr | None = Field(default=None, max_length=200)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class StartResponse(BaseModel):
+    session_id: str
+    token: str = Field(description="Send as 'Authorization: Bearer <token>' on session routes.")
+    status: SessionStatusName
+    plan_id: str
+    created_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, started: StartedSession) -> StartResponse:
+        s = started.session
+        return cls(
+            session_id=s.id,
+            token=started.token,
+            status=s.status,  # type: ignore[arg-type]
+            plan_id=s.plan_id,
+            created_at=s.created_at,
+            expires_at=s.expires_at,
+        )
+
+
+class StatusResponse(BaseModel):
+    session_id: str
+    status: SessionStatusName
+    plan_id: str
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    expires_at: datetime
+    end_reason: str | None
+    elapsed_seconds: float
+    turn_count: int
+    question_index: int
+    question_count: int
+    connection_state: str
+
+    @classmethod
+    def of(cls, view: SessionStatusView) -> StatusResponse:
+        s = view.session
+        return cls(
+            session_id=s.id,
+            status=s.status,  # type: ignore[arg-type]
+            plan_id=s.plan_id,
+            created_at=s.created_at,
+            started_at=s.started_at,
+            ended_at=s.ended_at,
+            expires_at=s.expires_at,
+            end_reason=s.end_reason,
+            elapsed_seconds=round(view.elapsed_seconds, 3),
+            turn_count=view.turn_count,
+            question_index=s.question_index,
+            question_count=view.question_count,
+            connection_state=s.connection_state,
+        )
+
+
+class IceServer(BaseModel):
+    urls: list[str]
+    username: str
+    credential: str
+
+
+class IceServersResponse(BaseModel):
+    """The browser's RTCConfiguration.iceServers, with how long the credentials last."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    ice_servers: list[IceServer] = Field(alias="iceServers")
+    ttl: int
+
+    @classmethod
+    def of(cls, servers: IceServers) -> IceServersResponse:
+        return cls(
+            iceServers=[
+                IceServer(urls=s.urls, username=s.username, credential=s.credential)
+                for s in servers.servers
+            ],
+            ttl=servers.ttl,
+        )
+
+
+class Turn(BaseModel):
+    index: int
+    role: Literal["interviewer", "candidate"]
+    kind: str
+    text: str
+    started_at: datetime
+    ended_at: datetime
+    source: Literal["voice", "text"]
+    question_index: int | None
+
+    @classmethod
+    def of(cls, row: TurnRow) -> Turn:
+        return cls.model_validate(row, from_attributes=True)
+
+
+class TranscriptResponse(BaseModel):
+    session_id: str
+    status: SessionStatusName
+    turns: list[Turn]
+
+
+class AnswerRequest(BaseModel):
+    text: StrictStr = Field(description="The candidate's typed answer.")
+
+
+class AnswerResponse(BaseModel):
+    candidate_turn: Turn
+    interviewer_turn: Turn
+    status: SessionStatusName
+    interview_complete: bool
+
+    @classmethod
+    def of(cls, outcome: AnswerOutcome) -> AnswerResponse:
+        return cls(
+            candidate_turn=Turn.of(outcome.candidate_turn),
+            interviewer_turn=Turn.of(outcome.interviewer_turn),
+            status=outcome.session.status,  # type: ignore[arg-type]
+            interview_complete=outcome.session.ended_at is not None,
+        )
+
+
+class EndResponse(BaseModel):
+    session_id: str
+    status: SessionStatusName
+    end_reason: str | None
+    ended_at: datetime | None
+
+
+class ResultsStatus(BaseModel):
+    status: Literal["pending", "failed"]
+    reason: str | None = None

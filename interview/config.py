@@ -1,0 +1,95 @@
+"""The one typed settings object of the service, read from the environment once."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    """All configuration; each field is an environment variable of the same name in capitals.
+
+    The README's configuration table lists these with their defaults.
+    """
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    environment: Environment = Environment.development
+    host: str = "127.0.0.1"
+    port: int = Field(default=7860, ge=1, le=65535)
+    log_level: str = "INFO"
+    # Addresses whose X-Forwarded-* headers are trusted (the load balancer); "*" behind an ALB.
+    forwarded_allow_ips: str = "127.0.0.1"
+    shutdown_grace_seconds: int = Field(default=30, ge=0)
+
+    database_url: str = "sqlite:///./data/spool.db"
+
+    plans_dir: Path = PACKAGE_DIR / "plans"
+    default_plan_id: str = "backend-engineer-screen"
+
+    session_ttl_minutes: float = Field(default=60, gt=0)
+    max_answer_chars: int = Field(default=4000, ge=1)
+    max_request_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Answers shorter than this (in words) earn a follow-up from the scripted interviewer.
+    short_answer_words: int = Field(default=8, ge=0)
+
+    # Comma-separated; in development localhost origins are allowed besides these.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    turn_server: str | None = None
+    turn_secret: SecretStr | None = None
+    turn_tls_port: int | None = Field(default=None, ge=1, le=65535)
+    turn_ttl_seconds: int = Field(default=600, ge=60)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("turn_server", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _turn_needs_secret(self) -> Settings:
+        # Fail at start-up rather than hand browsers credentials the TURN server will refuse.
+        if self.turn_server and not (self.turn_secret and self.turn_secret.get_secret_value()):
+            raise ValueError("TURN_SERVER is set but TURN_SECRET is empty")
+        return self
+
+    @property
+    def async_database_url(self) -> str:
+        return to_async_database_url(self.database_url)
+
+
+def to_async_database_url(url: str) -> str:
+    """Accept the URLs people write (sqlite:///, postgresql://) and pick the async drivers."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"DATABASE_URL is not a URL: {url!r}")
+    dialect = scheme.split("+", 1)[0]
+    if dialect == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    if dialect in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    raise ValueError(f"DATABASE_URL must be sqlite or postgresql, not {dialect!r}")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

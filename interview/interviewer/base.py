@@ -1,0 +1,61 @@
+"""What an interviewer is: given where the interview stands, decide and phrase the next line."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from interview.plans import InterviewPlan
+
+
+class InterviewerAction(StrEnum):
+    question = "question"
+    follow_up = "follow_up"
+    close = "close"
+
+
+@dataclass(frozen=True)
+class PastTurn:
+    role: str
+    text: str
+
+
+@dataclass(frozen=True)
+class InterviewState:
+    """Where the interview stands when the interviewer must speak."""
+
+    plan: InterviewPlan
+    question_index: int
+    follow_ups_used: int
+    elapsed_seconds: float
+    history: Sequence[PastTurn] = ()
+
+
+@dataclass(frozen=True)
+class InterviewerReply:
+    """The interviewer's next line and the structured decision behind it.
+
+    The decision, not the wording, moves the session's question index, so the index stays
+    true whatever the phrasing.
+    """
+
+    text: str
+    action: InterviewerAction
+    question_index: int
+    follow_ups_used: int
+
+    @property
+    def closes(self) -> bool:
+        return self.action is InterviewerAction.close
+
+
+class Interviewer(Protocol):
+    async def opening(self, state: InterviewState) -> InterviewerReply:
+        """The first line: greeting and first question."""
+        ...
+
+    async def reply(self, state: InterviewState, answer: str) -> InterviewerReply:
+        """The line that follows the candidate's answer to the current question."""
+        ...

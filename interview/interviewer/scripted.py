@@ -1,0 +1,61 @@
+"""The offline interviewer: follows the plan's script, needs no network and no key."""
+
+from __future__ import annotations
+
+from interview.interviewer.base import InterviewerAction, InterviewerReply, InterviewState
+
+_ACKNOWLEDGEMENTS = (
+    "Thank you.",
+    "Thanks, that's helpful.",
+    "Got it, thank you.",
+    "I see, thanks.",
+)
+
+
+class ScriptedInterviewer:
+    """Asks each question in order, follows up on very short answers, closes at the end.
+
+    It also closes early once the plan's time budget is spent, so a slow interview still ends
+    with the closing line rather than by expiry.
+    """
+
+    def __init__(self, short_answer_words: int = 8) -> None:
+        self.short_answer_words = short_answer_words
+
+    async def opening(self, state: InterviewState) -> InterviewerReply:
+        first = state.plan.questions[0]
+        return InterviewerReply(
+            text=f"{state.plan.greeting} {first.text}",
+            action=InterviewerAction.question,
+            question_index=0,
+            follow_ups_used=0,
+        )
+
+    async def reply(self, state: InterviewState, answer: str) -> InterviewerReply:
+        plan = state.plan
+        question = plan.questions[state.question_index]
+        over_time = state.elapsed_seconds >= plan.time_budget_minutes * 60
+        thin = len(answer.split()) < self.short_answer_words
+        if not over_time and thin and state.follow_ups_used < len(question.follow_ups):
+            return InterviewerReply(
+                text=question.follow_ups[state.follow_ups_used],
+                action=InterviewerAction.follow_up,
+                question_index=state.question_index,
+                follow_ups_used=state.follow_ups_used + 1,
+            )
+        ack = _ACKNOWLEDGEMENTS[state.question_index % len(_ACKNOWLEDGEMENTS)]
+        next_index = state.question_index + 1
+        if over_time or next_index >= len(plan.questions):
+            lead = "We're out of time, so let's stop here." if over_time else ack
+            return InterviewerReply(
+                text=f"{lead} {plan.closing}",
+                action=InterviewerAction.close,
+                question_index=state.question_index,
+                follow_ups_used=state.follow_ups_used,
+            )
+        return InterviewerReply(
+            text=f"{ack} {plan.questions[next_index].text}",
+            action=InterviewerAction.question,
+            question_index=next_index,
+            follow_ups_used=0,
+        )

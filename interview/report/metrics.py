@@ -1,0 +1,104 @@
+"""Plain, verifiable metrics from the transcript: no judgement, nothing invented."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from statistics import mean
+
+from interview.plans import InterviewPlan
+from interview.report.models import Answer, Metrics, PlanSummary, QuestionReport, Report
+from interview.store import SessionRow, TurnRow
+
+NO_EVALUATION = "Metrics only: no language model is configured to evaluate the answers."
+
+
+def build_report(
+    plan: InterviewPlan, session: SessionRow, turns: Sequence[TurnRow], now: datetime
+) -> Report:
+    questions = [
+        QuestionReport(
+            index=i,
+            id=q.id,
+            text=q.text,
+            competency=q.competency,
+            asked=False,
+            answered=False,
+            follow_ups_asked=[],
+            answers=[],
+        )
+        for i, q in enumerate(plan.questions)
+    ]
+    answers: list[Answer] = []
+    previous: TurnRow | None = None
+    for turn in turns:
+        qi = turn.question_index
+        target = questions[qi] if qi is not None and 0 <= qi < len(questions) else None
+        if turn.role == "interviewer" and target is not None:
+            if turn.kind == "question":
+                target.asked = True
+            elif turn.kind == "follow_up":
+                target.follow_ups_asked.append(turn.text)
+        elif turn.role == "candidate":
+            answer = _answer(turn, previous)
+            answers.append(answer)
+            if target is not None:
+                target.answers.append(answer)
+                target.answered = True
+        previous = turn
+
+    words = sum(a.words for a in answers)
+    spoken = [a.speaking_seconds for a in answers if a.speaking_seconds is not None]
+    speaking = round(sum(spoken), 2) if spoken else None
+    delays = [a.response_delay_seconds for a in answers if a.response_delay_seconds is not None]
+    duration = (
+        round((session.ended_at - session.started_at).total_seconds(), 2)
+        if session.started_at and session.ended_at
+        else None
+    )
+    return Report(
+        session_id=session.id,
+        user_id=session.user_id,
+        candidate_name=session.candidate_name,
+        plan=PlanSummary(id=plan.id, title=plan.title, role=plan.role),
+        started_at=session.started_at,
+        ended_at=session.ended_at,
+        end_reason=session.end_reason,
+        questions=questions,
+        metrics=Metrics(
+            duration_seconds=duration,
+            candidate_turns=len(answers),
+            answer_words=words,
+            speaking_seconds=speaking,
+            # Only spoken answers have a speaking time, so only they give a rate.
+            words_per_minute=round(
+                sum(a.words for a in answers if a.speaking_seconds is not None) / speaking * 60, 1
+            )
+            if speaking
+            else None,
+            mean_response_delay_seconds=round(mean(delays), 2) if delays else None,
+            questions_covered=sum(q.answered for q in questions),
+            questions_total=len(questions),
+        ),
+        evaluation_note=NO_EVALUATION,
+        generated_at=now,
+    )
+
+
+def _answer(turn: TurnRow, previous: TurnRow | None) -> Answer:
+    delay = None
+    if previous is not None and previous.role == "interviewer":
+        delay = round(max(0.0, (turn.started_at - previous.ended_at).total_seconds()), 2)
+    speaking = (
+        round((turn.ended_at - turn.started_at).total_seconds(), 2)
+        if turn.source == "voice"
+        else None
+    )
+    return Answer(
+        turn_index=turn.index,
+        text=turn.text,
+        source="voice" if turn.source == "voice" else "text",
+        words=len(turn.text.split()),
+        speaking_seconds=speaking,
+        response_delay_seconds=delay,
+    )

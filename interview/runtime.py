@@ -1,0 +1,84 @@
+"""The service's parts wired together from Settings, and their background upkeep."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+
+from interview.config import Settings
+from interview.interviewer import build_interviewer
+from interview.plans import PlanCatalog
+from interview.sessions import InterviewService
+from interview.store import Store
+from interview.turn_credentials import TurnCredentialIssuer
+
+log = structlog.get_logger(__name__)
+
+SCHEMA_RETRY_SECONDS = 2.0
+EXPIRY_SWEEP_SECONDS = 15.0
+DRAIN_REPORT_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    plans: PlanCatalog
+    turn_issuer: TurnCredentialIssuer
+    service: InterviewService
+    ready: bool = False
+    draining: bool = False
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        store = Store(settings.async_database_url)
+        plans = PlanCatalog.load(settings.plans_dir)
+        plans.get(settings.default_plan_id)  # a wrong DEFAULT_PLAN_ID fails at start-up
+        secret = settings.turn_secret.get_secret_value() if settings.turn_secret else None
+        issuer = TurnCredentialIssuer(
+            settings.turn_server, secret, settings.turn_tls_port, settings.turn_ttl_seconds
+        )
+        service = InterviewService(settings, store, plans, build_interviewer(settings), issuer)
+        return cls(settings, store, plans, issuer, service)
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._initialize()))
+
+    async def stop(self) -> None:
+        self.draining = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # Let reports already being written finish, so a restart has less to redo.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.service.wait_for_reports(), DRAIN_REPORT_TIMEOUT_SECONDS)
+        await self.store.dispose()
+
+    async def _initialize(self) -> None:
+        # A database that is down at boot (a PostgreSQL still starting) is waited for, with
+        # health saying "initializing", instead of crashing the task into a restart loop.
+        while True:
+            try:
+                await self.store.create_schema()
+                break
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("database_not_ready", error=type(exc).__name__)
+                await asyncio.sleep(SCHEMA_RETRY_SECONDS)
+        resumed = await self.service.resume_pending_reports()
+        self.ready = True
+        log.info("service_ready", pending_reports_resumed=resumed)
+        while True:
+            try:
+                expired = await self.service.expire_due_sessions()
+                if expired:
+                    log.info("sessions_expired", count=expired)
+            except Exception:
+                log.exception("expiry_sweep_failed")
+            await asyncio.sleep(EXPIRY_SWEEP_SECONDS)

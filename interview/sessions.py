@@ -1,0 +1,371 @@
+"""The interview session lifecycle and its rules: start, authenticate, answer, end, expire,
+results. Everything here is independent of HTTP; the API maps the exceptions below."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+import structlog
+
+from interview.config import Settings
+from interview.interviewer import Interviewer, InterviewerReply, InterviewState, PastTurn
+from interview.plans import InterviewPlan, PlanCatalog
+from interview.report import Report, build_report
+from interview.store import SessionRow, Store, TurnRow
+from interview.turn_credentials import IceServers, TurnCredentialIssuer
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SessionStatus(StrEnum):
+    created = "created"
+    active = "active"
+    ended = "ended"
+    expired = "expired"
+    failed = "failed"
+
+
+class EndReason(StrEnum):
+    candidate = "candidate"
+    timeout = "timeout"
+    plan_finished = "plan_finished"
+
+
+OPEN_STATUSES = {SessionStatus.created, SessionStatus.active}
+
+
+class SessionNotFound(LookupError):
+    """Unknown session or wrong token: deliberately indistinguishable."""
+
+
+class SessionClosed(Exception):
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the interview has {status}")
+        self.status = status
+
+
+class InvalidAnswer(ValueError):
+    pass
+
+
+class InterviewRunning(Exception):
+    """Results were asked for before the interview ended."""
+
+
+@dataclass(frozen=True)
+class ResultsNotReady:
+    """The report is still being computed ("pending") or could not be ("failed")."""
+
+    status: Literal["pending", "failed"]
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StartedSession:
+    session: SessionRow
+    token: str
+
+
+@dataclass(frozen=True)
+class SessionStatusView:
+    session: SessionRow
+    turn_count: int
+    question_count: int
+    elapsed_seconds: float
+
+
+@dataclass(frozen=True)
+class AnswerOutcome:
+    candidate_turn: TurnRow
+    interviewer_turn: TurnRow
+    session: SessionRow
+
+
+def hash_token(token: str) -> str:
+    # Only the hash is stored, so a database leak does not hand out live session tokens.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class InterviewService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        plans: PlanCatalog,
+        interviewer: Interviewer,
+        turn_issuer: TurnCredentialIssuer,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.plans = plans
+        self.interviewer = interviewer
+        self.turn_issuer = turn_issuer
+        self.clock = clock
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._report_tasks: dict[str, asyncio.Task[None]] = {}
+
+    # lifecycle
+
+    async def start(
+        self,
+        user_id: str,
+        plan_id: str | None = None,
+        candidate_name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> StartedSession:
+        plan = self.plans.get(plan_id or self.settings.default_plan_id)
+        now = self.clock()
+        token = secrets.token_urlsafe(32)
+        row = SessionRow(
+            id=secrets.token_urlsafe(18),
+            token_hash=hash_token(token),
+            user_id=user_id,
+            candidate_name=candidate_name,
+            plan_id=plan.id,
+            meta=metadata or {},
+            status=SessionStatus.created,
+            created_at=now,
+            expires_at=now + timedelta(minutes=self.settings.session_ttl_minutes),
+            question_index=0,
+            follow_ups_used=0,
+            connection_state="none",
+        )
+        await self.store.insert_session(row)
+        # The opening line is committed at once so text and voice clients find the first
+        # question in the transcript; a voice connection speaks it when it comes up.
+        opening = await self.interviewer.opening(self._state(row, plan, []))
+        await self._commit_interviewer_turn(row, opening, index=0, source="text", at=now)
+        log.info("session_started", session_id=row.id, plan_id=plan.id)
+        return StartedSession(session=row, token=token)
+
+    async def authenticate(self, session_id: str, token: str) -> SessionRow:
+        row = await self.store.get_session(session_id)
+        # Compare against a dummy hash when the session is unknown so both paths cost the same.
+        expected = row.token_hash if row is not None else hash_token(secrets.token_hex(8))
+        if not hmac.compare_digest(expected, hash_token(token)) or row is None:
+            raise SessionNotFound(session_id)
+        return await self._expire_if_due(row)
+
+    async def status(self, row: SessionRow) -> SessionStatusView:
+        plan = self.plans.get(row.plan_id)
+        return SessionStatusView(
+            session=row,
+            turn_count=await self.store.count_turns(row.id),
+            question_count=len(plan.questions),
+            elapsed_seconds=self._elapsed(row),
+        )
+
+    async def transcript(self, row: SessionRow) -> Sequence[TurnRow]:
+        return await self.store.list_turns(row.id)
+
+    async def answer(self, row: SessionRow, text: str) -> AnswerOutcome:
+        """Record a typed answer and commit the interviewer's next line."""
+        answer = text.strip()
+        if not answer:
+            raise InvalidAnswer("text must not be empty")
+        if len(answer) > self.settings.max_answer_chars:
+            raise InvalidAnswer(
+                f"text is {len(answer)} characters; the limit is {self.settings.max_answer_chars}"
+            )
+        async with self._lock(row.id):
+            # Re-read under the lock: another request may have moved or ended the session.
+            current = await self.store.get_session(row.id)
+            if current is None:
+                raise SessionNotFound(row.id)
+            if self._due(current):
+                await self._end(current.id, SessionStatus.expired, EndReason.timeout)
+                raise SessionClosed(SessionStatus.expired)
+            if current.status not in OPEN_STATUSES:
+                raise SessionClosed(current.status)
+            plan = self.plans.get(current.plan_id)
+            turns = list(await self.store.list_turns(current.id))
+            now = self.clock()
+            candidate = TurnRow(
+                session_id=current.id,
+                index=len(turns),
+                role="candidate",
+                kind="answer",
+                text=answer,
+                source="text",
+                question_index=current.question_index,
+                started_at=now,
+                ended_at=now,
+            )
+            activation: dict[str, Any] = {}
+            if current.status == SessionStatus.created:
+                activation = {"status": SessionStatus.active, "started_at": now}
+                current.status, current.started_at = SessionStatus.active, now
+            await self.store.add_turn(candidate, **activation)
+            turns.append(candidate)
+            log.info(
+                "turn_committed",
+                session_id=current.id,
+                index=candidate.index,
+                role="candidate",
+                words=len(answer.split()),
+            )
+            reply = await self.interviewer.reply(self._state(current, plan, turns), answer)
+            interviewer = await self._commit_interviewer_turn(
+                current, reply, index=len(turns), source="text", at=self.clock()
+            )
+            if reply.closes:
+                await self._end(current.id, SessionStatus.ended, EndReason.plan_finished)
+            refreshed = await self.store.get_session(current.id)
+            assert refreshed is not None
+            return AnswerOutcome(candidate, interviewer, refreshed)
+
+    async def end(self, row: SessionRow, reason: EndReason = EndReason.candidate) -> SessionRow:
+        """End the interview; ending an ended interview changes nothing."""
+        async with self._lock(row.id):
+            await self._end(row.id, SessionStatus.ended, reason)
+        refreshed = await self.store.get_session(row.id)
+        assert refreshed is not None
+        return refreshed
+
+    async def results(self, row: SessionRow) -> Report | ResultsNotReady:
+        if row.status in OPEN_STATUSES:
+            raise InterviewRunning()
+        report = await self.store.get_report(row.id)
+        if report is None or report.status == "pending":
+            self._schedule_report(row.id)
+            return ResultsNotReady("pending")
+        if report.status == "failed":
+            return ResultsNotReady("failed", report.error or "unknown error")
+        return Report.model_validate(report.body)
+
+    def ice_servers(self, row: SessionRow) -> IceServers:
+        return self.turn_issuer.issue(row.id, now=self.clock(), not_after=row.expires_at)
+
+    # background upkeep
+
+    async def expire_due_sessions(self) -> int:
+        expired = await self.store.open_sessions_expired_by(self.clock())
+        for session_id in expired:
+            async with self._lock(session_id):
+                await self._end(session_id, SessionStatus.expired, EndReason.timeout)
+        return len(expired)
+
+    async def resume_pending_reports(self) -> int:
+        """After a restart, finish the reports that were pending when the process stopped."""
+        pending = await self.store.ended_sessions_without_ready_report()
+        for session_id in pending:
+            self._schedule_report(session_id)
+        return len(pending)
+
+    async def wait_for_reports(self) -> None:
+        tasks = list(self._report_tasks.values())
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # internals
+
+    def _lock(self, session_id: str) -> asyncio.Lock:
+        lock = self._locks.get(session_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[session_id] = lock
+        return lock
+
+    def _elapsed(self, row: SessionRow) -> float:
+        if row.started_at is None:
+            return 0.0
+        until = row.ended_at or self.clock()
+        return max(0.0, (until - row.started_at).total_seconds())
+
+    def _state(
+        self, row: SessionRow, plan: InterviewPlan, turns: Sequence[TurnRow]
+    ) -> InterviewState:
+        return InterviewState(
+            plan=plan,
+            question_index=row.question_index,
+            follow_ups_used=row.follow_ups_used,
+            elapsed_seconds=self._elapsed(row),
+            history=tuple(PastTurn(role=t.role, text=t.text) for t in turns),
+        )
+
+    async def _commit_interviewer_turn(
+        self, row: SessionRow, reply: InterviewerReply, *, index: int, source: str, at: datetime
+    ) -> TurnRow:
+        turn = TurnRow(
+            session_id=row.id,
+            index=index,
+            role="interviewer",
+            kind=reply.action.value,
+            text=reply.text,
+            source=source,
+            question_index=reply.question_index,
+            started_at=at,
+            ended_at=at,
+        )
+        await self.store.add_turn(
+            turn, question_index=reply.question_index, follow_ups_used=reply.follow_ups_used
+        )
+        row.question_index, row.follow_ups_used = reply.question_index, reply.follow_ups_used
+        log.info(
+            "turn_committed",
+            session_id=row.id,
+            index=index,
+            role="interviewer",
+            action=reply.action.value,
+            question_index=reply.question_index,
+        )
+        return turn
+
+    def _due(self, row: SessionRow) -> bool:
+        return row.status in OPEN_STATUSES and self.clock() >= row.expires_at
+
+    async def _expire_if_due(self, row: SessionRow) -> SessionRow:
+        if self._due(row):
+            async with self._lock(row.id):
+                await self._end(row.id, SessionStatus.expired, EndReason.timeout)
+            refreshed = await self.store.get_session(row.id)
+            assert refreshed is not None
+            return refreshed
+        return row
+
+    async def _end(self, session_id: str, status: SessionStatus, reason: EndReason) -> None:
+        now = self.clock()
+        if await self.store.end_session_if_open(session_id, status=status, reason=reason, at=now):
+            await self.store.save_report(session_id, status="pending", at=now)
+            log.info("session_ended", session_id=session_id, status=status, reason=reason)
+            self._schedule_report(session_id)
+
+    def _schedule_report(self, session_id: str) -> None:
+        if session_id in self._report_tasks:
+            return
+        task = asyncio.get_running_loop().create_task(self._build_report(session_id))
+        self._report_tasks[session_id] = task
+        task.add_done_callback(lambda _t: self._report_tasks.pop(session_id, None))
+
+    async def _build_report(self, session_id: str) -> None:
+        try:
+            row = await self.store.get_session(session_id)
+            if row is None:
+                return
+            turns = await self.store.list_turns(session_id)
+            report = build_report(self.plans.get(row.plan_id), row, turns, now=self.clock())
+            await self.store.save_report(
+                session_id, status="ready", at=self.clock(), body=report.model_dump(mode="json")
+            )
+            log.info("report_ready", session_id=session_id)
+        except Exception as exc:  # a report that cannot be built is stored as failed, with why
+            log.exception("report_failed", session_id=session_id)
+            await self.store.save_report(
+                session_id, status="failed", at=self.clock(), error=f"{type(exc).__name__}: {exc}"
+            )

@@ -1,0 +1,238 @@
+"""The database: SQLAlchemy models and the queries the domain needs.
+
+Every write commits on its own, so a turn is durable the moment it is recorded: a crash or a
+SIGKILL loses nothing that was already answered to a client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite drops the zone; PostgreSQL keeps it)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SessionRow(Base):
+    __tablename__ = "interview_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(200), index=True)
+    candidate_name: Mapped[str | None] = mapped_column(String(200))
+    plan_id: Mapped[str] = mapped_column(String(100))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    question_index: Mapped[int] = mapped_column(Integer, default=0)
+    follow_ups_used: Mapped[int] = mapped_column(Integer, default=0)
+    connection_state: Mapped[str] = mapped_column(String(16), default="none")
+
+
+class TurnRow(Base):
+    __tablename__ = "interview_turns"
+    __table_args__ = (UniqueConstraint("session_id", "index", name="uq_turn_session_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("interview_sessions.id", ondelete="CASCADE"), index=True
+    )
+    index: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(8))
+    question_index: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ReportRow(Base):
+    __tablename__ = "interview_reports"
+
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("interview_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Store:
+    """Async access to the interview database."""
+
+    def __init__(self, async_url: str) -> None:
+        url = make_url(async_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: AsyncEngine = create_async_engine(async_url, pool_pre_ping=True)
+        if url.get_backend_name() == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def create_schema(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    # sessions
+
+    async def insert_session(self, row: SessionRow) -> None:
+        async with self._sessions() as db, db.begin():
+            db.add(row)
+
+    async def get_session(self, session_id: str) -> SessionRow | None:
+        async with self._sessions() as db:
+            return await db.get(SessionRow, session_id)
+
+    async def update_session(self, session_id: str, **values: Any) -> None:
+        async with self._sessions() as db, db.begin():
+            await db.execute(update(SessionRow).where(SessionRow.id == session_id).values(**values))
+
+    async def end_session_if_open(
+        self, session_id: str, *, status: str, reason: str, at: datetime
+    ) -> bool:
+        """End a session unless it already ended; True when this call ended it.
+
+        A conditional UPDATE, so two racing ends (candidate and expiry) record one reason.
+        """
+        async with self._sessions() as db, db.begin():
+            result = await db.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id, SessionRow.ended_at.is_(None))
+                .values(status=status, end_reason=reason, ended_at=at, connection_state="closed")
+            )
+            return result.rowcount == 1
+
+    async def open_sessions_expired_by(self, now: datetime) -> Sequence[str]:
+        async with self._sessions() as db:
+            rows = await db.scalars(
+                select(SessionRow.id).where(
+                    SessionRow.ended_at.is_(None), SessionRow.expires_at <= now
+                )
+            )
+            return rows.all()
+
+    async def ended_sessions_without_ready_report(self) -> Sequence[str]:
+        async with self._sessions() as db:
+            rows = await db.scalars(
+                select(SessionRow.id)
+                .outerjoin(ReportRow, ReportRow.session_id == SessionRow.id)
+                .where(SessionRow.ended_at.is_not(None))
+                .where((ReportRow.session_id.is_(None)) | (ReportRow.status == "pending"))
+            )
+            return rows.all()
+
+    # turns
+
+    async def add_turn(self, row: TurnRow, **session_values: Any) -> None:
+        """Commit a turn, and the session fields it moves, in one transaction."""
+        async with self._sessions() as db, db.begin():
+            db.add(row)
+            if session_values:
+                await db.execute(
+                    update(SessionRow)
+                    .where(SessionRow.id == row.session_id)
+                    .values(**session_values)
+                )
+
+    async def list_turns(self, session_id: str) -> Sequence[TurnRow]:
+        async with self._sessions() as db:
+            rows = await db.scalars(
+                select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.index)
+            )
+            return rows.all()
+
+    async def count_turns(self, session_id: str) -> int:
+        async with self._sessions() as db:
+            count = await db.scalar(
+                select(func.count()).select_from(TurnRow).where(TurnRow.session_id == session_id)
+            )
+            return int(count or 0)
+
+    # reports
+
+    async def get_report(self, session_id: str) -> ReportRow | None:
+        async with self._sessions() as db:
+            return await db.get(ReportRow, session_id)
+
+    async def save_report(
+        self,
+        session_id: str,
+        *,
+        status: str,
+        at: datetime,
+        body: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        async with self._sessions() as db, db.begin():
+            row = await db.get(ReportRow, session_id)
+            if row is None:
+                db.add(
+                    ReportRow(
+                        session_id=session_id, status=status, body=body, error=error, updated_at=at
+                    )
+                )
+            else:
+                row.status, row.body, row.error, row.updated_at = status, body, error, at
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the writer; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

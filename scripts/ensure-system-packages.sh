@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests drive for real (coturn, PostgreSQL), only when missing.
+set -euo pipefail
+
+missing=()
+command -v turnserver >/dev/null 2>&1 && command -v turnutils_uclient >/dev/null 2>&1 \
+  || missing+=(coturn)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "Missing Debian packages: ${missing[*]}. Install them with:" >&2
+  echo "  sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo ">> installing Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
+# The coturn package may start a system-wide daemon; tests start their own on free ports.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now coturn >/dev/null 2>&1 || true; fi

@@ -1,0 +1,53 @@
+"""Fixtures for real servers: PostgreSQL, the app under uvicorn, coturn."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.app_server import AppServer
+from tests.support.postgres import PostgresServer
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def _database_url(backend: str, request: pytest.FixtureRequest, directory: str) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{directory}/spool.db"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A fresh, empty database on each backend the service supports."""
+    return _database_url(request.param, request, str(tmp_path))
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def api_server(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[AppServer]:
+    """One real server per backend, shared by the API tests (each test makes its own sessions)."""
+    directory = tmp_path_factory.mktemp(f"api-{request.param}")
+    server = AppServer(
+        directory / "server.log",
+        {"DATABASE_URL": _database_url(request.param, request, str(directory))},
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api(api_server: AppServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_server.api, timeout=10) as client:
+        yield client
