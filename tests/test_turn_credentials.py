@@ -21,7 +21,8 @@ def openssl_hmac_sha1_b64(secret: str, message: str) -> str:
 
 
 def test_known_vector():
-    # Computed with: printf %s '1700000000:session-1' | openssl dgst -sha1 -hmac north-wind -binary | base64
+    # Computed with:
+    # printf %s '1700000000:session-1' | openssl dgst -sha1 -hmac north-wind -binary | base64
     assert turn_password("north-wind", "1700000000:session-1") == "3uwMU9/bQab030NBxsnIbQR2cdo="
 
 

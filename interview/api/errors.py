@@ -25,6 +25,9 @@ class MissingToken(Exception):
 
 
 # One body for an unknown session and for a wrong token, so neither reveals the other.
+# RFC 9110 names; Python's HTTPStatus keeps older phrases for some.
+_HTTP_CODES = {413: "content_too_large", 422: "unprocessable_content"}
+
 NOT_FOUND_MESSAGE = "No interview session with this id for this token."
 
 
@@ -95,7 +98,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_r: Request, e: StarletteHTTPException) -> JSONResponse:
-        code = HTTPStatus(e.status_code).phrase.lower().replace(" ", "_")
+        code = _HTTP_CODES.get(e.status_code) or HTTPStatus(e.status_code).phrase.lower().replace(
+            " ", "_"
+        )
         message = e.detail if isinstance(e.detail, str) else HTTPStatus(e.status_code).phrase
         return error_response(e.status_code, code, message, headers=e.headers)
 

@@ -1,0 +1,253 @@
+"""The REST API over a real uvicorn server on 127.0.0.1, on SQLite and PostgreSQL."""
+
+import json
+import subprocess
+
+import httpx
+import pytest
+
+from tests.api.helpers import auth, start, wait_for_results
+from tests.support.app_server import AppServer
+
+LONG = "I led the migration of our orders service to PostgreSQL and wrote the runbook for it."
+
+
+def test_seed_curl_for_start_works_as_written(api_server: AppServer):
+    out = subprocess.run(
+        [
+            "curl", "-s", "-w", "\n%{http_code}", "-X", "POST", f"{api_server.api}/start",
+            "-H", "Content-Type: application/json", "-d", '{"user_id": "test-user"}',
+        ],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    body, code = out.rsplit("\n", 1)
+    assert code == "201"
+    data = json.loads(body)
+    assert data["status"] == "created"
+    assert data["plan_id"] == "backend-engineer-screen"
+    assert set(data) == {"session_id", "token", "status", "plan_id", "created_at", "expires_at"}
+
+
+def test_full_text_interview_over_http(api: httpx.Client):
+    session = start(api, plan_id="customer-support-screen", candidate_name="Ada")
+    sid, headers = session["session_id"], auth(session["token"])
+
+    transcript = api.get(f"/{sid}/transcript", headers=headers).json()
+    assert [t["role"] for t in transcript["turns"]] == ["interviewer"]
+    first_question = transcript["turns"][0]["text"]
+
+    replies = []
+    for _ in range(20):
+        response = api.post(f"/{sid}/transcript", json={"text": LONG}, headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["candidate_turn"]["source"] == "text"
+        replies.append(body["interviewer_turn"])
+        if body["interview_complete"]:
+            break
+    assert body["status"] == "ended"
+    assert [r["kind"] for r in replies] == ["question"] * 3 + ["close"]
+    assert [r["question_index"] for r in replies] == [1, 2, 3, 3]
+
+    status = api.get(f"/{sid}/status", headers=headers).json()
+    assert status["status"] == "ended" and status["end_reason"] == "plan_finished"
+    assert (status["turn_count"], status["question_count"]) == (9, 4)
+
+    ended = api.post(f"/{sid}/end", headers=headers)  # idempotent after the plan finished
+    assert ended.status_code == 200 and ended.json()["end_reason"] == "plan_finished"
+
+    results = wait_for_results(api, session)
+    assert results.status_code == 200, results.text
+    report = results.json()
+    assert report["status"] == "ready" and report["candidate_name"] == "Ada"
+    assert report["plan"]["id"] == "customer-support-screen"
+    assert report["metrics"]["questions_covered"] == 4
+    assert report["metrics"]["answer_words"] == 4 * len(LONG.split())
+    assert report["questions"][0]["answers"][0]["text"] == LONG
+    assert first_question.endswith(report["questions"][0]["text"])
+
+    closed = api.post(f"/{sid}/transcript", json={"text": LONG}, headers=headers)
+    assert closed.status_code == 409 and closed.json()["error"]["code"] == "session_closed"
+
+
+SESSION_ROUTES = [
+    ("GET", "status"),
+    ("GET", "ice-servers"),
+    ("GET", "transcript"),
+    ("POST", "transcript"),
+    ("POST", "end"),
+    ("GET", "results"),
+]
+
+
+@pytest.mark.parametrize(("method", "route"), SESSION_ROUTES)
+def test_session_routes_refuse_without_the_right_token(api: httpx.Client, method: str, route: str):
+    mine, other = start(api), start(api)
+    url = f"/{mine['session_id']}/{route}"
+    body = {"text": LONG} if method == "POST" else None
+
+    missing = api.request(method, url, json=body)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    basic = api.request(method, url, json=body, headers={"Authorization": "Basic dTpw"})
+    assert basic.status_code == 401
+
+    wrong = api.request(method, url, json=body, headers=auth(other["token"]))
+    unknown = api.request(
+        method, f"/AAAAAAAAAAAAAAAAAAAAAAAA/{route}", json=body, headers=auth(mine["token"])
+    )
+    assert wrong.status_code == unknown.status_code == 404
+    assert wrong.json() == unknown.json()
+    assert wrong.json()["error"]["code"] == "session_not_found"
+
+    # Nothing was changed by the refused calls.
+    status = api.get(f"/{mine['session_id']}/status", headers=auth(mine["token"])).json()
+    assert (status["status"], status["turn_count"]) == ("created", 1)
+
+
+def test_status_reports_progress(api: httpx.Client):
+    session = start(api)
+    sid, headers = session["session_id"], auth(session["token"])
+    status = api.get(f"/{sid}/status", headers=headers).json()
+    assert status["status"] == "created" and status["started_at"] is None
+    assert (status["question_index"], status["question_count"], status["turn_count"]) == (0, 5, 1)
+    assert status["connection_state"] == "none" and status["elapsed_seconds"] == 0
+    api.post(f"/{sid}/transcript", json={"text": LONG}, headers=headers)
+    status = api.get(f"/{sid}/status", headers=headers).json()
+    assert status["status"] == "active" and status["started_at"] is not None
+    assert (status["question_index"], status["turn_count"]) == (1, 3)
+
+
+def test_answer_validation(api: httpx.Client):
+    session = start(api)
+    sid, headers = session["session_id"], auth(session["token"])
+    cases = [
+        ({"text": "   "}, 422, "invalid_answer", "empty"),
+        ({"text": "x" * 4001}, 422, "invalid_answer", "4000"),
+        ({"text": 5}, 422, "invalid_request", "string"),
+        ({}, 422, "invalid_request", "required"),
+        ([1, 2], 422, "invalid_request", ""),
+    ]
+    for body, code, error_code, words in cases:
+        response = api.post(f"/{sid}/transcript", json=body, headers=headers)
+        assert response.status_code == code, (body, response.text)
+        error = response.json()["error"]
+        assert error["code"] == error_code
+        assert words in json.dumps(error)
+    malformed = api.post(
+        f"/{sid}/transcript",
+        content=b'{"text": "unterminated',
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert malformed.status_code == 400
+    assert malformed.json()["error"]["code"] == "malformed_json"
+    transcript = api.get(f"/{sid}/transcript", headers=headers).json()
+    assert len(transcript["turns"]) == 1
+
+
+def test_start_validation_and_plans(api: httpx.Client):
+    plans = api.get("/plans").json()
+    ids = [p["id"] for p in plans["plans"]]
+    assert {"backend-engineer-screen", "customer-support-screen"} <= set(ids)
+    assert plans["default_plan_id"] == "backend-engineer-screen"
+
+    unknown = api.post("/start", json={"user_id": "u", "plan_id": "astronaut"})
+    assert unknown.status_code == 422
+    message = unknown.json()["error"]["message"]
+    assert "astronaut" in message and all(i in message for i in ids)
+
+    for body in ({}, {"user_id": 7}, {"user_id": ""}, {"user_id": "u", "metadata": "x"}):
+        response = api.post("/start", json=body)
+        assert response.status_code == 422, body
+        assert response.json()["error"]["details"]
+
+    chosen = start(api, plan_id="customer-support-screen", metadata={"req": "R-1"})
+    assert chosen["plan_id"] == "customer-support-screen"
+
+
+def test_results_wait_for_the_end(api: httpx.Client):
+    session = start(api)
+    sid, headers = session["session_id"], auth(session["token"])
+    running = api.get(f"/{sid}/results", headers=headers)
+    assert running.status_code == 409
+    assert running.json()["error"]["code"] == "interview_running"
+    api.post(f"/{sid}/transcript", json={"text": LONG}, headers=headers)
+    ended = api.post(f"/{sid}/end", headers=headers).json()
+    assert (ended["status"], ended["end_reason"]) == ("ended", "candidate")
+    report = wait_for_results(api, session)
+    assert report.status_code == 200
+    assert report.json()["metrics"]["questions_covered"] == 1
+    assert report.json()["questions"][1]["asked"] is True
+    assert report.json()["questions"][2]["asked"] is False
+
+
+def test_ice_servers_without_turn_is_an_empty_list(api: httpx.Client):
+    session = start(api)
+    response = api.get(f"/{session['session_id']}/ice-servers", headers=auth(session["token"]))
+    assert response.status_code == 200
+    assert response.json() == {"iceServers": [], "ttl": 0}
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_health(api: httpx.Client):
+    response = api.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"] == {"ok": True, "detail": "reachable"}
+    assert "not configured" in body["checks"]["turn"]["detail"]
+
+
+def test_unknown_routes_and_methods_get_json_errors(api: httpx.Client):
+    missing = api.get("/no/such/route")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong_method = api.delete("/start")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    form = api.post("/start", content=b"user_id=x", headers={"Content-Type": "text/plain"})
+    assert form.status_code == 422 and "error" in form.json()
+
+
+def test_openapi_is_the_contract(api_server: AppServer):
+    spec = httpx.get(f"{api_server.base_url}/openapi.json").json()
+    paths = spec["paths"]
+    for path in (
+        "/api/interview/health",
+        "/api/interview/start",
+        "/api/interview/plans",
+        "/api/interview/{session_id}/status",
+        "/api/interview/{session_id}/ice-servers",
+        "/api/interview/{session_id}/transcript",
+        "/api/interview/{session_id}/end",
+        "/api/interview/{session_id}/results",
+    ):
+        assert path in paths
+    assert "HTTPBearer" in spec["components"]["securitySchemes"]
+    assert "StartRequest" in spec["components"]["schemas"]
+    assert httpx.get(f"{api_server.base_url}/docs").status_code == 200
+
+
+def test_cors_allows_localhost_in_development_only(api: httpx.Client):
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    ok = api.options("/start", headers={"Origin": "http://localhost:5173", **preflight})
+    assert ok.status_code == 200
+    assert ok.headers["access-control-allow-origin"] == "http://localhost:5173"
+    evil = api.options("/start", headers={"Origin": "https://evil.example", **preflight})
+    assert "access-control-allow-origin" not in evil.headers
+
+
+def test_logs_are_json_with_session_ids_and_no_tokens(api: httpx.Client, api_server: AppServer):
+    session = start(api)
+    headers = auth(session["token"])
+    api.post(f"/{session['session_id']}/transcript", json={"text": LONG}, headers=headers)
+    log = api_server.log()
+    lines = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert any(
+        e.get("event") == "turn_committed" and e.get("session_id") == session["session_id"]
+        for e in lines
+    )
+    assert session["token"] not in log
+    assert LONG not in log  # candidates' words stay in the database, not in logs

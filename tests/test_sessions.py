@@ -1,0 +1,204 @@
+"""The session lifecycle, driven through the domain service on real databases."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from interview.config import PACKAGE_DIR, Settings
+from interview.interviewer import ScriptedInterviewer
+from interview.plans import PlanCatalog, UnknownPlan
+from interview.report import Report
+from interview.sessions import (
+    EndReason,
+    InterviewRunning,
+    InterviewService,
+    InvalidAnswer,
+    ResultsNotReady,
+    SessionClosed,
+    SessionNotFound,
+)
+from interview.store import Store
+from interview.turn_credentials import TurnCredentialIssuer
+
+LONG = "I designed the billing service, split it into queues and workers, and owned its rollout."
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def make_service(url: str, clock: Clock, **settings) -> InterviewService:
+    config = Settings(database_url=url, **settings)
+    store = Store(config.async_database_url)
+    return InterviewService(
+        config,
+        store,
+        PlanCatalog.load(PACKAGE_DIR / "plans"),
+        ScriptedInterviewer(config.short_answer_words),
+        TurnCredentialIssuer(None, None, None, 600),
+        clock=clock,
+    )
+
+
+@pytest.fixture
+async def service(database_url: str, clock: Clock) -> AsyncIterator[InterviewService]:
+    svc = make_service(database_url, clock)
+    await svc.store.create_schema()
+    yield svc
+    await svc.wait_for_reports()
+    await svc.store.dispose()
+
+
+async def ready_report(service: InterviewService, session_id: str) -> Report:
+    for _ in range(100):
+        row = await service.store.get_session(session_id)
+        assert row is not None
+        outcome = await service.results(row)
+        if isinstance(outcome, Report):
+            return outcome
+        assert outcome == ResultsNotReady("pending")
+        await asyncio.sleep(0.02)
+    raise AssertionError("report never became ready")
+
+
+async def test_full_text_interview_follows_the_plan(service: InterviewService, clock: Clock):
+    started = await service.start("user-1", plan_id="customer-support-screen")
+    row = started.session
+    plan = service.plans.get("customer-support-screen")
+    assert row.status == "created"
+    [opening] = await service.transcript(row)
+    assert opening.role == "interviewer" and plan.questions[0].text in opening.text
+
+    clock.advance(seconds=5)
+    outcome = await service.answer(row, "I helped.")  # short: a follow-up
+    assert outcome.interviewer_turn.kind == "follow_up"
+    assert outcome.session.status == "active"
+    for i in range(len(plan.questions)):
+        clock.advance(seconds=20)
+        outcome = await service.answer(row, f"{LONG} ({i})")
+    assert outcome.interviewer_turn.kind == "close"
+    assert outcome.session.status == "ended" and outcome.session.end_reason == "plan_finished"
+
+    turns = await service.transcript(row)
+    assert [t.index for t in turns] == list(range(len(turns)))
+    assert [t.role for t in turns[:3]] == ["interviewer", "candidate", "interviewer"]
+    assert turns[-1].text.endswith(plan.closing)
+
+    report = await ready_report(service, row.id)
+    assert report.metrics.questions_covered == report.metrics.questions_total == 4
+    assert report.metrics.candidate_turns == 5
+    assert report.questions[0].follow_ups_asked == [plan.questions[0].follow_ups[0]]
+    assert [a.text for a in report.questions[0].answers] == ["I helped.", f"{LONG} (0)"]
+    assert report.metrics.mean_response_delay_seconds == pytest.approx((5 + 20 * 4) / 5)
+    assert report.evaluation is None and "Metrics only" in report.evaluation_note
+
+    with pytest.raises(SessionClosed):
+        await service.answer(row, LONG)
+
+
+async def test_tokens_authenticate_only_their_session(service: InterviewService):
+    a = await service.start("a")
+    b = await service.start("b")
+    assert (await service.authenticate(a.session.id, a.token)).id == a.session.id
+    for session_id, token in [
+        (a.session.id, b.token),
+        (a.session.id, a.token + "x"),
+        ("no-such-session", a.token),
+    ]:
+        with pytest.raises(SessionNotFound):
+            await service.authenticate(session_id, token)
+    assert a.session.id != b.session.id and len(a.session.id) >= 24
+    # Only a hash of the token is stored.
+    stored = await service.store.get_session(a.session.id)
+    assert stored is not None and a.token not in stored.token_hash
+
+
+async def test_answers_are_validated(service: InterviewService):
+    row = (await service.start("u")).session
+    with pytest.raises(InvalidAnswer, match="empty"):
+        await service.answer(row, "   \n ")
+    with pytest.raises(InvalidAnswer, match="limit is 4000"):
+        await service.answer(row, "x" * 4001)
+    assert len(await service.transcript(row)) == 1  # nothing was recorded
+
+
+async def test_unknown_plan(service: InterviewService):
+    with pytest.raises(UnknownPlan):
+        await service.start("u", plan_id="nope")
+
+
+async def test_end_is_idempotent_and_keeps_first_reason(service: InterviewService):
+    row = (await service.start("u")).session
+    with pytest.raises(InterviewRunning):
+        await service.results(row)
+    first = await service.end(row)
+    again = await service.end(row, EndReason.timeout)
+    assert (first.status, first.end_reason) == ("ended", "candidate")
+    assert (again.end_reason, again.ended_at) == ("candidate", first.ended_at)
+    report = await ready_report(service, row.id)
+    assert report.end_reason == "candidate"
+    assert report.metrics.questions_covered == 0
+    assert report.questions[0].asked and not report.questions[0].answered
+
+
+async def test_sessions_expire_with_reason_timeout(service: InterviewService, clock: Clock):
+    started = await service.start("u")
+    clock.advance(minutes=61)
+    row = await service.authenticate(started.session.id, started.token)
+    assert (row.status, row.end_reason) == ("expired", "timeout")
+    with pytest.raises(SessionClosed):
+        await service.answer(row, LONG)
+    assert (await ready_report(service, row.id)).end_reason == "timeout"
+
+
+async def test_sweeper_expires_idle_sessions(service: InterviewService, clock: Clock):
+    idle = (await service.start("idle")).session
+    clock.advance(minutes=30)
+    live = (await service.start("live")).session
+    clock.advance(minutes=31)
+    assert await service.expire_due_sessions() == 1
+    assert (await service.store.get_session(idle.id)).status == "expired"
+    assert (await service.store.get_session(live.id)).status == "created"
+
+
+async def test_concurrent_answers_keep_turns_consistent(service: InterviewService):
+    row = (await service.start("u")).session
+    outcomes = await asyncio.gather(*(service.answer(row, f"{LONG} {i}") for i in range(3)))
+    turns = await service.transcript(row)
+    assert [t.index for t in turns] == list(range(7))
+    assert [t.role for t in turns] == ["interviewer", *["candidate", "interviewer"] * 3]
+    assert sorted(o.interviewer_turn.question_index for o in outcomes) == [1, 2, 3]
+
+
+async def test_pending_report_is_finished_after_a_restart(database_url: str, clock: Clock):
+    first = make_service(database_url, clock)
+    await first.store.create_schema()
+    row = (await first.start("u")).session
+    await first.answer(row, LONG)
+    # Simulate a crash between ending and writing the report: ended, report pending.
+    await first.store.end_session_if_open(row.id, status="ended", reason="candidate", at=clock())
+    await first.store.save_report(row.id, status="pending", at=clock())
+    await first.store.dispose()
+
+    second = make_service(database_url, clock)
+    try:
+        assert await second.resume_pending_reports() == 1
+        await second.wait_for_reports()
+        report = await ready_report(second, row.id)
+        assert report.metrics.candidate_turns == 1
+    finally:
+        await second.store.dispose()
