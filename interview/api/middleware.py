@@ -111,10 +111,14 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, capture)
         finally:
+            # The router records path parameters in the scope; a session route's id is logged
+            # as its own field so one session's requests can be filtered.
+            session_id = scope.get("path_params", {}).get("session_id")
             log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
                 duration_ms=round((time.perf_counter() - start) * 1000, 1),
+                **({"session_id": session_id} if session_id else {}),
             )

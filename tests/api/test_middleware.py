@@ -1,5 +1,6 @@
 """Request body limits and request logs, over a real server."""
 
+import json
 import socket
 
 import httpx
@@ -46,7 +47,12 @@ def test_invalid_content_length_is_a_400(api_server: AppServer):
     assert reply.startswith(b"HTTP/1.1 400")
 
 
-def test_every_request_is_logged_once(api: httpx.Client, api_server: AppServer):
-    api.get("/health", params={"probe": "logged-once"})
-    lines = [line for line in api_server.log().splitlines() if '"event": "request"' in line]
-    assert lines and all('"method"' in line and '"status"' in line for line in lines)
+def test_requests_are_logged_with_their_session_id(api: httpx.Client, api_server: AppServer):
+    session = api.post("/start", json={"user_id": "logged"}).json()
+    sid = session["session_id"]
+    api.get(f"/{sid}/status", headers={"Authorization": f"Bearer {session['token']}"})
+    events = [json.loads(line) for line in api_server.log().splitlines() if line.strip()]
+    requests = [e for e in events if e["event"] == "request"]
+    [status_line] = [e for e in requests if e["path"] == f"/api/interview/{sid}/status"]
+    assert status_line["session_id"] == sid and status_line["status"] == 200
+    assert status_line["method"] == "GET" and status_line["duration_ms"] >= 0
