@@ -5,12 +5,13 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = PACKAGE_DIR.parent
 
 
 class Environment(StrEnum):
@@ -29,17 +30,18 @@ class Settings(BaseSettings):
     environment: Environment = Environment.development
     host: str = "127.0.0.1"
     port: int = Field(default=7860, ge=1, le=65535)
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # Addresses whose X-Forwarded-* headers are trusted (the load balancer); "*" behind an ALB.
     forwarded_allow_ips: str = "127.0.0.1"
     shutdown_grace_seconds: int = Field(default=30, ge=0)
 
-    database_url: str = "sqlite:///./data/spool.db"
+    # The default file sits in the project's data/ folder, wherever the service is started from.
+    database_url: str = f"sqlite:///{PROJECT_DIR / 'data' / 'spool.db'}"
 
     plans_dir: Path = PACKAGE_DIR / "plans"
     default_plan_id: str = "backend-engineer-screen"
 
-    session_ttl_minutes: float = Field(default=60, gt=0)
+    session_ttl_minutes: float = Field(default=60, gt=0, le=7 * 24 * 60)
     max_answer_chars: int = Field(default=4000, ge=1)
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     # Answers shorter than this (in words) earn a follow-up from the scripted interviewer.
@@ -52,6 +54,11 @@ class Settings(BaseSettings):
     turn_secret: SecretStr | None = None
     turn_tls_port: int | None = Field(default=None, ge=1, le=65535)
     turn_ttl_seconds: int = Field(default=600, ge=60)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

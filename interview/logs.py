@@ -8,6 +8,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+import structlog.tracebacks
 
 # Values under these keys never reach a log line, whoever passes them.
 _SECRET_KEYS = ("token", "secret", "password", "credential", "authorization", "api_key")
@@ -21,6 +22,7 @@ def _redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -
 
 
 def configure_logging(level: str = "INFO") -> None:
+    """Route structlog and stdlib logging (uvicorn, SQLAlchemy) to one JSON stream."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -38,7 +40,10 @@ def configure_logging(level: str = "INFO") -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.dict_tracebacks,
+            # Locals of a failing frame can hold a bearer token or a candidate's words.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
             structlog.processors.JSONRenderer(),
         ],
     )
@@ -47,6 +52,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # library warnings become JSON log lines too
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True

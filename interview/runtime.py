@@ -67,11 +67,11 @@ class Runtime:
         while True:
             try:
                 await self.store.create_schema()
+                resumed = await self.service.resume_pending_reports()
                 break
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("database_not_ready", error=type(exc).__name__)
                 await asyncio.sleep(SCHEMA_RETRY_SECONDS)
-        resumed = await self.service.resume_pending_reports()
         self.ready = True
         log.info("service_ready", pending_reports_resumed=resumed)
         while True:

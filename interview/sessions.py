@@ -17,6 +17,7 @@ from typing import Any, Literal
 import structlog
 
 from interview.config import Settings
+from interview.events import EventBus
 from interview.interviewer import Interviewer, InterviewerReply, InterviewState, PastTurn
 from interview.plans import InterviewPlan, PlanCatalog
 from interview.report import Report, build_report
@@ -110,7 +111,9 @@ class InterviewService:
         interviewer: Interviewer,
         turn_issuer: TurnCredentialIssuer,
         clock: Clock = utcnow,
+        events: EventBus | None = None,
     ) -> None:
+        self.events = events
         self.settings = settings
         self.store = store
         self.plans = plans
@@ -146,11 +149,11 @@ class InterviewService:
             follow_ups_used=0,
             connection_state="none",
         )
-        await self.store.insert_session(row)
-        # The opening line is committed at once so text and voice clients find the first
+        # The opening line is stored with the session so text and voice clients find the first
         # question in the transcript; a voice connection speaks it when it comes up.
         opening = await self.interviewer.opening(self._state(row, plan, []))
-        await self._commit_interviewer_turn(row, opening, index=0, source="text", at=now)
+        turn = self._interviewer_turn(row, opening, index=0, at=now)
+        await self.store.insert_session(row, turn)
         log.info("session_started", session_id=row.id, plan_id=plan.id)
         return StartedSession(session=row, token=token)
 
@@ -183,11 +186,78 @@ class InterviewService:
             raise InvalidAnswer(
                 f"text is {len(answer)} characters; the limit is {self.settings.max_answer_chars}"
             )
-        async with self._lock(row.id):
+        now = self.clock()
+        return await self._record_answer(
+            row.id, answer, source="text", started_at=now, ended_at=now
+        )
+
+    async def answer_spoken(
+        self, session_id: str, text: str, started_at: datetime, ended_at: datetime
+    ) -> AnswerOutcome:
+        """Record a transcribed spoken answer with its speech timings, and the reply."""
+        return await self._record_answer(
+            session_id, text.strip(), source="voice", started_at=started_at, ended_at=ended_at
+        )
+
+    async def record_reply_timing(
+        self,
+        session_id: str,
+        index: int,
+        started_at: datetime,
+        ended_at: datetime,
+        latency_ms: int | None,
+    ) -> None:
+        """When a spoken interviewer turn really played, once its audio is known."""
+        await self.store.update_turn(
+            session_id,
+            index,
+            source="voice",
+            started_at=started_at,
+            ended_at=ended_at,
+            reply_latency_ms=latency_ms,
+        )
+
+    async def set_connection_state(self, session_id: str, state: str) -> None:
+        """Record the voice connection's state; a first connection makes the session active."""
+        async with self._lock(session_id):
+            row = await self.store.get_session(session_id)
+            if row is None or row.connection_state == state:
+                return
+            values: dict[str, Any] = {"connection_state": state}
+            if state == "connected" and row.status == SessionStatus.created:
+                values.update(status=SessionStatus.active, started_at=self.clock())
+            if row.ended_at is not None and state != "closed":
+                values = {"connection_state": "closed"}
+            await self.store.update_session(session_id, **values)
+        self._publish(session_id, "connection", state=values["connection_state"])
+        if "status" in values:
+            self._publish(session_id, "status", status=SessionStatus.active, reason=None)
+
+    async def open_session(self, session_id: str) -> SessionRow:
+        """The session, if it may still be spoken in."""
+        row = await self.store.get_session(session_id)
+        if row is None:
+            raise SessionNotFound(session_id)
+        row = await self._expire_if_due(row)
+        if row.status not in OPEN_STATUSES:
+            raise SessionClosed(row.status)
+        return row
+
+    async def current_line(self, session_id: str) -> TurnRow | None:
+        """The interviewer's latest line: what a (re)connected candidate should hear."""
+        for turn in reversed(await self.store.list_turns(session_id)):
+            if turn.role == "interviewer":
+                return turn
+        return None
+
+    async def _record_answer(
+        self, session_id: str, answer: str, *, source: str, started_at: datetime, ended_at: datetime
+    ) -> AnswerOutcome:
+        async with self._lock(session_id):
             # Re-read under the lock: another request may have moved or ended the session.
-            current = await self.store.get_session(row.id)
+            current = await self.store.get_session(session_id)
             if current is None:
-                raise SessionNotFound(row.id)
+                raise SessionNotFound(session_id)
             if self._due(current):
                 await self._end(current.id, SessionStatus.expired, EndReason.timeout)
                 raise SessionClosed(SessionStatus.expired)
@@ -195,22 +265,23 @@ class InterviewService:
                 raise SessionClosed(current.status)
             plan = self.plans.get(current.plan_id)
             turns = list(await self.store.list_turns(current.id))
-            now = self.clock()
             candidate = TurnRow(
                 session_id=current.id,
                 index=len(turns),
                 role="candidate",
                 kind="answer",
                 text=answer,
-                source="text",
+                source=source,
                 question_index=current.question_index,
-                started_at=now,
-                ended_at=now,
+                started_at=started_at,
+                ended_at=ended_at,
             )
             activation: dict[str, Any] = {}
             if current.status == SessionStatus.created:
-                activation = {"status": SessionStatus.active, "started_at": now}
-                current.status, current.started_at = SessionStatus.active, now
+                activation = {"status": SessionStatus.active, "started_at": started_at}
+                current.status, current.started_at = SessionStatus.active, started_at
+            # The candidate's words are committed before the interviewer is asked anything,
+            # so a failing interviewer or a dropped connection never loses them.
             await self.store.add_turn(candidate, **activation)
             turns.append(candidate)
             log.info(
@@ -218,11 +289,15 @@ class InterviewService:
                 session_id=current.id,
                 index=candidate.index,
                 role="candidate",
+                source=source,
                 words=len(answer.split()),
             )
+            if activation:
+                self._publish(current.id, "status", status=SessionStatus.active, reason=None)
+            self._publish_turn(candidate)
             reply = await self.interviewer.reply(self._state(current, plan, turns), answer)
             interviewer = await self._commit_interviewer_turn(
-                current, reply, index=len(turns), source="text", at=self.clock()
+                current, reply, index=len(turns), at=self.clock()
             )
             if reply.closes:
                 await self._end(current.id, SessionStatus.ended, EndReason.plan_finished)
@@ -250,6 +325,8 @@ class InterviewService:
         return Report.model_validate(report.body)
 
     def ice_servers(self, row: SessionRow) -> IceServers:
+        if row.status not in OPEN_STATUSES:
+            raise SessionClosed(row.status)  # no relay credentials for a finished interview
         return self.turn_issuer.issue(row.id, now=self.clock(), not_after=row.expires_at)
 
     # background upkeep
@@ -299,20 +376,27 @@ class InterviewService:
             history=tuple(PastTurn(role=t.role, text=t.text) for t in turns),
         )
 
-    async def _commit_interviewer_turn(
-        self, row: SessionRow, reply: InterviewerReply, *, index: int, source: str, at: datetime
+    @staticmethod
+    def _interviewer_turn(
+        row: SessionRow, reply: InterviewerReply, *, index: int, at: datetime
     ) -> TurnRow:
-        turn = TurnRow(
+        # Stored as text; a voice connection marks it spoken once its audio has played.
+        return TurnRow(
             session_id=row.id,
             index=index,
             role="interviewer",
             kind=reply.action.value,
             text=reply.text,
-            source=source,
+            source="text",
             question_index=reply.question_index,
             started_at=at,
             ended_at=at,
         )
+
+    async def _commit_interviewer_turn(
+        self, row: SessionRow, reply: InterviewerReply, *, index: int, at: datetime
+    ) -> TurnRow:
+        turn = self._interviewer_turn(row, reply, index=index, at=at)
         await self.store.add_turn(
             turn, question_index=reply.question_index, follow_ups_used=reply.follow_ups_used
         )
@@ -325,6 +409,7 @@ class InterviewService:
             action=reply.action.value,
             question_index=reply.question_index,
         )
+        self._publish_turn(turn)
         return turn
 
     def _due(self, row: SessionRow) -> bool:
@@ -344,6 +429,7 @@ class InterviewService:
         if await self.store.end_session_if_open(session_id, status=status, reason=reason, at=now):
             await self.store.save_report(session_id, status="pending", at=now)
             log.info("session_ended", session_id=session_id, status=status, reason=reason)
+            self._publish(session_id, "status", status=status, reason=reason)
             self._schedule_report(session_id)
 
     def _schedule_report(self, session_id: str) -> None:
@@ -364,8 +450,28 @@ class InterviewService:
                 session_id, status="ready", at=self.clock(), body=report.model_dump(mode="json")
             )
             log.info("report_ready", session_id=session_id)
+            self._publish(session_id, "results", status="ready")
         except Exception as exc:  # a report that cannot be built is stored as failed, with why
             log.exception("report_failed", session_id=session_id)
-            await self.store.save_report(
-                session_id, status="failed", at=self.clock(), error=f"{type(exc).__name__}: {exc}"
-            )
+            # The reason shown to clients names the failure, not its details (SQL, values).
+            reason = f"the report could not be built ({type(exc).__name__}); see the service log"
+            await self.store.save_report(session_id, status="failed", at=self.clock(), error=reason)
+            self._publish(session_id, "results", status="failed")
+
+    def _publish(self, session_id: str, type_: str, **data: Any) -> None:
+        if self.events is not None:
+            self.events.publish(session_id, type_, **data)
+
+    def _publish_turn(self, turn: TurnRow) -> None:
+        self._publish(
+            turn.session_id,
+            "turn",
+            index=turn.index,
+            role=turn.role,
+            kind=turn.kind,
+            text=turn.text,
+            source=turn.source,
+            question_index=turn.question_index,
+            started_at=turn.started_at.isoformat(),
+            ended_at=turn.ended_at.isoformat(),
+        )

@@ -90,6 +90,8 @@ class TurnRow(Base):
     question_index: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # For a spoken interviewer turn: end of the candidate's speech -> first reply audio.
+    reply_latency_ms: Mapped[int | None] = mapped_column(Integer)
 
 
 class ReportRow(Base):
@@ -129,9 +131,12 @@ class Store:
 
     # sessions
 
-    async def insert_session(self, row: SessionRow) -> None:
+    async def insert_session(self, row: SessionRow, *turns: TurnRow) -> None:
+        """A new session and its first turns, in one transaction: all or nothing."""
         async with self._sessions() as db, db.begin():
             db.add(row)
+            await db.flush()  # the session row must exist before its turns reference it
+            db.add_all(turns)
 
     async def get_session(self, session_id: str) -> SessionRow | None:
         async with self._sessions() as db:
@@ -187,6 +192,14 @@ class Store:
                     .where(SessionRow.id == row.session_id)
                     .values(**session_values)
                 )
+
+    async def update_turn(self, session_id: str, index: int, **values: Any) -> None:
+        async with self._sessions() as db, db.begin():
+            await db.execute(
+                update(TurnRow)
+                .where(TurnRow.session_id == session_id, TurnRow.index == index)
+                .values(**values)
+            )
 
     async def list_turns(self, session_id: str) -> Sequence[TurnRow]:
         async with self._sessions() as db:

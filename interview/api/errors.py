@@ -10,7 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from interview.api.schemas import ErrorBody, ErrorDetail, ErrorResponse
@@ -103,6 +103,21 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         message = e.detail if isinstance(e.detail, str) else HTTPStatus(e.status_code).phrase
         return error_response(e.status_code, code, message, headers=e.headers)
+
+    @app.exception_handler(DataError)
+    async def _unstorable(_r: Request, _e: DataError) -> JSONResponse:
+        log.warning("unstorable_input")
+        return error_response(
+            422, "unstorable_input", "The request holds a value the database cannot store."
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def _conflict(_r: Request, _e: IntegrityError) -> JSONResponse:
+        # Two writers raced on one session (e.g. the same turn index); nothing was lost.
+        log.warning("write_conflict")
+        return error_response(
+            409, "conflict", "Another request changed this interview at the same time; retry."
+        )
 
     @app.exception_handler(SQLAlchemyError)
     async def _database(_r: Request, _e: SQLAlchemyError) -> JSONResponse:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from interview.api.schemas import ErrorBody, ErrorResponse
 
 log = structlog.get_logger("interview.requests")
 
@@ -28,16 +29,11 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
             await self.app(scope, receive, send)
             return
+        # uvicorn has already refused a Content-Length that is not a number.
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            try:
-                too_big = int(declared) > self.max_bytes
-            except ValueError:
-                await self._refuse(send, 400, "bad_request", "Invalid Content-Length header.")
-                return
-            if too_big:
-                await self._refuse_too_large(send)
-                return
+        if declared is not None and int(declared) > self.max_bytes:
+            await self._refuse_too_large(send)
+            return
 
         received = 0
         started = False
@@ -70,15 +66,12 @@ class BodySizeLimitMiddleware:
         return f"The request body is larger than {self.max_bytes} bytes."
 
     async def _refuse_too_large(self, send: Send) -> None:
-        await self._refuse(send, 413, "content_too_large", self._too_large_message())
-
-    @staticmethod
-    async def _refuse(send: Send, status: int, code: str, message: str) -> None:
-        body = json.dumps({"error": {"code": code, "message": message, "details": []}}).encode()
+        error = ErrorBody(code="content_too_large", message=self._too_large_message())
+        body = ErrorResponse(error=error).model_dump_json().encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": status,
+                "status": 413,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -30,10 +31,11 @@ from interview.api.schemas import (
 )
 from interview.report import Report
 from interview.runtime import Runtime
-from interview.sessions import InterviewService
+from interview.sessions import InterviewService, SessionNotFound
 from interview.store import SessionRow
 
 router = APIRouter()
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _bearer = HTTPBearer(auto_error=False, description="The token returned by POST /start.")
 
 
@@ -52,6 +54,8 @@ async def authorized_session(
 ) -> SessionRow:
     if credentials is None or not credentials.credentials:
         raise MissingToken()
+    if not SESSION_ID_PATTERN.fullmatch(session_id):
+        raise SessionNotFound(session_id)  # never reaches the database
     return await service.authenticate(session_id, credentials.credentials)
 
 
@@ -64,6 +68,7 @@ _SESSION_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+@router.head("/health", include_in_schema=False)
 @router.get(
     "/health",
     response_model=HealthResponse,

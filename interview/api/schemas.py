@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from interview.sessions import AnswerOutcome, SessionStatusView, StartedSession
 from interview.store import TurnRow
 from interview.turn_credentials import IceServers
 
 SessionStatusName = Literal["created", "active", "ended", "expired", "failed"]
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refusing it here keeps both backends alike.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_no_nul)]
 
 
 class ErrorDetail(BaseModel):
@@ -53,10 +64,23 @@ class PlanListResponse(BaseModel):
 
 
 class StartRequest(BaseModel):
-    user_id: StrictStr = Field(min_length=1, max_length=200, examples=["test-user"])
-    plan_id: StrictStr | None = Field(default=None, max_length=100)
-    candidate_name: StrictStr | None = Field(default=None, max_length=200)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    user_id: Text = Field(min_length=1, max_length=200, examples=["test-user"])
+    plan_id: Text | None = Field(default=None, max_length=100)
+    candidate_name: Text | None = Field(default=None, max_length=200)
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form JSON kept with the session."
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            encoded = json.dumps(value, allow_nan=False)
+        except ValueError:
+            raise ValueError("must not contain NaN or Infinity") from None
+        if "\\u0000" in encoded:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class StartResponse(BaseModel):
@@ -162,7 +186,7 @@ class TranscriptResponse(BaseModel):
 
 
 class AnswerRequest(BaseModel):
-    text: StrictStr = Field(description="The candidate's typed answer.")
+    text: Text = Field(description="The candidate's typed answer.")
 
 
 class AnswerResponse(BaseModel):

@@ -1,7 +1,7 @@
 """Request body limits and request logs, over a real server."""
 
 import json
-import socket
+import time
 
 import httpx
 
@@ -36,23 +36,19 @@ def test_small_chunked_body_is_accepted(api: httpx.Client):
     assert response.status_code == 201
 
 
-def test_invalid_content_length_is_a_400(api_server: AppServer):
-    request = (
-        b"POST /api/interview/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: lots\r\n\r\n"
-    )
-    with socket.create_connection(("127.0.0.1", api_server.port), timeout=5) as sock:
-        sock.sendall(request)
-        reply = sock.recv(4096)
-    assert reply.startswith(b"HTTP/1.1 400")
-
-
 def test_requests_are_logged_with_their_session_id(api: httpx.Client, api_server: AppServer):
     session = api.post("/start", json={"user_id": "logged"}).json()
     sid = session["session_id"]
     api.get(f"/{sid}/status", headers={"Authorization": f"Bearer {session['token']}"})
-    events = [json.loads(line) for line in api_server.log().splitlines() if line.strip()]
-    requests = [e for e in events if e["event"] == "request"]
-    [status_line] = [e for e in requests if e["path"] == f"/api/interview/{sid}/status"]
+    # The line is written once the response has gone out, so it may land a moment later.
+    deadline = time.monotonic() + 5
+    while True:
+        events = [json.loads(line) for line in api_server.log().splitlines() if line.strip()]
+        path = f"/api/interview/{sid}/status"
+        matches = [e for e in events if e["event"] == "request" and e["path"] == path]
+        if matches or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    [status_line] = matches
     assert status_line["session_id"] == sid and status_line["status"] == 200
     assert status_line["method"] == "GET" and status_line["duration_ms"] >= 0

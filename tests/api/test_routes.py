@@ -189,7 +189,47 @@ def test_ice_servers_without_turn_is_an_empty_list(api: httpx.Client):
     assert response.headers["cache-control"] == "no-store"
 
 
+def test_unstorable_values_are_refused_alike_on_every_backend(api: httpx.Client):
+    for body in (
+        {"user_id": "x\u0000y"},
+        {"user_id": "x", "candidate_name": "a\u0000"},
+        {"user_id": "x", "metadata": {"note": "a\u0000b"}},
+    ):
+        response = api.post("/start", json=body)
+        assert response.status_code == 422, response.text
+        assert "NUL" in json.dumps(response.json())
+    for raw in (
+        b'{"user_id": "x", "metadata": {"a": NaN}}',
+        b'{"user_id": "x", "metadata": {"a": 1e999}}',
+    ):
+        response = api.post("/start", content=raw, headers={"Content-Type": "application/json"})
+        assert response.status_code in (400, 422), response.text
+        assert "error" in response.json()
+    session = start(api)
+    sid, headers = session["session_id"], auth(session["token"])
+    response = api.post(f"/{sid}/transcript", json={"text": "my answer\u0000"}, headers=headers)
+    assert response.status_code == 422
+    assert len(api.get(f"/{sid}/transcript", headers=headers).json()["turns"]) == 1
+
+
+@pytest.mark.parametrize("odd_id", ["%00", "a%20b", "x" * 65, "..%2F..", "%C3%A9"])
+def test_odd_session_ids_are_plain_404s(api: httpx.Client, odd_id: str):
+    session = start(api)
+    response = api.get(f"/{odd_id}/status", headers=auth(session["token"]))
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] in ("session_not_found", "not_found")
+
+
+def test_no_relay_credentials_after_the_end(api: httpx.Client):
+    session = start(api)
+    sid, headers = session["session_id"], auth(session["token"])
+    api.post(f"/{sid}/end", headers=headers)
+    response = api.get(f"/{sid}/ice-servers", headers=headers)
+    assert response.status_code == 409
+
+
 def test_health(api: httpx.Client):
+    assert api.head("/health").status_code == 200
     response = api.get("/health")
     assert response.status_code == 200
     body = response.json()
@@ -237,6 +277,25 @@ def test_cors_allows_localhost_in_development_only(api: httpx.Client):
     assert ok.headers["access-control-allow-origin"] == "http://localhost:5173"
     evil = api.options("/start", headers={"Origin": "https://evil.example", **preflight})
     assert "access-control-allow-origin" not in evil.headers
+
+
+def test_production_cors_allows_only_configured_origins(tmp_path):
+    server = AppServer(
+        tmp_path / "server.log",
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path}/spool.db",
+            "ENVIRONMENT": "production",
+            "CORS_ORIGINS": "https://hiring.example",
+        },
+    )
+    server.start()
+    try:
+        preflight = {"Access-Control-Request-Method": "POST"}
+        for origin, allowed in (("https://hiring.example", True), ("http://localhost:3000", False)):
+            response = httpx.options(f"{server.api}/start", headers={"Origin": origin, **preflight})
+            assert (response.headers.get("access-control-allow-origin") == origin) is allowed
+    finally:
+        server.stop()
 
 
 def test_logs_are_json_with_session_ids_and_no_tokens(api: httpx.Client, api_server: AppServer):

@@ -91,5 +91,15 @@ def test_unreachable_database_is_a_503_not_a_crash(tmp_path: Path):
         assert started.status_code == 503
         assert started.json()["error"]["code"] == "database_unavailable"
         assert started.headers["retry-after"] == "5"
+        token = "tok-" + "s3cr3t" * 6
+        status = httpx.get(
+            f"{server.api}/AAAAAAAAAAAAAAAAAAAAAAAA/status",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert status.status_code == 503
     finally:
         server.stop()
+    log = server.log()
+    assert "database_error" in log  # the failure was logged, with its traceback...
+    assert token not in log  # ...but never the caller's token
