@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from interview.api import (
     BodySizeLimitMiddleware,
@@ -36,7 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await runtime.stop()
 
-    app = FastAPI(
+    # FastAPIOffline serves the /docs and /redoc assets itself instead of from a CDN.
+    app = FastAPIOffline(
         title="Spool Interview",
         summary="A self-hostable AI voice interviewer.",
         version="0.1.0",
@@ -62,10 +65,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn, with health turning 503 ("draining") the moment a stop signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.runtime.draining = True
+        super().handle_exit(sig, frame)
+
+
 def main() -> None:
     settings = get_settings()
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -74,6 +90,7 @@ def main() -> None:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
+    DrainingServer(config, app.state.runtime).run()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,52 @@
+"""The application object: draining on a stop signal, and offline docs."""
+
+import asyncio
+import re
+import signal
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from app import DrainingServer, create_app
+from interview.config import Settings
+
+
+def make_app(tmp_path: Path):
+    return create_app(Settings(database_url=f"sqlite:///{tmp_path}/spool.db"))
+
+
+async def test_a_stop_signal_turns_health_to_draining(tmp_path: Path):
+    app = make_app(tmp_path)
+    runtime = app.state.runtime
+    server = DrainingServer(uvicorn.Config(app), runtime)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        await runtime.start()
+        try:
+            for _ in range(200):
+                if runtime.ready:
+                    break
+                await asyncio.sleep(0.02)
+            assert (await client.get("/api/interview/health")).status_code == 200
+            server.handle_exit(signal.SIGTERM, None)
+            response = await client.get("/api/interview/health")
+            assert response.status_code == 503
+            assert response.json()["checks"]["accepting"] == {"ok": False, "detail": "draining"}
+        finally:
+            await runtime.stop()
+    assert server.should_exit
+
+
+async def test_docs_need_no_internet(tmp_path: Path):
+    transport = httpx.ASGITransport(app=make_app(tmp_path))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        page = await client.get("/docs")
+        assert page.status_code == 200
+        assert "https://" not in page.text and "//cdn" not in page.text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert any(a.endswith("swagger-ui-bundle.js") for a in assets)
+        for asset in assets:
+            assert (await client.get(asset)).status_code == 200, asset
+        redoc = await client.get("/redoc")
+        assert "https://" not in redoc.text
