@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests drive for real (coturn, PostgreSQL), only when missing.
+# Install the Debian packages the tests drive for real (coturn, PostgreSQL, and espeak-ng + sox,
+# which make the spoken answers of the voice tests), only when missing.
 set -euo pipefail
 
 missing=()
@@ -8,6 +9,8 @@ command -v turnserver >/dev/null 2>&1 && command -v turnutils_uclient >/dev/null
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v sox >/dev/null 2>&1 || missing+=(sox)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
