@@ -16,6 +16,7 @@ from interview.api import (
     RequestLogMiddleware,
     install_error_handlers,
     router,
+    voice_router,
 )
 from interview.config import Environment, Settings, get_settings
 from interview.logs import configure_logging
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(router, prefix=API_PREFIX, tags=["interview"])
+    app.include_router(voice_router, prefix=API_PREFIX, tags=["voice"])
 
     # Added last runs first: logging sees every request, the size limit guards the routes.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)

@@ -55,6 +55,26 @@ class Settings(BaseSettings):
     turn_tls_port: int | None = Field(default=None, ge=1, le=65535)
     turn_ttl_seconds: int = Field(default=600, ge=60)
 
+    # Voice (WebRTC). Off, the REST API and text interviews work without loading any model.
+    voice_enabled: bool = True
+    models_dir: Path = PROJECT_DIR / "models"
+    whisper_model: Literal["tiny.en", "base"] = "tiny.en"
+    stt_beam_size: int = Field(default=1, ge=1, le=10)
+    tts_voice: str = "af_heart"
+    tts_speed: float = Field(default=1.0, gt=0.5, le=2.0)
+    vad_threshold: float = Field(default=0.5, gt=0, lt=1)
+    # Silence that ends an answer: long enough that a thinking pause stays inside the answer.
+    end_of_turn_silence_seconds: float = Field(default=0.8, ge=0.3, le=5.0)
+    max_answer_seconds: float = Field(default=120, ge=5)
+    max_concurrent_interviews: int = Field(default=4, ge=1, le=64)
+    # Threads for model inference; more than the cores only makes every reply slower.
+    speech_threads: int = Field(default=2, ge=1, le=32)
+    # "relay" makes the server use only TURN relay candidates (tasks in private subnets).
+    rtc_ice_transport_policy: Literal["all", "relay"] = "all"
+    # SSE responses end before API Gateway's 30 s integration limit; clients resume with
+    # Last-Event-ID.
+    events_stream_seconds: float = Field(default=25, gt=0, le=3600)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:

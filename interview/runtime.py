@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from interview.config import Settings
+from interview.events import EventBus
 from interview.interviewer import build_interviewer
 from interview.plans import PlanCatalog
 from interview.sessions import InterviewService
 from interview.store import Store
 from interview.turn_credentials import TurnCredentialIssuer
+from interview.voice.gateway import VoiceGateway
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +33,8 @@ class Runtime:
     plans: PlanCatalog
     turn_issuer: TurnCredentialIssuer
     service: InterviewService
+    events: EventBus
+    voice: VoiceGateway
     ready: bool = False
     draining: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -43,14 +48,26 @@ class Runtime:
         issuer = TurnCredentialIssuer(
             settings.turn_server, secret, settings.turn_tls_port, settings.turn_ttl_seconds
         )
-        service = InterviewService(settings, store, plans, build_interviewer(settings), issuer)
-        return cls(settings, store, plans, issuer, service)
+        events = EventBus()
+        service = InterviewService(
+            settings, store, plans, build_interviewer(settings), issuer, events=events
+        )
+        voice = VoiceGateway(settings, service, events)
+        return cls(settings, store, plans, issuer, service, events, voice)
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.events.bind_loop(loop)
+        # fastrtc runs each connection's emit() and the audio callbacks in the default
+        # executor, and some of those calls wait: size it for every live connection.
+        workers = 8 + 3 * self.settings.max_concurrent_interviews
+        loop.set_default_executor(ThreadPoolExecutor(workers, thread_name_prefix="rtc"))
         self._tasks.append(asyncio.create_task(self._initialize()))
+        self._tasks.append(asyncio.create_task(self.voice.load()))
 
     async def stop(self) -> None:
         self.draining = True
+        await self.voice.shutdown()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

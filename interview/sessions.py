@@ -243,6 +243,16 @@ class InterviewService:
             raise SessionClosed(row.status)
         return row
 
+    async def anticipated_lines(self, session_id: str) -> list[str]:
+        row = await self.store.get_session(session_id)
+        if row is None or row.status not in OPEN_STATUSES:
+            return []
+        plan = self.plans.get(row.plan_id)
+        return self.interviewer.anticipate(self._state(row, plan, ()))
+
+    def voice_for(self, row: SessionRow) -> str | None:
+        return self.plans.get(row.plan_id).voice
+
     async def current_line(self, session_id: str) -> TurnRow | None:
         """The interviewer's latest line: what a (re)connected candidate should hear."""
         for turn in reversed(await self.store.list_turns(session_id)):

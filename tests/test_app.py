@@ -13,7 +13,7 @@ from interview.config import Settings
 
 
 def make_app(tmp_path: Path):
-    return create_app(Settings(database_url=f"sqlite:///{tmp_path}/spool.db"))
+    return create_app(Settings(database_url=f"sqlite:///{tmp_path}/spool.db", voice_enabled=False))
 
 
 async def test_a_stop_signal_turns_health_to_draining(tmp_path: Path):

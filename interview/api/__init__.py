@@ -3,5 +3,12 @@
 from interview.api.errors import install_error_handlers
 from interview.api.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
 from interview.api.routes import router
+from interview.api.voice import router as voice_router
 
-__all__ = ["BodySizeLimitMiddleware", "RequestLogMiddleware", "install_error_handlers", "router"]
+__all__ = [
+    "BodySizeLimitMiddleware",
+    "RequestLogMiddleware",
+    "install_error_handlers",
+    "router",
+    "voice_router",
+]

@@ -16,6 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from interview.api.schemas import ErrorBody, ErrorDetail, ErrorResponse
 from interview.plans import UnknownPlan
 from interview.sessions import InterviewRunning, InvalidAnswer, SessionClosed, SessionNotFound
+from interview.voice.errors import (
+    AlreadyConnected,
+    AtCapacity,
+    InvalidCandidate,
+    InvalidOffer,
+    NoConnection,
+    VoiceUnavailable,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +94,43 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             422, "unknown_plan", message, [ErrorDetail(field="plan_id", message=message)]
         )
+
+    @app.exception_handler(VoiceUnavailable)
+    async def _voice_unavailable(_r: Request, e: VoiceUnavailable) -> JSONResponse:
+        return error_response(
+            503,
+            f"voice_{e.state}",
+            f"Voice interviews are unavailable ({e.state}): {e.detail}. Text mode still works.",
+            headers={"Retry-After": "5"} if e.state == "loading" else None,
+        )
+
+    @app.exception_handler(AtCapacity)
+    async def _at_capacity(_r: Request, e: AtCapacity) -> JSONResponse:
+        return error_response(
+            503,
+            "at_capacity",
+            f"The server is at capacity ({e.limit} voice interviews). Retry shortly, or answer "
+            "in text mode meanwhile: the session stays usable.",
+            headers={"Retry-After": "10"},
+        )
+
+    @app.exception_handler(InvalidOffer)
+    async def _invalid_offer(_r: Request, e: InvalidOffer) -> JSONResponse:
+        return error_response(400, "invalid_offer", str(e))
+
+    @app.exception_handler(InvalidCandidate)
+    async def _invalid_candidate(_r: Request, e: InvalidCandidate) -> JSONResponse:
+        return error_response(400, "invalid_candidate", str(e))
+
+    @app.exception_handler(AlreadyConnected)
+    async def _already_connected(_r: Request, _e: AlreadyConnected) -> JSONResponse:
+        return error_response(
+            409, "already_connected", "This session already has a live voice connection."
+        )
+
+    @app.exception_handler(NoConnection)
+    async def _no_connection(_r: Request, e: NoConnection) -> JSONResponse:
+        return error_response(404, "no_connection", str(e).capitalize() + ".")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_r: Request, e: RequestValidationError) -> JSONResponse:

@@ -88,6 +88,12 @@ async def health(runtime: Annotated[Runtime, Depends(get_runtime)]) -> JSONRespo
         ok=not runtime.draining, detail="draining" if runtime.draining else "accepting interviews"
     )
     checks["plans"] = HealthCheck(ok=True, detail=f"{len(runtime.plans.ids())} loaded")
+    voice = runtime.voice
+    checks["voice"] = HealthCheck(
+        ok=voice.state in ("ready", "disabled"),
+        detail=f"{voice.state}: {voice.detail}"
+        + (f"; {voice.live_connections()} live connections" if voice.state == "ready" else ""),
+    )
     checks["turn"] = HealthCheck(
         ok=True,
         detail="configured"

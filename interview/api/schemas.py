@@ -215,3 +215,25 @@ class EndResponse(BaseModel):
 class ResultsStatus(BaseModel):
     status: Literal["pending", "failed"]
     reason: str | None = None
+
+
+class RtcOfferRequest(BaseModel):
+    sdp: StrictStr = Field(max_length=60_000)
+    type: StrictStr = Field(examples=["offer"])
+
+
+class RtcDescription(BaseModel):
+    sdp: str
+    type: str
+
+
+class IceCandidateRequest(BaseModel):
+    """A trickled candidate, as RTCIceCandidate.toJSON() gives it."""
+
+    candidate: StrictStr = Field(max_length=1000)
+    sdpMid: StrictStr | None = Field(default=None, max_length=64)
+    sdpMLineIndex: int | None = Field(default=None, ge=0, le=64)
+
+
+class IceCandidateResponse(BaseModel):
+    status: Literal["added"]

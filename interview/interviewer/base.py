@@ -59,3 +59,8 @@ class Interviewer(Protocol):
     async def reply(self, state: InterviewState, answer: str) -> InterviewerReply:
         """The line that follows the candidate's answer to the current question."""
         ...
+
+    def anticipate(self, state: InterviewState) -> list[str]:
+        """Lines likely to come next, so speech for them can be made while the candidate
+        answers; an interviewer that cannot know returns []."""
+        ...

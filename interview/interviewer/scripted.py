@@ -31,6 +31,20 @@ class ScriptedInterviewer:
             follow_ups_used=0,
         )
 
+    def anticipate(self, state: InterviewState) -> list[str]:
+        plan = state.plan
+        question = plan.questions[state.question_index]
+        lines = []
+        if state.follow_ups_used < len(question.follow_ups):
+            lines.append(question.follow_ups[state.follow_ups_used])
+        ack = _ACKNOWLEDGEMENTS[state.question_index % len(_ACKNOWLEDGEMENTS)]
+        next_index = state.question_index + 1
+        if next_index < len(plan.questions):
+            lines.append(f"{ack} {plan.questions[next_index].text}")
+        else:
+            lines.append(f"{ack} {plan.closing}")
+        return lines
+
     async def reply(self, state: InterviewState, answer: str) -> InterviewerReply:
         plan = state.plan
         question = plan.questions[state.question_index]

@@ -36,9 +36,11 @@ class AppServer:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("TURN_", "DATABASE_", "CORS_", "OPENAI_"))
+            if not k.startswith(("TURN_", "DATABASE_", "CORS_", "OPENAI_", "VOICE_"))
         }
-        env.update({"HOST": "127.0.0.1", "PORT": str(self.port), **self.env})
+        # Voice loads speech models for seconds; only the tests that speak turn it on.
+        env.update({"HOST": "127.0.0.1", "PORT": str(self.port), "VOICE_ENABLED": "false"})
+        env.update(self.env)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT

@@ -1,0 +1,114 @@
+"""WebRTC signaling and live events of a session: thin routes over interview.voice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from interview.api.routes import AuthorizedSession, Service, get_runtime
+from interview.api.schemas import (
+    ErrorResponse,
+    IceCandidateRequest,
+    IceCandidateResponse,
+    RtcDescription,
+    RtcOfferRequest,
+)
+from interview.runtime import Runtime
+from interview.voice.gateway import VoiceGateway
+
+router = APIRouter()
+
+_RTC_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Malformed SDP, no audio, or no data channel."},
+    401: {"model": ErrorResponse, "description": "No bearer token."},
+    404: {"model": ErrorResponse, "description": "Unknown session or wrong token."},
+    409: {"model": ErrorResponse, "description": "Ended, or already connected."},
+    503: {"model": ErrorResponse, "description": "At capacity (Retry-After), or loading."},
+}
+# The client resumes a cut stream after this many milliseconds.
+RECONNECT_MS = 1000
+
+
+def get_voice(runtime: Annotated[Runtime, Depends(get_runtime)]) -> VoiceGateway:
+    return runtime.voice
+
+
+Voice = Annotated[VoiceGateway, Depends(get_voice)]
+
+
+@router.post(
+    "/{session_id}/rtc/offer",
+    response_model=RtcDescription,
+    responses=_RTC_ERRORS,
+    description="Send the browser's offer; get the server's answer. The offer must carry the "
+    "microphone track and a data channel (create it before createOffer).",
+)
+async def rtc_offer(
+    body: RtcOfferRequest, session: AuthorizedSession, service: Service, voice: Voice
+) -> RtcDescription:
+    row = await service.open_session(session.id)
+    answer = await voice.offer(row, body.sdp, body.type)
+    return RtcDescription(sdp=answer["sdp"], type=answer["type"])
+
+
+@router.post(
+    "/{session_id}/rtc/answer",
+    response_model=RtcDescription,
+    responses=_RTC_ERRORS,
+    description="The answer to the session's current connection, for a client that lost it.",
+)
+async def rtc_answer(session: AuthorizedSession, voice: Voice) -> RtcDescription:
+    answer = voice.answer(session)
+    return RtcDescription(sdp=answer["sdp"], type=answer["type"])
+
+
+@router.post(
+    "/{session_id}/rtc/ice-candidate",
+    response_model=IceCandidateResponse,
+    responses=_RTC_ERRORS,
+)
+async def rtc_ice_candidate(
+    body: IceCandidateRequest, session: AuthorizedSession, voice: Voice
+) -> IceCandidateResponse:
+    await voice.add_ice_candidate(session, body.candidate, body.sdpMid, body.sdpMLineIndex)
+    return IceCandidateResponse(status="added")
+
+
+@router.get(
+    "/{session_id}/events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."}},
+    description="Live events (turn, status, speaking, candidate, connection, results) as "
+    "Server-Sent Events. Each response ends after EVENTS_STREAM_SECONDS (under API Gateway's "
+    "30 s limit); reconnect with the Last-Event-ID header to get exactly what was missed. "
+    "Without it, the session's buffered events are replayed from the start.",
+)
+async def events(
+    session: AuthorizedSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    seconds = runtime.settings.events_stream_seconds
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        try:
+            async with asyncio.timeout(seconds):
+                after = last_event_id if last_event_id is not None else -1
+                async for event in runtime.events.subscribe(session.id, after_id=after):
+                    yield ServerSentEvent(
+                        data=json.dumps(event.data),
+                        event=event.type,
+                        id=str(event.id),
+                        retry=RECONNECT_MS,
+                    )
+                    if event.type == "results":
+                        return  # the interview is over: nothing more will come
+        except TimeoutError:
+            return
+
+    return EventSourceResponse(stream(), ping=10, send_timeout=10)

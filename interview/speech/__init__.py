@@ -1,0 +1,1 @@
+"""Speech engines: pause detection (VAD), speech-to-text and text-to-speech."""

@@ -1,0 +1,18 @@
+"""What a text-to-speech engine is."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+class TextToSpeech(Protocol):
+    sample_rate: int
+
+    def synthesize(self, text: str, voice: str | None = None) -> NDArray[np.float32]:
+        """Mono float32 audio at `sample_rate` for one sentence; blocking."""
+        ...
+
+    def warmup(self) -> None: ...

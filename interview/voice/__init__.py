@@ -1,0 +1,1 @@
+"""Voice interviews over WebRTC: turn detection, the spoken pipeline and signaling."""

@@ -1,0 +1,324 @@
+"""WebRTC signaling for interview sessions, over one FastRTC Stream.
+
+The Stream's connection id is the session id, so a session has at most one live connection and
+a reconnect after a drop finds its interview where it was. Models load in the background at
+start-up; until they are warm, offers are refused with 503 and health says "loading".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from interview.config import Settings
+from interview.events import Event, EventBus
+from interview.sessions import InterviewService
+from interview.store import SessionRow
+from interview.voice.errors import (
+    AlreadyConnected,
+    AtCapacity,
+    InvalidCandidate,
+    InvalidOffer,
+    NoConnection,
+    VoiceUnavailable,
+)
+from interview.voice.priority_worker import PriorityWorker
+
+if TYPE_CHECKING:
+    from fastrtc import Stream
+
+    from interview.speech.engines import SpeechEngines
+    from interview.voice.handler import InterviewHandler
+    from interview.voice.pipeline import VoicePipeline
+
+log = structlog.get_logger(__name__)
+
+LIVE_STATES = ("new", "connecting", "connected")
+# A session whose plan finished in text mode while a voice connection was open.
+PLAN_FINISHED_CLOSE_SECONDS = 30.0
+
+
+class VoiceGateway:
+    def __init__(self, settings: Settings, service: InterviewService, events: EventBus) -> None:
+        self.settings = settings
+        self.service = service
+        self.events = events
+        self.state = "loading" if settings.voice_enabled else "disabled"
+        self.detail = "loading models" if settings.voice_enabled else "VOICE_ENABLED is false"
+        self.stream: Stream | None = None
+        self.engines: SpeechEngines | None = None
+        self.pipeline: VoicePipeline | None = None
+        self.load_seconds: float | None = None
+        self._answers: dict[str, dict[str, str]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # One thread per model: each already uses every core it is given.
+        self.compute = ThreadPoolExecutor(1, thread_name_prefix="stt")
+        self.tts_worker = PriorityWorker("tts")
+        events.add_listener(self._on_event)
+
+    # start-up
+
+    async def load(self) -> None:
+        if not self.settings.voice_enabled:
+            return
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(self._load_blocking)
+        except Exception as exc:  # health reports it; text interviews keep working
+            self.state, self.detail = "failed", str(exc)
+            log.exception("voice_load_failed")
+            return
+        self.load_seconds = round(time.perf_counter() - started, 2)
+        self.state, self.detail = "ready", "models loaded and warm"
+        log.info("voice_ready", load_seconds=self.load_seconds)
+
+    def _load_blocking(self) -> None:
+        # gradio (imported by fastrtc) phones home at import unless told not to.
+        os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+        from fastrtc import Stream
+
+        from interview.speech.engines import build_engines
+        from interview.voice.handler import InterviewHandler
+        from interview.voice.pipeline import VoicePipeline
+        from interview.voice.speech_cache import SpeechCache
+        from interview.voice.turn_detector import DetectorOptions
+
+        engines = build_engines(self.settings)
+        engines.warmup()
+        speech = SpeechCache(engines.tts, self.tts_worker)
+        pipeline = VoicePipeline(
+            self.service,
+            engines.stt,
+            speech,
+            self.compute,
+            self.events,
+            handler_for=self.handler_for,
+            close_connection=self.close,
+        )
+        handler = InterviewHandler(
+            pipeline.reply,
+            pipeline.greet,
+            engines.vad,
+            DetectorOptions(
+                end_silence=self.settings.end_of_turn_silence_seconds,
+                max_turn=self.settings.max_answer_seconds,
+                threshold=self.settings.vad_threshold,
+            ),
+            on_turn_event=pipeline.on_turn_event,
+        )
+        self.stream = Stream(
+            handler=handler,
+            modality="audio",
+            mode="send-receive",
+            concurrency_limit=self.settings.max_concurrent_interviews,
+            # An explicit empty list: aiortc would otherwise look up a public STUN server.
+            server_rtc_configuration={"iceServers": []},
+            verbose=False,
+        )
+        self.engines, self.pipeline = engines, pipeline
+
+    async def shutdown(self) -> None:
+        for session_id in list(self.stream.pcs) if self.stream else []:
+            await self.close(session_id)
+        self.compute.shutdown(wait=False, cancel_futures=True)
+        self.tts_worker.shutdown()
+
+    # signaling
+
+    def live_connections(self) -> int:
+        if self.stream is None:
+            return 0
+        return sum(pc.connectionState in LIVE_STATES for pc in self.stream.pcs.values())
+
+    def handler_for(self, session_id: str) -> InterviewHandler | None:
+        if self.stream is None:
+            return None
+        return self.stream.handlers.get(session_id)  # type: ignore[return-value]
+
+    async def offer(self, session: SessionRow, sdp: str, type_: str) -> dict[str, str]:
+        stream = self._ready_stream()
+        _check_offer(sdp, type_)
+        session_id = session.id
+        existing = stream.pcs.get(session_id)
+        if existing is not None and existing.connectionState in LIVE_STATES:
+            raise AlreadyConnected()
+        if existing is not None or session_id in stream.connections:
+            # A dropped connection: clear what is left of it, then reconnect.
+            if existing is not None:
+                await existing.close()
+            stream.clean_up(session_id)
+        if self.live_connections() >= self.settings.max_concurrent_interviews:
+            raise AtCapacity(self.settings.max_concurrent_interviews)
+
+        stream.server_rtc_configuration = self._server_configuration(session)
+        body = {"sdp": sdp, "type": "offer", "webrtc_id": session_id}
+        started = time.perf_counter()
+        try:
+            # handle_offer creates the peer connection before its first await, so the
+            # configuration set just above is the one this connection gets.
+            result = await stream.handle_offer(body, stream.set_additional_outputs(session_id))
+        except Exception as exc:  # aiortc's SDP parser raises many kinds
+            await self._discard(session_id)
+            raise InvalidOffer(f"the offer's SDP could not be used: {exc}") from exc
+        if not isinstance(result, dict):
+            await self._discard(session_id)
+            error = _failure(result)
+            if error == "concurrency_limit_reached":
+                raise AtCapacity(self.settings.max_concurrent_interviews)
+            if error == "connection_already_exists":
+                raise AlreadyConnected()
+            raise InvalidOffer(f"the offer was refused: {error}")
+        handler = self.handler_for(session_id)
+        if handler is not None:
+            handler.session_id = session_id
+        pc = stream.pcs[session_id]
+        pc.on("connectionstatechange", lambda: self._connection_changed(session_id, pc))
+        self._answers[session_id] = result
+        log.info(
+            "voice_offer_answered",
+            session_id=session_id,
+            offer_ms=round((time.perf_counter() - started) * 1000),
+        )
+        await self.service.set_connection_state(session_id, "connecting")
+        # Speech for the line the candidate will hear first is made while ICE connects.
+        line = await self.service.current_line(session_id)
+        if line is not None and self.pipeline is not None:
+            self.pipeline.speech.prefetch(line.text, self.service.voice_for(session))
+        return result
+
+    def answer(self, session: SessionRow) -> dict[str, str]:
+        self._ready_stream()
+        try:
+            return self._answers[session.id]
+        except KeyError:
+            raise NoConnection("no offer has been made for this session") from None
+
+    async def add_ice_candidate(
+        self, session: SessionRow, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        stream = self._ready_stream()
+        if session.id not in stream.pcs:
+            raise NoConnection("no connection for this session: send an offer first")
+        if not candidate.strip():
+            return  # the end-of-candidates marker: nothing to add
+        body = {
+            "type": "ice-candidate",
+            "webrtc_id": session.id,
+            "candidate": {
+                "candidate": candidate,
+                "sdpMid": sdp_mid,
+                "sdpMLineIndex": sdp_mline_index,
+            },
+        }
+        result = await stream.handle_offer(body, None)
+        error = _failure(result)
+        if error is None:
+            return
+        if error in ("unknown_connection", "connection_closed"):
+            raise NoConnection("the connection for this session is closed")
+        raise InvalidCandidate(f"the ICE candidate was refused: {error}")
+
+    async def close(self, session_id: str) -> None:
+        if self.stream is None:
+            return
+        pc = self.stream.pcs.get(session_id)
+        if pc is not None:
+            await pc.close()
+        self._answers.pop(session_id, None)
+
+    # internals
+
+    def _ready_stream(self) -> Stream:
+        if self.state != "ready" or self.stream is None:
+            raise VoiceUnavailable(self.state, self.detail)
+        return self.stream
+
+    def _server_configuration(self, session: SessionRow) -> Any:
+        from aiortc import RTCConfiguration, RTCIceServer
+        from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+        servers = self.service.ice_servers(session).servers
+        relay = self.settings.rtc_ice_transport_policy == "relay" and bool(servers)
+        return RTCConfiguration(
+            iceServers=[
+                RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+                for s in servers
+            ],
+            iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay else RTCIceTransportPolicy.ALL,
+        )
+
+    async def _discard(self, session_id: str) -> None:
+        if self.stream is None:
+            return
+        pc = self.stream.pcs.get(session_id)
+        if pc is not None:
+            await pc.close()
+        self.stream.clean_up(session_id)
+
+    def _connection_changed(self, session_id: str, pc: Any) -> None:
+        state = {
+            "connecting": "connecting",
+            "connected": "connected",
+            "failed": "disconnected",
+            "closed": "disconnected",
+        }.get(pc.connectionState)
+        if state is not None:
+            self._spawn(self.service.set_connection_state(session_id, state))
+
+    def _on_event(self, event: Event) -> None:
+        if event.type != "status" or event.data.get("status") not in ("ended", "expired"):
+            return
+        if self.stream is None or event.session_id not in self.stream.pcs:
+            return
+        if event.data.get("reason") == "plan_finished":
+            # The pipeline closes after the closing line has played; this is the fallback
+            # for a plan finished in text mode while a voice connection was open.
+            self._spawn(self._close_later(event.session_id, PLAN_FINISHED_CLOSE_SECONDS))
+        else:
+            self._spawn(self.close(event.session_id))
+
+    async def _close_later(self, session_id: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.close(session_id)
+
+    def _spawn(self, coroutine: Any) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            coroutine.close()  # no loop (a test driving the domain alone): nothing to close
+            return
+        task = loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _check_offer(sdp: str, type_: str) -> None:
+    if type_ != "offer":
+        raise InvalidOffer(f"type must be 'offer', not {type_!r}")
+    if not sdp.lstrip().startswith("v=0"):
+        raise InvalidOffer("sdp is not a session description (it must start with 'v=0')")
+    media = [line.split()[0] for line in sdp.splitlines() if line.startswith("m=")]
+    if "m=audio" not in media:
+        raise InvalidOffer("the offer has no audio track: add the microphone before the offer")
+    if "m=application" not in media:
+        raise InvalidOffer(
+            "the offer has no data channel: create one (pc.createDataChannel) before the offer"
+        )
+
+
+def _failure(result: Any) -> str | None:
+    """The error code of a fastrtc refusal (HTTP 200 with status 'failed'), or None."""
+    body = result
+    if hasattr(result, "body"):
+        with contextlib.suppress(ValueError):
+            body = json.loads(result.body)
+    if isinstance(body, dict) and body.get("status") == "failed":
+        return str(body.get("meta", {}).get("error", "unknown"))
+    return None

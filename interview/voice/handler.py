@@ -1,0 +1,86 @@
+"""The per-connection FastRTC handler: ReplyOnPause with our turn detection and no idle spin."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from fastrtc import AlgoOptions, ReplyOnPause
+from fastrtc.reply_on_pause import AppState, ReplyFnGenerator
+
+from interview.speech.vad import SAMPLE_RATE, SileroVAD
+from interview.voice.turn_detector import DetectorOptions, Turn, TurnDetector, TurnEvent
+
+# How long emit() waits for work before handing control back. fastrtc calls emit() again at
+# once when it returns None, so without this wait a silent connection spins a whole core.
+IDLE_WAIT_SECONDS = 0.05
+
+TurnListener = Callable[["InterviewHandler", TurnEvent], None]
+
+
+class InterviewHandler(ReplyOnPause):
+    """Receives 16 kHz mono audio, ends turns with a TurnDetector, and runs the reply function.
+
+    The candidate is not heard while the interviewer speaks (no barge-in): in a browser the
+    interviewer's own voice would otherwise be taken for an answer wherever echo cancellation
+    falls short.
+    """
+
+    def __init__(
+        self,
+        fn: ReplyFnGenerator,
+        startup_fn: Callable[..., Any] | None,
+        vad: SileroVAD,
+        options: DetectorOptions,
+        on_turn_event: TurnListener | None = None,
+    ) -> None:
+        super().__init__(
+            fn,
+            startup_fn=startup_fn,
+            algo_options=AlgoOptions(),
+            can_interrupt=False,
+            output_sample_rate=24_000,
+            input_sample_rate=SAMPLE_RATE,
+            model=vad,
+        )
+        self.vad = vad
+        self.detector_options = options
+        self.on_turn_event = on_turn_event
+        self.detector = TurnDetector(vad.stream(), options)
+        self.last_turn: Turn | None = None
+        self.session_id: str | None = None  # set by the gateway once the offer is accepted
+
+    def copy(self) -> InterviewHandler:
+        # fastrtc copies the handler for every connection; each copy has its own VAD state.
+        return InterviewHandler(
+            self.fn, self.startup_fn, self.vad, self.detector_options, self.on_turn_event
+        )
+
+    def process_audio(self, audio: tuple[int, np.ndarray], state: AppState) -> None:
+        rate, samples = audio
+        if rate != SAMPLE_RATE:
+            raise ValueError(f"expected {SAMPLE_RATE} Hz input, got {rate}")
+        state.sampling_rate = rate
+        event = self.detector.feed(np.squeeze(samples), now=time.time())
+        if event is TurnEvent.turn_ended:
+            self.last_turn = self.detector.take_turn(now=time.time())
+            state.stream = self.last_turn.audio.reshape(1, -1)
+            state.pause_detected = True
+        if event is not None and self.on_turn_event is not None:
+            self.on_turn_event(self, event)
+
+    def draft_audio(self) -> np.ndarray:
+        """The current answer so far, to transcribe its finished part during a pause."""
+        return self.detector.current_audio()
+
+    def reset(self) -> None:
+        # The detector first: once super() clears `responding`, receive() feeds it again.
+        self.detector.reset()
+        super().reset()
+
+    def emit(self) -> Any:
+        if not self.event.is_set():
+            self.event.wait(IDLE_WAIT_SECONDS)
+        return super().emit()

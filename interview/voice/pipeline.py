@@ -1,0 +1,221 @@
+"""One spoken turn: the candidate's audio in, the interviewer's voice out.
+
+  end of answer -> speech-to-text -> commit the answer -> interviewer -> commit its line
+                -> text-to-speech sentence by sentence -> audio frames to the candidate
+
+Model calls run in a small thread pool sized for the cores, never on the event loop, so one
+session's transcription does not freeze another's audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, Future
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import structlog
+from fastrtc import CloseStream, get_current_context
+
+from interview.events import EventBus
+from interview.sessions import InterviewService, SessionClosed, SessionNotFound
+from interview.speech.stt import SpeechToText
+from interview.speech.vad import to_float32
+from interview.store import TurnRow
+from interview.voice.handler import InterviewHandler
+from interview.voice.speech_cache import SpeechCache
+from interview.voice.turn_detector import TurnEvent
+
+log = structlog.get_logger(__name__)
+
+# Stretches shorter than this (0.3 s at 16 kHz) hold no word worth a transcription call.
+MIN_SEGMENT_SAMPLES = 4_800
+
+# Extra time after the closing line's audio before the connection is closed, so its last
+# words are not cut by network jitter.
+CLOSE_MARGIN_SECONDS = 1.0
+
+
+class VoicePipeline:
+    def __init__(
+        self,
+        service: InterviewService,
+        stt: SpeechToText,
+        speech: SpeechCache,
+        compute: Executor,
+        events: EventBus,
+        handler_for: Callable[[str], InterviewHandler | None],
+        close_connection: Callable[[str], Any],
+    ) -> None:
+        self.service = service
+        self.stt = stt
+        self.speech = speech
+        self.compute = compute
+        self.events = events
+        self.handler_for = handler_for
+        self.close_connection = close_connection
+        # Pieces of the current answer transcribed at its pauses, while the candidate goes on:
+        # session -> [(end sample, text future)]. A long answer is then mostly transcribed
+        # by the time it ends, and only its last stretch is left to do.
+        self._segments: dict[str, list[tuple[int, Future[str]]]] = {}
+
+    # fastrtc entry points
+
+    async def greet(self) -> AsyncIterator[Any]:
+        """startup_fn: speak the interviewer's current line as soon as the connection is up."""
+        session_id = get_current_context().webrtc_id
+        try:
+            row = await self.service.open_session(session_id)
+        except (SessionClosed, SessionNotFound):
+            yield CloseStream("the interview has ended")
+            return
+        line = await self.service.current_line(session_id)
+        if line is not None:
+            async for frame in self._speak(line, self.service.voice_for(row), heard_at=None):
+                yield frame
+        await self._prefetch_next(session_id, self.service.voice_for(row))
+
+    async def reply(self, audio: tuple[int, np.ndarray]) -> AsyncIterator[Any]:
+        """ReplyOnPause's fn: called with the audio of one finished answer."""
+        session_id = get_current_context().webrtc_id
+        handler = self.handler_for(session_id)
+        turn = handler.last_turn if handler is not None else None
+        if turn is None:
+            return
+        self.events.publish(session_id, "candidate", state="transcribing")
+        marks = {"end_of_turn": time.time()}
+        text = await self._transcribe(session_id, turn.audio)
+        marks["stt"] = time.time()
+        if not text:
+            # Noise or a cough: nothing to answer, and nothing worth storing.
+            self.events.publish(session_id, "candidate", state="nothing_heard")
+            return
+        try:
+            outcome = await self.service.answer_spoken(
+                session_id,
+                text,
+                started_at=_utc(turn.speech_started),
+                ended_at=_utc(turn.speech_ended),
+            )
+        except (SessionClosed, SessionNotFound):
+            yield CloseStream("the interview has ended")
+            return
+        marks["interviewer"] = time.time()
+        voice = self.service.voice_for(outcome.session)
+        first = True
+        async for frame in self._speak(outcome.interviewer_turn, voice, heard_at=turn.speech_ended):
+            if first:
+                first = False
+                marks["first_audio"] = time.time()
+                log.info(
+                    "reply_timing",
+                    session_id=session_id,
+                    # Each stage's share of end-of-speech -> first reply audio, in ms.
+                    end_of_turn_ms=_ms(turn.detected - turn.speech_ended),
+                    handoff_ms=_ms(marks["end_of_turn"] - turn.detected),
+                    stt_ms=_ms(marks["stt"] - marks["end_of_turn"]),
+                    interviewer_ms=_ms(marks["interviewer"] - marks["stt"]),
+                    tts_first_audio_ms=_ms(marks["first_audio"] - marks["interviewer"]),
+                    total_ms=_ms(marks["first_audio"] - turn.speech_ended),
+                    audio_seconds=round(len(turn.audio) / 16_000, 2),
+                )
+            yield frame
+        if outcome.session.ended_at is not None:
+            yield CloseStream("the interview is complete")
+        else:
+            await self._prefetch_next(session_id, voice)
+
+    def on_turn_event(self, handler: InterviewHandler, event: TurnEvent) -> None:
+        """Called from the audio thread as the candidate speaks and pauses."""
+        session_id = handler_session(handler)
+        if session_id is None:
+            return
+        if event is TurnEvent.speech_started:
+            self._segments[session_id] = []
+            self.events.publish(session_id, "candidate", state="speaking")
+        elif event is TurnEvent.pause:
+            segments = self._segments.setdefault(session_id, [])
+            start = segments[-1][0] if segments else 0
+            audio = handler.draft_audio()
+            if len(audio) - start >= MIN_SEGMENT_SAMPLES:
+                piece = to_float32(audio[start:].copy())
+                segments.append((len(audio), self.compute.submit(self.stt.transcribe, piece)))
+
+    # internals
+
+    async def _transcribe(self, session_id: str, audio: np.ndarray) -> str:
+        segments = self._segments.pop(session_id, [])
+        covered = segments[-1][0] if segments else 0
+        futures = [future for _end, future in segments if _end <= len(audio)]
+        if len(audio) - covered >= MIN_SEGMENT_SAMPLES or not futures:
+            futures.append(self.compute.submit(self.stt.transcribe, to_float32(audio[covered:])))
+        texts = [(await asyncio.wrap_future(future)).strip() for future in futures]
+        return " ".join(text for text in texts if text)
+
+    async def _speak(
+        self, turn: TurnRow, voice: str | None, heard_at: float | None
+    ) -> AsyncIterator[Any]:
+        session_id = turn.session_id
+        started: datetime | None = None
+        latency_ms: int | None = None
+        seconds = 0.0
+        for future in self.speech.sentences(turn.text, voice):
+            audio = await future
+            if started is None:
+                started = datetime.now(UTC)
+                log.info(
+                    "first_audio",
+                    session_id=session_id,
+                    index=turn.index,
+                    cached=future.done(),
+                )
+                if heard_at is not None:
+                    latency_ms = round((time.time() - heard_at) * 1000)
+                self.events.publish(
+                    session_id, "speaking", role="interviewer", state="started", index=turn.index
+                )
+            seconds += len(audio) / self.speech.sample_rate
+            yield (self.speech.sample_rate, audio.reshape(1, -1))
+        if started is None:
+            return
+        ended = datetime.fromtimestamp(started.timestamp() + seconds, UTC)
+        await self.service.record_reply_timing(session_id, turn.index, started, ended, latency_ms)
+        self.events.publish(
+            session_id,
+            "speaking",
+            role="interviewer",
+            state="queued",
+            index=turn.index,
+            seconds=round(seconds, 2),
+            latency_ms=latency_ms,
+        )
+        log.info(
+            "reply_spoken",
+            session_id=session_id,
+            index=turn.index,
+            audio_seconds=round(seconds, 2),
+            latency_ms=latency_ms,
+        )
+        if turn.kind == "close":
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, started.timestamp() + seconds - time.time()) + CLOSE_MARGIN_SECONDS
+            loop.call_later(delay, lambda: loop.create_task(self.close_connection(session_id)))
+
+    async def _prefetch_next(self, session_id: str, voice: str | None) -> None:
+        for line in await self.service.anticipated_lines(session_id):
+            self.speech.prefetch(line, voice)
+
+
+def handler_session(handler: InterviewHandler) -> str | None:
+    return getattr(handler, "session_id", None)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
