@@ -1,0 +1,206 @@
+"""EventBus: per-session history, replay after an id, live delivery across threads."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections.abc import AsyncIterator
+
+import pytest
+
+from interview.events import MAX_EVENTS_PER_SESSION, MAX_SESSIONS, Event, EventBus
+
+WAIT = 10.0  # seconds; only ever reached if something is broken
+
+
+async def next_event(events: AsyncIterator[Event]) -> Event:
+    return await asyncio.wait_for(anext(events), WAIT)
+
+
+async def started(events: AsyncIterator[Event]) -> asyncio.Task[Event]:
+    """Start waiting for the next event, so the subscription is registered, and return the wait."""
+    waiting = asyncio.ensure_future(next_event(events))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    return waiting
+
+
+def test_publish_returns_the_event_and_keeps_it_in_history() -> None:
+    bus = EventBus()
+    event = bus.publish("s1", "speaking", role="interviewer", state="started", index=2)
+
+    assert event.session_id == "s1"
+    assert event.type == "speaking"
+    assert event.data == {"role": "interviewer", "state": "started", "index": 2}
+    assert bus.history("s1") == [event]
+    assert bus.history("unknown") == []
+
+
+def test_ids_strictly_increase_across_sessions() -> None:
+    bus = EventBus()
+    events = [bus.publish(f"s{i % 3}", "tick", n=i) for i in range(30)]
+    ids = [event.id for event in events]
+    assert all(later > earlier for earlier, later in itertools.pairwise(ids))
+
+
+def test_history_after_an_id_holds_only_later_events() -> None:
+    bus = EventBus()
+    events = [bus.publish("s1", "tick", n=i) for i in range(5)]
+    bus.publish("s2", "other")
+
+    assert bus.history("s1") == events
+    assert bus.history("s1", after_id=events[1].id) == events[2:]
+    assert bus.history("s1", after_id=events[-1].id) == []
+    assert bus.history("s1", after_id=0) == events
+
+
+def test_the_per_session_buffer_is_bounded_to_the_newest_events() -> None:
+    bus = EventBus()
+    events = [bus.publish("s1", "tick", n=i) for i in range(MAX_EVENTS_PER_SESSION + 25)]
+    other = bus.publish("s2", "tick")
+
+    history = bus.history("s1")
+    assert len(history) == MAX_EVENTS_PER_SESSION
+    assert history == events[-MAX_EVENTS_PER_SESSION:]
+    assert bus.history("s2") == [other]  # one busy session does not crowd out another
+
+
+def test_listeners_are_called_with_every_event() -> None:
+    bus = EventBus()
+    seen: list[Event] = []
+    also: list[str] = []
+    bus.add_listener(seen.append)
+    bus.add_listener(lambda event: also.append(event.type))
+
+    one = bus.publish("s1", "turn", index=1)
+    two = bus.publish("s2", "ended", reason="candidate")
+
+    assert seen == [one, two]
+    assert also == ["turn", "ended"]
+
+
+async def test_subscribe_replays_what_came_after_an_id_then_follows_live() -> None:
+    bus = EventBus()
+    bus.bind_loop(asyncio.get_running_loop())
+    old = [bus.publish("s1", "tick", n=i) for i in range(4)]
+    subscription = bus.subscribe("s1", after_id=old[1].id)
+
+    assert await next_event(subscription) == old[2]
+    assert await next_event(subscription) == old[3]
+    waiting = await started(subscription)
+    bus.publish("s2", "elsewhere")  # another session's events are not delivered here
+    live = bus.publish("s1", "tick", n=4)
+    assert await waiting == live
+    await subscription.aclose()
+
+
+async def test_subscribe_without_an_id_gives_only_new_events() -> None:
+    bus = EventBus()
+    bus.bind_loop(asyncio.get_running_loop())
+    bus.publish("s1", "before")
+    subscription = bus.subscribe("s1")
+
+    waiting = await started(subscription)
+    live = bus.publish("s1", "after")
+
+    assert await waiting == live
+    await subscription.aclose()
+
+
+async def test_every_subscriber_gets_each_live_event_once_in_order() -> None:
+    bus = EventBus()
+    bus.bind_loop(asyncio.get_running_loop())
+    first = bus.publish("s1", "tick", n=0)
+    subscriptions = [bus.subscribe("s1", after_id=first.id) for _ in range(3)]
+    waits = [await started(subscription) for subscription in subscriptions]
+
+    live = [bus.publish("s1", "tick", n=i) for i in range(1, 4)]
+
+    for subscription, waiting in zip(subscriptions, waits, strict=True):
+        got = [await waiting] + [await next_event(subscription) for _ in live[1:]]
+        assert got == live
+        assert bus.history("s1", after_id=live[-1].id) == []
+        await subscription.aclose()
+
+
+async def test_a_reconnecting_client_misses_nothing() -> None:
+    # SSE reconnect: the client gives the id of the last event it saw.
+    bus = EventBus()
+    bus.bind_loop(asyncio.get_running_loop())
+    subscription = bus.subscribe("s1")
+    waiting = await started(subscription)
+    seen = bus.publish("s1", "tick", n=0)
+    assert await waiting == seen
+    await subscription.aclose()
+
+    missed = [bus.publish("s1", "tick", n=i) for i in range(1, 4)]
+    again = bus.subscribe("s1", after_id=seen.id)
+
+    assert [await next_event(again) for _ in missed] == missed
+    await again.aclose()
+
+
+async def test_publishing_from_another_thread_reaches_an_asyncio_subscriber() -> None:
+    bus = EventBus()
+    loop = asyncio.get_running_loop()
+    bus.bind_loop(loop)
+    loop_thread = threading.get_ident()
+    listener_threads: list[int] = []
+    bus.add_listener(lambda _event: listener_threads.append(threading.get_ident()))
+    subscription = bus.subscribe("s1")
+    waiting = await started(subscription)
+
+    published: list[Event] = []
+
+    def publish_from_a_worker() -> None:
+        published.extend(bus.publish("s1", "transcript", n=i) for i in range(3))
+
+    worker = threading.Thread(target=publish_from_a_worker)
+    worker.start()
+    await asyncio.to_thread(worker.join, WAIT)
+
+    got = [await waiting] + [await next_event(subscription) for _ in range(2)]
+    assert got == published
+    # Listeners run on the loop's thread, where the subscribers are.
+    assert listener_threads == [loop_thread] * 3
+    await subscription.aclose()
+
+
+async def test_a_closed_subscription_gets_nothing_more() -> None:
+    bus = EventBus()
+    bus.bind_loop(asyncio.get_running_loop())
+    subscription = bus.subscribe("s1")
+    waiting = await started(subscription)
+    first = bus.publish("s1", "tick")
+    assert await waiting == first
+    await subscription.aclose()
+
+    bus.publish("s1", "tick")  # nobody waits for it; publishing still works
+
+    with pytest.raises(StopAsyncIteration):
+        await anext(subscription)
+
+
+async def test_a_live_subscriber_keeps_its_events_while_many_other_sessions_start() -> None:
+    # The bus keeps at most MAX_SESSIONS sessions. A session still being watched, and still
+    # publishing, must not be the one dropped because newer sessions appeared.
+    bus = EventBus()
+    bus.bind_loop(asyncio.get_running_loop())
+    subscription = bus.subscribe("live")
+    waiting = await started(subscription)
+    first = bus.publish("live", "tick", n=0)
+    assert await waiting == first
+
+    for i in range(MAX_SESSIONS):
+        bus.publish(f"other-{i}", "tick")
+        if i % 500 == 0:
+            bus.publish("live", "tick", n=i)  # the live session keeps talking meanwhile
+            await next_event(subscription)
+
+    waiting = await started(subscription)
+    latest = bus.publish("live", "tick", n="latest")
+    assert [event.data["n"] for event in bus.history("live")] == [0, 0, 500, 1000, 1500, "latest"]
+    assert await waiting == latest
+    await subscription.aclose()
