@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     whisper_model: Literal["tiny.en", "base"] = "tiny.en"
     stt_beam_size: int = Field(default=1, ge=1, le=10)
     tts_voice: str = "af_heart"
+    # Synthesized sentences kept across restarts (the interviewer's lines repeat).
+    speech_cache_dir: Path | None = PROJECT_DIR / "data" / "speech-cache"
     tts_speed: float = Field(default=1.0, gt=0.5, le=2.0)
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
     # Silence that ends an answer: long enough that a thinking pause stays inside the answer.

@@ -56,11 +56,7 @@ class EventBus:
     def publish(self, session_id: str, type_: str, **data: Any) -> Event:
         with self._lock:
             event = Event(next(self._ids), session_id, type_, data)
-            channel = self._channels.get(session_id)
-            if channel is None:
-                channel = self._channels[session_id] = _Channel()
-                while len(self._channels) > MAX_SESSIONS:
-                    self._channels.popitem(last=False)
+            channel = self._channel(session_id)
             channel.events.append(event)
             waiters = list(channel.waiters)
         loop = self._loop
@@ -80,9 +76,7 @@ class EventBus:
         """Replay what came after `after_id` (nothing when None), then follow live events."""
         queue: asyncio.Queue[Event] = asyncio.Queue()
         with self._lock:
-            channel = self._channels.get(session_id)
-            if channel is None:
-                channel = self._channels[session_id] = _Channel()
+            channel = self._channel(session_id)
             channel.waiters.add(queue)
             backlog = [e for e in channel.events if after_id is not None and e.id > after_id]
         try:
@@ -98,6 +92,19 @@ class EventBus:
         finally:
             with self._lock:
                 channel.waiters.discard(queue)
+
+    def _channel(self, session_id: str) -> _Channel:
+        """The session's channel, made most recent; the least recently active go first, and
+        never one that a client is still following. Call with the lock held."""
+        channel = self._channels.get(session_id)
+        if channel is None:
+            channel = self._channels[session_id] = _Channel()
+        self._channels.move_to_end(session_id)
+        if len(self._channels) > MAX_SESSIONS:
+            idle = [sid for sid, ch in self._channels.items() if not ch.waiters]
+            for sid in idle[: len(self._channels) - MAX_SESSIONS]:
+                del self._channels[sid]
+        return channel
 
     def _deliver(self, event: Event, waiters: list[asyncio.Queue[Event]]) -> None:
         for queue in waiters:

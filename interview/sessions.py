@@ -155,6 +155,8 @@ class InterviewService:
         turn = self._interviewer_turn(row, opening, index=0, at=now)
         await self.store.insert_session(row, turn)
         log.info("session_started", session_id=row.id, plan_id=plan.id)
+        self._publish(row.id, "status", status=SessionStatus.created, reason=None)
+        self._publish_turn(turn)
         return StartedSession(session=row, token=token)
 
     async def authenticate(self, session_id: str, token: str) -> SessionRow:

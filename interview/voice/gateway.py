@@ -84,6 +84,7 @@ class VoiceGateway:
         os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
         from fastrtc import Stream
 
+        from interview.models import KOKORO_MODEL
         from interview.speech.engines import build_engines
         from interview.voice.handler import InterviewHandler
         from interview.voice.pipeline import VoicePipeline
@@ -92,7 +93,12 @@ class VoiceGateway:
 
         engines = build_engines(self.settings)
         engines.warmup()
-        speech = SpeechCache(engines.tts, self.tts_worker)
+        speech = SpeechCache(
+            engines.tts,
+            self.tts_worker,
+            directory=self.settings.speech_cache_dir,
+            model_id=KOKORO_MODEL.sha256,
+        )
         pipeline = VoicePipeline(
             self.service,
             engines.stt,

@@ -31,6 +31,9 @@ from interview.voice.turn_detector import TurnEvent
 
 log = structlog.get_logger(__name__)
 
+# Longest a piece is held back waiting for the next one to be synthesized.
+MAX_HOLD_SECONDS = 3.0
+
 # Stretches shorter than this (0.3 s at 16 kHz) hold no word worth a transcription call.
 MIN_SEGMENT_SAMPLES = 4_800
 
@@ -162,8 +165,20 @@ class VoicePipeline:
         started: datetime | None = None
         latency_ms: int | None = None
         seconds = 0.0
-        for future in self.speech.sentences(turn.text, voice):
-            audio = await future
+        plays_until = 0.0  # wall-clock when the audio handed out so far will have played
+        pieces = self.speech.sentences(turn.text, voice)
+        for k, (_text, future) in enumerate(pieces):
+            # Shielded: a reply cut short must not cancel audio the cache shares with others.
+            audio = await asyncio.shield(future)
+            piece_seconds = len(audio) / self.speech.sample_rate
+            if k + 1 < len(pieces) and not pieces[k + 1][1].done():
+                # Hold this piece back just long enough that the next one is likely ready
+                # before it has played out: a later start sounds better than a gap mid-line.
+                queued = max(plays_until - time.time(), 0.0) + piece_seconds
+                shortfall = self.speech.estimated_seconds(pieces[k + 1][0]) - queued
+                if shortfall > 0:
+                    await asyncio.wait([pieces[k + 1][1]], timeout=min(shortfall, MAX_HOLD_SECONDS))
+            plays_until = max(plays_until, time.time()) + piece_seconds
             if started is None:
                 started = datetime.now(UTC)
                 log.info(
@@ -182,7 +197,11 @@ class VoicePipeline:
         if started is None:
             return
         ended = datetime.fromtimestamp(started.timestamp() + seconds, UTC)
-        await self.service.record_reply_timing(session_id, turn.index, started, ended, latency_ms)
+        if turn.source != "voice":
+            # First time this line is heard; repeating it after a reconnect keeps the record.
+            await self.service.record_reply_timing(
+                session_id, turn.index, started, ended, latency_ms
+            )
         self.events.publish(
             session_id,
             "speaking",

@@ -1,14 +1,20 @@
 """Sentence audio made once and reused: the interviewer's lines repeat across interviews.
 
 A scripted interviewer's next line is known while the candidate is still answering, so it is
-synthesized ahead (prefetch) and the reply starts without waiting for text-to-speech.
+synthesized ahead (prefetch) and the reply starts without waiting for text-to-speech. Pieces are
+also kept on disk, keyed by model, voice and text, so a restart or a second instance does not
+synthesize a plan's lines again: on two cores, speech synthesis is the scarce resource.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,16 +24,31 @@ from interview.speech.tts import TextToSpeech
 from interview.voice.priority_worker import LATER, NOW, SOON, PriorityWorker
 
 Key = tuple[str | None, str]
+SPOKEN_CHARS_PER_SECOND = 15.0
 
 
 class SpeechCache:
-    def __init__(self, tts: TextToSpeech, worker: PriorityWorker, max_entries: int = 512) -> None:
+    def __init__(
+        self,
+        tts: TextToSpeech,
+        worker: PriorityWorker,
+        max_entries: int = 512,
+        directory: Path | None = None,
+        model_id: str = "",
+    ) -> None:
         self.tts = tts
         self._worker = worker
+        self._directory = directory
+        self._model_id = model_id
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
         self._max_entries = max_entries
         self._entries: OrderedDict[Key, Future[NDArray[np.float32]]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        # Seconds of synthesis per second of audio, kept current: it tells the pipeline how
+        # long the next piece will take, so it can avoid a gap in the interviewer's voice.
+        self.real_time_factor = 0.7
 
     @property
     def sample_rate(self) -> int:
@@ -38,22 +59,68 @@ class SpeechCache:
     ) -> Future[NDArray[np.float32]]:
         key = (voice, sentence)
         future = self._entries.get(key)
-        if future is not None and not (future.done() and future.exception() is not None):
+        failed = (
+            future is not None
+            and future.done()
+            and (future.cancelled() or future.exception() is not None)
+        )
+        if future is not None and not failed:
             self._entries.move_to_end(key)
             self._worker.promote(future, priority)
             return future
-        future = self._worker.submit(priority, self.tts.synthesize, sentence, voice)
+        stored = self._load(sentence, voice)
+        if stored is not None:
+            future = Future()
+            future.set_result(stored)
+        else:
+            future = self._worker.submit(priority, self._synthesize, sentence, voice)
         self._entries[key] = future
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
         return future
 
+    def _path(self, sentence: str, voice: str | None) -> Path | None:
+        if self._directory is None:
+            return None
+        key = f"{self._model_id}|{voice}|{getattr(self.tts, 'speed', 1.0)}|{sentence}"
+        return self._directory / f"{hashlib.sha256(key.encode()).hexdigest()}.npy"
+
+    def _load(self, sentence: str, voice: str | None) -> NDArray[np.float32] | None:
+        path = self._path(sentence, voice)
+        if path is None or not path.exists():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None  # a damaged entry is made again
+
+    def _synthesize(self, sentence: str, voice: str | None) -> NDArray[np.float32]:
+        started = time.perf_counter()
+        audio = self.tts.synthesize(sentence, voice)
+        seconds = len(audio) / self.sample_rate
+        if seconds > 0.3:
+            factor = (time.perf_counter() - started) / seconds
+            self.real_time_factor = 0.7 * self.real_time_factor + 0.3 * factor
+        path = self._path(sentence, voice)
+        if path is not None:
+            partial = path.with_suffix(f".{threading.get_ident()}.partial")
+            with partial.open("wb") as out:
+                np.save(out, audio, allow_pickle=False)
+            partial.replace(path)  # atomic: readers never see half a file
+        return audio
+
+    def estimated_seconds(self, sentence: str) -> float:
+        """How long synthesizing a sentence is likely to take (speech runs ~15 chars/s)."""
+        return self.real_time_factor * len(sentence) / SPOKEN_CHARS_PER_SECOND
+
     def prefetch(self, text: str, voice: str | None) -> None:
         for sentence in split_sentences(text):
             self._future(sentence, voice, LATER)
 
-    def sentences(self, text: str, voice: str | None) -> list[asyncio.Future[NDArray[np.float32]]]:
-        """Audio futures for each sentence, all started now so later ones synthesize while
+    def sentences(
+        self, text: str, voice: str | None
+    ) -> list[tuple[str, asyncio.Future[NDArray[np.float32]]]]:
+        """Each sentence with its audio future, all started now so later ones synthesize while
         earlier ones play."""
         futures = []
         for i, sentence in enumerate(split_sentences(text)):
@@ -62,5 +129,5 @@ class SpeechCache:
                 self.hits += 1
             else:
                 self.misses += 1
-            futures.append(asyncio.wrap_future(future))
+            futures.append((sentence, asyncio.wrap_future(future)))
         return futures

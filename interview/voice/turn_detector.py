@@ -26,6 +26,7 @@ class TurnEvent(Enum):
 
 
 TAIL_SECONDS = 0.2  # audio kept after the last speech frame: word endings are quiet
+HYSTERESIS = 0.15
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,10 @@ class TurnDetector:
         event: TurnEvent | None = None
         for start, probability in self.vad.feed(samples):
             frame_end = start + int(FRAME_SECONDS * SAMPLE_RATE)
-            if probability >= self.options.threshold:
+            # Within an answer a lower bar counts as speech (silero's own hysteresis): the
+            # quiet onset of a word after a pause must not stretch the pause into an end.
+            threshold = self.options.threshold - (HYSTERESIS if self._started else 0.0)
+            if probability >= threshold:
                 self._speech_frames += 1
                 self._silence = 0.0
                 if self._paused:
@@ -153,8 +157,12 @@ class TurnDetector:
         return self._buffered / SAMPLE_RATE
 
     def _trim_pre_roll(self) -> None:
-        # Before speech starts only the last `pre_roll` seconds are worth keeping.
+        # Before speech starts only the last `pre_roll` seconds are worth keeping, and never
+        # the speech already counted towards a start (nor the pre-roll in front of it).
         keep = int(self.options.pre_roll * SAMPLE_RATE)
+        if self._first_speech_sample is not None:
+            onset = self._first_speech_sample - self._base_offset - keep
+            keep = max(keep, self._buffered - max(onset, 0))
         if self._buffered <= keep * 2:
             return
         audio = np.concatenate(self._chunks)

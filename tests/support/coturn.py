@@ -45,6 +45,7 @@ class CoturnServer:
                 f"pidfile={self.dir / 'turnserver.pid'}",
                 "log-file=stdout",
                 "simple-log",
+                "verbose",  # logs each allocation with its username, which tests look for
                 "",
             ]
         )

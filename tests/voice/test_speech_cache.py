@@ -105,8 +105,10 @@ async def drained(worker: PriorityWorker) -> None:
     await asyncio.wait_for(asyncio.wrap_future(worker.submit(LATER, lambda: None)), WAIT)
 
 
-async def spoken(futures: list[asyncio.Future[NDArray[np.float32]]]) -> list[NDArray[np.float32]]:
-    return [await asyncio.wait_for(future, WAIT) for future in futures]
+async def spoken(
+    pieces: list[tuple[str, asyncio.Future[NDArray[np.float32]]]],
+) -> list[NDArray[np.float32]]:
+    return [await asyncio.wait_for(future, WAIT) for _text, future in pieces]
 
 
 def assert_audio(audio: list[NDArray[np.float32]], sentences: list[str], voice: str | None) -> None:
@@ -226,7 +228,7 @@ async def test_a_failed_synthesis_is_retried_on_the_next_request(
     cache: SpeechCache, tts: RecordingTTS
 ) -> None:
     tts.fail_once.add(QUESTION)
-    [failing] = cache.sentences(QUESTION, None)
+    [(_text, failing)] = cache.sentences(QUESTION, None)
     with pytest.raises(RuntimeError, match="synthesis failed"):
         await asyncio.wait_for(failing, WAIT)
 
@@ -270,7 +272,7 @@ async def test_a_line_whose_reply_was_cancelled_can_be_spoken_again(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert futures[0].cancelled()  # the cancellation reached the sentence's future
+    assert futures[0][1].cancelled()  # the cancellation reached the sentence's future
     blocker.release.set()
     await drained(worker)
 
