@@ -285,3 +285,25 @@ async def test_at_capacity_is_503_and_text_mode_still_works(voice_server: AppSer
     finally:
         for client in clients:
             await client.close()
+
+
+async def test_the_interviewer_closes_and_hangs_up_when_the_plan_is_done(
+    voice_server: AppServer, transcribe: Transcribe
+):
+    sid, token = await start_session(voice_server.api, plan_id="quick-support")  # one question
+    client = await VoiceClient.connect(voice_server.api, sid, token)
+    try:
+        await client.wait_for_reply(timeout=40)
+        said = await client.say(
+            speech("I let the customer explain everything and then I summarize what I heard")
+        )
+        closing = await client.wait_for_reply(after=said.speech_ended_at, timeout=40)
+        heard = transcribe(closing.sample_rate, closing.audio)
+        assert recall("Thanks for your time. Goodbye.", heard) >= 0.6, heard
+        # After its closing line the server ends the connection itself.
+        await asyncio.wait_for(client.closed.wait(), timeout=15)
+    finally:
+        await client.close()
+    ended = await status(voice_server, sid, token)
+    assert (ended["status"], ended["end_reason"]) == ("ended", "plan_finished")
+    assert ended["connection_state"] == "closed"

@@ -1,0 +1,59 @@
+"""Models load once at start-up: until they are warm, health says "loading" and offers wait."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.conftest import voice_env
+from tests.support.app_server import AppServer
+
+
+def test_health_reports_loading_until_the_models_are_warm(tmp_path: Path):
+    server = AppServer(tmp_path / "server.log", voice_env(tmp_path))
+    server.start(expect_healthy=False)
+    try:
+        first = httpx.get(f"{server.api}/health", timeout=10)
+        assert first.status_code == 503
+        assert first.json()["checks"]["voice"]["detail"].startswith("loading")
+        session = httpx.post(f"{server.api}/start", json={"user_id": "early"}, timeout=10).json()
+        early = httpx.post(
+            f"{server.api}/{session['session_id']}/rtc/offer",
+            json={"sdp": "v=0", "type": "offer"},
+            headers={"Authorization": f"Bearer {session['token']}"},
+            timeout=10,
+        )
+        assert early.status_code == 503 and early.headers["retry-after"] == "5"
+        assert early.json()["error"]["code"] == "voice_loading"
+
+        deadline = time.monotonic() + 120
+        while httpx.get(f"{server.api}/health", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, server.log()[-3000:]
+            time.sleep(0.5)
+        ready = httpx.get(f"{server.api}/health", timeout=10).json()
+        assert ready["checks"]["voice"]["detail"].startswith("ready")
+    finally:
+        server.stop()
+
+
+def test_missing_model_files_are_named_in_health(tmp_path: Path):
+    server = AppServer(
+        tmp_path / "server.log", voice_env(tmp_path, MODELS_DIR=str(tmp_path / "no-models"))
+    )
+    server.start(expect_healthy=False)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            voice = httpx.get(f"{server.api}/health", timeout=10).json()["checks"]["voice"]
+            if not voice["detail"].startswith("loading") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert voice["ok"] is False
+        assert "kokoro-v1.0.int8.onnx" in voice["detail"] and "make models" in voice["detail"]
+        # Text interviews still work.
+        started = httpx.post(f"{server.api}/start", json={"user_id": "u"}, timeout=10)
+        assert started.status_code == 201
+    finally:
+        server.stop()
