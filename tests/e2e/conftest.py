@@ -14,9 +14,20 @@ import pytest
 from interview.config import PROJECT_DIR
 from interview.speech.stt.local_whisper import LocalWhisper
 from tests.support.app_server import AppServer
+from tests.support.coturn import CoturnServer
 from tests.support.speech_audio import resample
 
 PLANS = Path(__file__).parent / "plans"
+COTURN_SECRET = "relay-test-secret-7f3a"
+
+
+@pytest.fixture(scope="module")
+def coturn() -> Iterator[CoturnServer]:
+    """A real coturn on loopback with use-auth-secret and COTURN_SECRET."""
+    server = CoturnServer(COTURN_SECRET)
+    server.start()
+    yield server
+    server.stop()
 
 
 # One speech cache for every voice server of the run: the plans' lines are synthesized once.

@@ -9,18 +9,11 @@ import pytest
 
 from interview.turn_credentials import turn_password
 from tests.api.helpers import auth
+from tests.e2e.conftest import COTURN_SECRET
 from tests.support.app_server import AppServer
 from tests.support.coturn import CoturnServer
 
-SECRET = "relay-test-secret-7f3a"
-
-
-@pytest.fixture(scope="module")
-def coturn() -> Iterator[CoturnServer]:
-    server = CoturnServer(SECRET)
-    server.start()
-    yield server
-    server.stop()
+SECRET = COTURN_SECRET
 
 
 @pytest.fixture(scope="module")

@@ -3,28 +3,19 @@ the credentials the service issues (in AWS the tasks sit in private subnets)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.api.helpers import auth
-from tests.e2e.conftest import start_voice_server
+from tests.e2e.conftest import COTURN_SECRET, start_voice_server
 from tests.support.app_server import AppServer
 from tests.support.coturn import CoturnServer
 from tests.support.speech_audio import speech
 from tests.support.voice_client import VoiceClient, VoiceClientError, start_session
 
-SECRET = "relay-e2e-secret-41c9"
-
-
-@pytest.fixture(scope="module")
-def coturn() -> Iterator[CoturnServer]:
-    server = CoturnServer(SECRET)
-    server.start()
-    yield server
-    server.stop()
+SECRET = COTURN_SECRET
 
 
 def relay_server(directory: Path, coturn: CoturnServer, secret: str) -> AppServer:
