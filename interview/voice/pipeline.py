@@ -70,6 +70,31 @@ class VoicePipeline:
     async def greet(self) -> AsyncIterator[Any]:
         """startup_fn: speak the interviewer's current line as soon as the connection is up."""
         session_id = get_current_context().webrtc_id
+        async for frame in self._guarded(session_id, self._greet(session_id)):
+            yield frame
+
+    async def reply(self, audio: tuple[int, np.ndarray]) -> AsyncIterator[Any]:
+        """ReplyOnPause's fn: called with the audio of one finished answer."""
+        session_id = get_current_context().webrtc_id
+        async for frame in self._guarded(session_id, self._reply(session_id)):
+            yield frame
+
+    async def _guarded(self, session_id: str, frames: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        # A failing model or database must not take the connection down silently: the
+        # client hears nothing more for this turn, but is told why and can go on.
+        try:
+            async for frame in frames:
+                yield frame
+        except Exception as exc:
+            log.exception("voice_turn_failed", session_id=session_id)
+            self.events.publish(
+                session_id,
+                "error",
+                message="The interviewer could not answer this turn; please say it again.",
+                reason=type(exc).__name__,
+            )
+
+    async def _greet(self, session_id: str) -> AsyncIterator[Any]:
         try:
             row = await self.service.open_session(session_id)
         except (SessionClosed, SessionNotFound):
@@ -81,9 +106,7 @@ class VoicePipeline:
                 yield frame
         await self._prefetch_next(session_id, self.service.voice_for(row))
 
-    async def reply(self, audio: tuple[int, np.ndarray]) -> AsyncIterator[Any]:
-        """ReplyOnPause's fn: called with the audio of one finished answer."""
-        session_id = get_current_context().webrtc_id
+    async def _reply(self, session_id: str) -> AsyncIterator[Any]:
         handler = self.handler_for(session_id)
         turn = handler.last_turn if handler is not None else None
         if turn is None:
