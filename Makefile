@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install --disable-pip-version-check --progress-bar on -c con
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test setup dev-setup system-deps models lint format lock clean
+.PHONY: run test bench setup dev-setup system-deps models lint format lock clean
 
 run: setup models
 	$(PY) app.py
@@ -16,6 +16,11 @@ test: dev-setup system-deps models
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
+
+# The voice pipeline benchmark (benchmarks/README.md), about 6 minutes: real server, aiortc clients
+# speaking espeak-ng answers. Writes benchmarks/results/voice.json and the table in its README.
+bench: dev-setup system-deps models
+	$(PY) -m benchmarks.voice_bench
 
 setup: $(RUNTIME_STAMP)
 dev-setup: $(DEV_STAMP)
