@@ -37,7 +37,10 @@ def build_engines(settings: Settings) -> SpeechEngines:
     return SpeechEngines(
         vad=SileroVAD(paths.silero_vad, threshold=settings.vad_threshold),
         stt=LocalWhisper(
-            paths.whisper_dir, beam_size=settings.stt_beam_size, cpu_threads=settings.speech_threads
+            paths.whisper_dir,
+            beam_size=settings.stt_beam_size,
+            cpu_threads=settings.speech_threads,
+            workers=settings.stt_workers,
         ),
         tts=KokoroTTS(
             paths.kokoro_model, paths.kokoro_voices, default_voice=settings.tts_voice,

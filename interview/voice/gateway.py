@@ -58,8 +58,9 @@ class VoiceGateway:
         self.load_seconds: float | None = None
         self._answers: dict[str, dict[str, str]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        # One thread per model: each already uses every core it is given.
-        self.compute = ThreadPoolExecutor(1, thread_name_prefix="stt")
+        # Speech-to-text runs as many at once as the model has workers; synthesis, one at a
+        # time in order of urgency (it uses every core it is given).
+        self.compute = ThreadPoolExecutor(settings.stt_workers, thread_name_prefix="stt")
         self.tts_worker = PriorityWorker("tts")
         events.add_listener(self._on_event)
 

@@ -14,8 +14,10 @@ from interview.speech.vad import SAMPLE_RATE, SileroVAD
 from interview.voice.turn_detector import DetectorOptions, Turn, TurnDetector, TurnEvent
 
 # How long emit() waits for work before handing control back. fastrtc calls emit() again at
-# once when it returns None, so without this wait a silent connection spins a whole core.
-IDLE_WAIT_SECONDS = 0.05
+# once when it returns None, so without this wait a silent connection spins a whole core. The
+# wait ends the moment a turn ends, so its length costs no latency, only how often an idle
+# connection wakes up (and how long a closing connection's emit thread lingers).
+IDLE_WAIT_SECONDS = 0.5
 
 TurnListener = Callable[["InterviewHandler", TurnEvent], None]
 

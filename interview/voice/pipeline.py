@@ -192,6 +192,7 @@ class VoicePipeline:
         pieces = self.speech.sentences(turn.text, voice)
         for k, (_text, future) in enumerate(pieces):
             # Shielded: a reply cut short must not cancel audio the cache shares with others.
+            was_ready = future.done()
             audio = await asyncio.shield(future)
             piece_seconds = len(audio) / self.speech.sample_rate
             if k + 1 < len(pieces) and not pieces[k + 1][1].done():
@@ -208,7 +209,7 @@ class VoicePipeline:
                     "first_audio",
                     session_id=session_id,
                     index=turn.index,
-                    cached=future.done(),
+                    cached=was_ready,
                 )
                 if heard_at is not None:
                     latency_ms = round((time.time() - heard_at) * 1000)

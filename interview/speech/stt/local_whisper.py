@@ -12,11 +12,19 @@ from interview.speech.stt.base import STT_SAMPLE_RATE
 
 
 class LocalWhisper:
-    def __init__(self, model_dir: Path, beam_size: int = 1, cpu_threads: int = 2) -> None:
-        # A local folder: faster-whisper never looks at a model hub for it.
+    def __init__(
+        self, model_dir: Path, beam_size: int = 1, cpu_threads: int = 2, workers: int = 1
+    ) -> None:
+        # A local folder: faster-whisper never looks at a model hub for it. `workers` lets that
+        # many transcriptions run at once (several candidates finishing answers together).
         self._model = WhisperModel(
-            str(model_dir), device="cpu", compute_type="int8", cpu_threads=cpu_threads
+            str(model_dir),
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=cpu_threads,
+            num_workers=workers,
         )
+        self.workers = workers
         self._english_only = model_dir.name.endswith(".en")
         self.beam_size = beam_size
 
@@ -25,6 +33,9 @@ class LocalWhisper:
             audio,
             language=None if self._english_only else "en",
             beam_size=self.beam_size,
+            # One decoding pass: Whisper's fallback retries at higher temperatures turned one
+            # unclear answer into 13 s of transcription while other candidates queued behind.
+            temperature=0.0,
             # Each answer stands alone; carrying text over invites repeated hallucinations.
             condition_on_previous_text=False,
             without_timestamps=True,
