@@ -60,8 +60,9 @@ class Settings(BaseSettings):
     models_dir: Path = PROJECT_DIR / "models"
     whisper_model: Literal["tiny.en", "base"] = "tiny.en"
     stt_beam_size: int = Field(default=1, ge=1, le=10)
-    # Transcriptions that may run at once; with one, concurrent answers queue behind each other.
-    stt_workers: int = Field(default=2, ge=1, le=16)
+    # Transcriptions that may run at once. On 2 cores one is faster: two (each on 2 threads)
+    # made the 4-session median slower (benchmarks/README.md).
+    stt_workers: int = Field(default=1, ge=1, le=16)
     tts_voice: str = "af_heart"
     # Synthesized sentences kept across restarts (the interviewer's lines repeat).
     speech_cache_dir: Path | None = PROJECT_DIR / "data" / "speech-cache"
