@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,12 @@ def coturn() -> Iterator[CoturnServer]:
 
 # One speech cache for every voice server of the run: the plans' lines are synthesized once.
 SPEECH_CACHE = Path(tempfile.gettempdir()) / f"spool-speech-cache-{os.getpid()}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _speech_cache_removed_after_the_run() -> Iterator[None]:
+    yield
+    shutil.rmtree(SPEECH_CACHE, ignore_errors=True)
 
 
 def voice_env(directory: Path, **extra: str) -> dict[str, str]:
