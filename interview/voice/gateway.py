@@ -57,6 +57,7 @@ class VoiceGateway:
         self.pipeline: VoicePipeline | None = None
         self.load_seconds: float | None = None
         self._answers: dict[str, dict[str, str]] = {}
+        self._offer_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # Speech-to-text runs as many at once as the model has workers; synthesis, one at a
         # time in order of urgency (it uses every core it is given).
@@ -153,13 +154,26 @@ class VoiceGateway:
         stream = self._ready_stream()
         _check_offer(sdp, type_)
         session_id = session.id
+        # One offer at a time per session: two at once (a double click, a retry) would both
+        # pass the checks below and leave one connection untracked.
+        async with self._offer_locks.setdefault(session_id, asyncio.Lock()):
+            return await self._offer(stream, session, sdp)
+
+    async def _offer(self, stream: Stream, session: SessionRow, sdp: str) -> dict[str, str]:
+        session_id = session.id
         existing = stream.pcs.get(session_id)
         if existing is not None and existing.connectionState in LIVE_STATES:
             raise AlreadyConnected()
         if existing is not None or session_id in stream.connections:
-            # A dropped connection: clear what is left of it, then reconnect.
+            # A dropped connection: clear what is left of it, then reconnect. fastrtc cleans up
+            # a closed connection by session id from its own state-change handler; let that
+            # run now, or it would later remove the new connection instead.
             if existing is not None:
                 await existing.close()
+                for _ in range(40):
+                    if session_id not in stream.handlers:
+                        break
+                    await asyncio.sleep(0.025)
             stream.clean_up(session_id)
         if self.live_connections() >= self.settings.max_concurrent_interviews:
             raise AtCapacity(self.settings.max_concurrent_interviews)
@@ -183,9 +197,10 @@ class VoiceGateway:
                 raise AlreadyConnected()
             raise InvalidOffer(f"the offer was refused: {error}")
         handler = self.handler_for(session_id)
-        if handler is not None:
-            handler.session_id = session_id
-        pc = stream.pcs[session_id]
+        pc = stream.pcs.get(session_id)
+        if handler is None or pc is None:
+            raise InvalidOffer("the connection closed while it was being set up; offer again")
+        handler.session_id = session_id
         pc.on("connectionstatechange", lambda: self._connection_changed(session_id, pc))
         self._answers[session_id] = result
         log.info(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,8 @@ class InterviewHandler(ReplyOnPause):
         self.detector = TurnDetector(vad.stream(), options)
         self.last_turn: Turn | None = None
         self.session_id: str | None = None  # set by the gateway once the offer is accepted
+        # Stretches of the current answer being transcribed: (end sample, text future).
+        self.segments: list[tuple[int, Future[str]]] = []
 
     def copy(self) -> InterviewHandler:
         # fastrtc copies the handler for every connection; each copy has its own VAD state.
@@ -80,6 +83,7 @@ class InterviewHandler(ReplyOnPause):
     def reset(self) -> None:
         # The detector first: once super() clears `responding`, receive() feeds it again.
         self.detector.reset()
+        self.segments = []
         super().reset()
 
     def emit(self) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,10 +60,7 @@ class VoicePipeline:
         self.events = events
         self.handler_for = handler_for
         self.close_connection = close_connection
-        # Pieces of the current answer transcribed at its pauses, while the candidate goes on:
-        # session -> [(end sample, text future)]. A long answer is then mostly transcribed
-        # by the time it ends, and only its last stretch is left to do.
-        self._segments: dict[str, list[tuple[int, Future[str]]]] = {}
+        self._closing: set[asyncio.Task[Any]] = set()
 
     # fastrtc entry points
 
@@ -113,7 +110,7 @@ class VoicePipeline:
             return
         self.events.publish(session_id, "candidate", state="transcribing")
         marks = {"end_of_turn": time.time()}
-        text = await self._transcribe(session_id, turn.audio)
+        text = await self._transcribe(handler, turn.audio)
         marks["stt"] = time.time()
         if not text:
             # Noise or a cough: nothing to answer, and nothing worth storing.
@@ -159,21 +156,28 @@ class VoicePipeline:
         session_id = handler_session(handler)
         if session_id is None:
             return
-        if event is TurnEvent.speech_started:
-            self._segments[session_id] = []
-            self.events.publish(session_id, "candidate", state="speaking")
-        elif event is TurnEvent.pause:
-            segments = self._segments.setdefault(session_id, [])
-            start = segments[-1][0] if segments else 0
-            audio = handler.draft_audio()
-            if len(audio) - start >= MIN_SEGMENT_SAMPLES:
-                piece = to_float32(audio[start:].copy())
-                segments.append((len(audio), self.compute.submit(self.stt.transcribe, piece)))
+        try:
+            if event is TurnEvent.speech_started:
+                handler.segments.clear()
+                self.events.publish(session_id, "candidate", state="speaking")
+            elif event is TurnEvent.pause:
+                # Transcribe the answer's finished stretch now, while the candidate goes on: a
+                # long answer is then mostly transcribed by the time it ends.
+                segments = handler.segments
+                start = segments[-1][0] if segments else 0
+                audio = handler.draft_audio()
+                if len(audio) - start >= MIN_SEGMENT_SAMPLES:
+                    piece = to_float32(audio[start:].copy())
+                    future = self.compute.submit(self.stt.transcribe, piece)
+                    segments.append((len(audio), future))
+        except Exception:
+            # fastrtc's input loop dies on any exception: the interviewer would go deaf.
+            log.exception("turn_event_failed", session_id=session_id)
 
     # internals
 
-    async def _transcribe(self, session_id: str, audio: np.ndarray) -> str:
-        segments = self._segments.pop(session_id, [])
+    async def _transcribe(self, handler: InterviewHandler, audio: np.ndarray) -> str:
+        segments, handler.segments = handler.segments, []
         covered = segments[-1][0] if segments else 0
         futures = [future for _end, future in segments if _end <= len(audio)]
         if len(audio) - covered >= MIN_SEGMENT_SAMPLES or not futures:
@@ -243,9 +247,18 @@ class VoicePipeline:
             latency_ms=latency_ms,
         )
         if turn.kind == "close":
-            loop = asyncio.get_running_loop()
-            delay = max(0.0, started.timestamp() + seconds - time.time()) + CLOSE_MARGIN_SECONDS
-            loop.call_later(delay, lambda: loop.create_task(self.close_connection(session_id)))
+            task = asyncio.get_running_loop().create_task(
+                self._close_after(session_id, plays_until - time.time() + CLOSE_MARGIN_SECONDS)
+            )
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        # Stay "responding" until the line has played: the candidate is not listened to
+        # meanwhile, so the interviewer's own voice (echo) is never taken for an answer.
+        await asyncio.sleep(max(0.0, plays_until - time.time()))
+
+    async def _close_after(self, session_id: str, delay: float) -> None:
+        await asyncio.sleep(max(0.0, delay))
+        await self.close_connection(session_id)
 
     async def _prefetch_next(self, session_id: str, voice: str | None) -> None:
         for line in await self.service.anticipated_lines(session_id):
