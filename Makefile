@@ -12,9 +12,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 run: setup models
 	$(PY) app.py
 
-test: dev-setup system-deps models
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+test: lint system-deps models
 	$(PY) -m pytest
 
 # The voice pipeline benchmark (benchmarks/README.md), about 6 minutes: real server, aiortc clients

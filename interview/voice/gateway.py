@@ -34,7 +34,6 @@ from interview.voice.priority_worker import PriorityWorker
 if TYPE_CHECKING:
     from fastrtc import Stream
 
-    from interview.speech.engines import SpeechEngines
     from interview.voice.handler import InterviewHandler
     from interview.voice.pipeline import VoicePipeline
 
@@ -53,9 +52,7 @@ class VoiceGateway:
         self.state = "loading" if settings.voice_enabled else "disabled"
         self.detail = "loading models" if settings.voice_enabled else "VOICE_ENABLED is false"
         self.stream: Stream | None = None
-        self.engines: SpeechEngines | None = None
         self.pipeline: VoicePipeline | None = None
-        self.load_seconds: float | None = None
         self._answers: dict[str, dict[str, str]] = {}
         self._offer_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -77,9 +74,8 @@ class VoiceGateway:
             self.state, self.detail = "failed", str(exc)
             log.exception("voice_load_failed")
             return
-        self.load_seconds = round(time.perf_counter() - started, 2)
         self.state, self.detail = "ready", "models loaded and warm"
-        log.info("voice_ready", load_seconds=self.load_seconds)
+        log.info("voice_ready", load_seconds=round(time.perf_counter() - started, 2))
 
     def _load_blocking(self) -> None:
         # gradio (imported by fastrtc) phones home at import unless told not to.
@@ -130,7 +126,7 @@ class VoiceGateway:
             server_rtc_configuration={"iceServers": []},
             verbose=False,
         )
-        self.engines, self.pipeline = engines, pipeline
+        self.pipeline = pipeline
 
     async def shutdown(self) -> None:
         for session_id in list(self.stream.pcs) if self.stream else []:

@@ -153,7 +153,7 @@ class VoicePipeline:
 
     def on_turn_event(self, handler: InterviewHandler, event: TurnEvent) -> None:
         """Called from the audio thread as the candidate speaks and pauses."""
-        session_id = handler_session(handler)
+        session_id = handler.session_id
         if session_id is None:
             return
         try:
@@ -263,10 +263,6 @@ class VoicePipeline:
     async def _prefetch_next(self, session_id: str, voice: str | None) -> None:
         for line in await self.service.anticipated_lines(session_id):
             self.speech.prefetch(line, voice)
-
-
-def handler_session(handler: InterviewHandler) -> str | None:
-    return getattr(handler, "session_id", None)
 
 
 def _ms(seconds: float) -> int:
