@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -18,7 +19,7 @@ from interview.api import (
     router,
     voice_router,
 )
-from interview.config import Environment, Settings, get_settings
+from interview.config import ConfigError, Environment, Settings, get_settings
 from interview.logs import configure_logging
 from interview.runtime import Runtime
 
@@ -80,7 +81,10 @@ class DrainingServer(uvicorn.Server):
 
 
 def main() -> None:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        sys.exit(str(exc))
     app = create_app(settings)
     config = uvicorn.Config(
         app,

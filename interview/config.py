@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -17,6 +17,16 @@ PROJECT_DIR = PACKAGE_DIR.parent
 class Environment(StrEnum):
     development = "development"
     production = "production"
+
+
+class InterviewerEngine(StrEnum):
+    llm = "llm"
+    scripted = "scripted"
+
+
+class SpeechEngine(StrEnum):
+    local = "local"
+    openai = "openai"
 
 
 class Settings(BaseSettings):
@@ -80,6 +90,28 @@ class Settings(BaseSettings):
     # Last-Event-ID.
     events_stream_seconds: float = Field(default=25, gt=0, le=3600)
 
+    # The OpenAI API, or any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server).
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4.1-mini"
+    # Defaults to OPENAI_MODEL; the evaluation can use a stronger model than the live turns.
+    openai_evaluation_model: str | None = None
+    # "llm" needs OPENAI_API_KEY; unset, it is "llm" when a key is set and "scripted" otherwise.
+    interviewer: InterviewerEngine | None = None
+    # One live turn may spend this long on the model, retries included, before the scripted
+    # interviewer's line is used instead: a candidate should not wait in silence.
+    llm_turn_budget_seconds: float = Field(default=8.0, gt=0, le=120)
+    llm_max_attempts: int = Field(default=3, ge=1, le=10)
+    evaluation_timeout_seconds: float = Field(default=120.0, gt=0, le=1800)
+    evaluation_max_attempts: int = Field(default=3, ge=1, le=10)
+    stt_engine: SpeechEngine = SpeechEngine.local
+    openai_stt_model: str = "gpt-4o-mini-transcribe"
+    tts_engine: SpeechEngine = SpeechEngine.local
+    openai_tts_model: str = "gpt-4o-mini-tts"
+    openai_tts_voice: str = "alloy"
+    # One OpenAI speech call may take this long before the local engine is used instead.
+    openai_speech_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -92,7 +124,10 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("turn_server", mode="before")
+    @field_validator(
+        "turn_server", "openai_api_key", "openai_base_url", "openai_evaluation_model",
+        "interviewer", mode="before",
+    )  # fmt: skip
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -103,6 +138,36 @@ class Settings(BaseSettings):
         if self.turn_server and not (self.turn_secret and self.turn_secret.get_secret_value()):
             raise ValueError("TURN_SERVER is set but TURN_SECRET is empty")
         return self
+
+    @model_validator(mode="after")
+    def _openai_needs_key(self) -> Settings:
+        needs = [
+            name
+            for name, wanted in (
+                ("INTERVIEWER=llm", self.interviewer is InterviewerEngine.llm),
+                ("STT_ENGINE=openai", self.stt_engine is SpeechEngine.openai),
+                ("TTS_ENGINE=openai", self.tts_engine is SpeechEngine.openai),
+            )
+            if wanted
+        ]
+        if needs and self.openai_key is None:
+            raise ValueError(f"{', '.join(needs)} needs OPENAI_API_KEY")
+        return self
+
+    @property
+    def openai_key(self) -> str | None:
+        key = self.openai_api_key.get_secret_value() if self.openai_api_key else ""
+        return key or None
+
+    @property
+    def interviewer_engine(self) -> InterviewerEngine:
+        if self.interviewer is not None:
+            return self.interviewer
+        return InterviewerEngine.llm if self.openai_key else InterviewerEngine.scripted
+
+    @property
+    def evaluation_model(self) -> str:
+        return self.openai_evaluation_model or self.openai_model
 
     @property
     def async_database_url(self) -> str:
@@ -122,6 +187,18 @@ def to_async_database_url(url: str) -> str:
     raise ValueError(f"DATABASE_URL must be sqlite or postgresql, not {dialect!r}")
 
 
+class ConfigError(Exception):
+    """Invalid configuration, described without the values given (they may be secrets)."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        # pydantic's own message quotes the input, which holds OPENAI_API_KEY and TURN_SECRET.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
