@@ -1,4 +1,9 @@
-"""A real coturn (Debian's package) on a free loopback port, with TURN REST auth."""
+"""A real coturn (Debian's package) on a free loopback port, with TURN REST auth.
+
+By default it runs a minimal loopback config; given `config_file` (turn/turnserver.conf), it runs
+that file with only the settings in TEST_OVERRIDES replaced, and `args` on the command line as
+turn/docker-compose.turn.yml passes them.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,64 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.support.ports import free_port
 
+# What a test may change in a shipped config: where coturn listens and relays, its ports and
+# certificate files (a throwaway self-signed pair), its state files, and loopback peers (client
+# and peer are both on 127.0.0.1 here). Everything else runs exactly as shipped.
+TEST_OVERRIDES = frozenset(
+    {
+        "listening-ip",
+        "relay-ip",
+        "listening-port",
+        "tls-listening-port",
+        "min-port",
+        "max-port",
+        "cert",
+        "pkey",
+        "no-tls",
+        "no-dtls",
+        "allow-loopback-peers",
+        "allowed-peer-ip",
+        "userdb",
+        "pidfile",
+    }
+)
+
+
+def config_key(line: str) -> str | None:
+    """The option a turnserver.conf line sets (None for blanks and comments)."""
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    return text.split("=", 1)[0].strip().removeprefix("--")
+
 
 class CoturnServer:
-    def __init__(self, secret: str, realm: str = "spool.test") -> None:
+    def __init__(
+        self,
+        secret: str,
+        realm: str = "spool.test",
+        config_file: Path | None = None,
+        args: Sequence[str] = (),
+    ) -> None:
         if shutil.which("turnserver") is None:
             raise RuntimeError("coturn is not installed: run `make test` (it installs it)")
         self.secret = secret
         self.realm = realm
         self.port = free_port()
+        self.tls_port = free_port()
+        self.config_file = config_file
+        self.args = list(args)
         self.dir = Path(tempfile.mkdtemp(prefix="spool-turn-"))
         self.process: subprocess.Popen[bytes] | None = None
 
     def config(self) -> str:
+        if self.config_file is not None:
+            return self.shipped_config(self.config_file)
         relay_base = 40000 + (self.port % 2000) * 10
         return "\n".join(
             [
@@ -50,12 +97,52 @@ class CoturnServer:
             ]
         )
 
+    def shipped_config(self, path: Path) -> str:
+        """The shipped file with only TEST_OVERRIDES replaced, for loopback and TLS here."""
+        kept = [
+            line for line in path.read_text().splitlines() if config_key(line) not in TEST_OVERRIDES
+        ]
+        cert, key = self._self_signed_certificate()
+        relay_base = 40000 + (self.port % 2000) * 10
+        overrides = [
+            "# test overrides (tests/support/coturn.py)",
+            "listening-ip=127.0.0.1",
+            "relay-ip=127.0.0.1",
+            f"listening-port={self.port}",
+            f"tls-listening-port={self.tls_port}",
+            f"min-port={relay_base}",
+            f"max-port={relay_base + 9}",
+            f"cert={cert}",
+            f"pkey={key}",
+            # Loopback only, and only the one address the tests relay to: every denied range of
+            # the shipped file stays denied.
+            "allow-loopback-peers",
+            "allowed-peer-ip=127.0.0.1",
+            f"userdb={self.dir / 'turndb'}",
+            f"pidfile={self.dir / 'turnserver.pid'}",
+        ]
+        return "\n".join([*kept, *overrides, ""])
+
+    def _self_signed_certificate(self) -> tuple[Path, Path]:
+        cert, key = self.dir / "cert.pem", self.dir / "key.pem"
+        if cert.exists() and key.exists():
+            return cert, key  # the pair the running server loaded
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert),
+            ],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        return cert, key
+
     def start(self, timeout: float = 15) -> None:
         conf = self.dir / "turnserver.conf"
         conf.write_text(self.config())
         log = (self.dir / "turnserver.log").open("wb")
         self.process = subprocess.Popen(
-            ["turnserver", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
+            ["turnserver", "-c", str(conf), *self.args], stdout=log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

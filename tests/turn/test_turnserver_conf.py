@@ -1,0 +1,297 @@
+"""The shipped turn/turnserver.conf, run by a real coturn the way docker-compose.turn.yml runs it.
+
+Only the settings in tests/support/coturn.py's TEST_OVERRIDES change for the test (loopback
+addresses, free ports, a throwaway certificate, loopback peers): authentication, the denied peer
+ranges, quotas and TLS are the shipped ones. The client is aioice's TURN client, which signs
+every request with the long-term credential (MESSAGE-INTEGRITY) as a browser does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from aioice import stun
+from aioice.turn import TurnClientTcpProtocol, TurnClientUdpProtocol
+
+from interview.turn_credentials import TurnCredentialIssuer, turn_password
+from tests.support.coturn import TEST_OVERRIDES, CoturnServer, config_key
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF = ROOT / "turn" / "turnserver.conf"
+COMPOSE = ROOT / "turn" / "docker-compose.turn.yml"
+SECRET = "shipped-conf-test-secret-4b1d"
+REALM = "turn.spool.test"
+TEST_ENV = {"TURN_SECRET": SECRET, "TURN_REALM": REALM, "TURN_EXTERNAL_IP": "127.0.0.1"}
+SESSION = "sess-turn-conf-test"
+
+TurnProtocol = TurnClientUdpProtocol | TurnClientTcpProtocol
+# Browsers' relay and host candidates on the internet: these must stay reachable (a deny entry
+# written wrong, e.g. an IPv6 range that covers IPv4-mapped addresses, refuses them all).
+PUBLIC_PEERS = ("8.8.8.8", "1.1.1.1", "52.94.236.248")
+
+
+def compose_service() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())["services"]["coturn"]
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """docker compose's ${NAME}, ${NAME:?message} and ${NAME:-default}, from `env` only."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, rest = match.group(1), match.group(2), match.group(3)
+        if env.get(name):
+            return env[name]
+        if op == ":-":
+            return rest
+        raise KeyError(f"{name} is required: {rest}")
+
+    return re.sub(r"\$\{([A-Z_][A-Z0-9_]*)(?:(:\?|:-)([^}]*))?\}", one, value)
+
+
+def compose_args() -> list[str]:
+    """The compose command's options after `-c <file>`, with the test's environment."""
+    command = [interpolate(part, TEST_ENV) for part in compose_service()["command"]]
+    assert command[:2] == ["-c", "/etc/coturn/turnserver.conf"]
+    return command[2:]
+
+
+@pytest.fixture(scope="module")
+def coturn() -> Iterator[CoturnServer]:
+    server = CoturnServer(SECRET, realm=REALM, config_file=CONF, args=compose_args())
+    server.start()
+    yield server
+    server.stop()
+
+
+def credentials(now: datetime | None = None, ttl: int = 600) -> tuple[str, str]:
+    """What the service hands a browser for a session (interview/turn_credentials.py)."""
+    now = now or datetime.now(UTC)
+    issuer = TurnCredentialIssuer("127.0.0.1:3478", SECRET, 5349, ttl)
+    [server] = issuer.issue(SESSION, now=now, not_after=now + timedelta(hours=1)).servers
+    return server.username, server.credential
+
+
+async def allocate(
+    coturn: CoturnServer,
+    username: str,
+    password: str,
+    transport: str = "udp",
+    tls: ssl.SSLContext | None = None,
+) -> TurnProtocol:
+    loop = asyncio.get_running_loop()
+    protocol: TurnProtocol
+    if transport == "udp":
+        address = ("127.0.0.1", coturn.port)
+        _, protocol = await loop.create_datagram_endpoint(
+            lambda: TurnClientUdpProtocol(address, username, password, 600, 300),
+            remote_addr=address,
+        )
+    else:
+        address = ("127.0.0.1", coturn.tls_port if tls else coturn.port)
+        _, protocol = await loop.create_connection(
+            lambda: TurnClientTcpProtocol(address, username, password, 600, 300),
+            *address,
+            ssl=tls,
+        )
+    try:
+        await asyncio.wait_for(protocol.connect(), timeout=10)
+    except BaseException:
+        await close(protocol)
+        raise
+    return protocol
+
+
+async def close(protocol: TurnProtocol) -> None:
+    if protocol.relayed_address is not None:
+        await protocol.delete()  # also closes the transport
+    elif protocol.transport is not None:
+        protocol.transport.close()
+
+
+async def create_permission(protocol: TurnProtocol, peer: tuple[str, int]) -> None:
+    request = stun.Message(
+        message_method=stun.Method.CREATE_PERMISSION, message_class=stun.Class.REQUEST
+    )
+    request.attributes["XOR-PEER-ADDRESS"] = peer
+    await asyncio.wait_for(protocol.request_with_retry(request), timeout=10)
+
+
+def test_the_test_changes_only_the_allowed_settings(coturn: CoturnServer):
+    shipped = [line for line in CONF.read_text().splitlines() if config_key(line)]
+    running = coturn.config().splitlines()
+    changed = {config_key(line) for line in shipped if line not in running}
+    assert changed <= TEST_OVERRIDES
+    # And what matters most is not among them.
+    for key in ("use-auth-secret", "denied-peer-ip", "no-multicast-peers", "user-quota", "realm"):
+        assert key not in TEST_OVERRIDES
+
+
+async def test_credentials_from_the_app_allocate_a_relay_on_udp_and_tcp(coturn: CoturnServer):
+    username, password = credentials()
+    for transport in ("udp", "tcp"):
+        protocol = await allocate(coturn, username, password, transport)
+        try:
+            assert protocol.relayed_address is not None
+            host, port = protocol.relayed_address
+            assert host == "127.0.0.1" and 40000 <= port < 60000
+            # The realm of the compose command line is the one clients authenticate against.
+            assert protocol.realm == REALM
+        finally:
+            await close(protocol)
+
+
+async def test_turns_over_tls_allocates_with_the_shipped_tls_settings(coturn: CoturnServer):
+    context = ssl.create_default_context(cafile=str(coturn.dir / "cert.pem"))
+    protocol = await allocate(coturn, *credentials(), transport="tcp", tls=context)
+    try:
+        assert protocol.relayed_address is not None
+        tls = protocol.transport.get_extra_info("ssl_object")
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    finally:
+        await close(protocol)
+
+
+async def test_the_relay_carries_data_to_an_allowed_peer(coturn: CoturnServer):
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[tuple[bytes, tuple[str, int]]] = loop.create_future()
+
+    class Peer(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            if not received.done():
+                received.set_result((data, addr))
+
+    peer_transport, _ = await loop.create_datagram_endpoint(Peer, local_addr=("127.0.0.1", 0))
+    protocol = await allocate(coturn, *credentials())
+    try:
+        peer = peer_transport.get_extra_info("sockname")
+        await protocol.send_data(b"interview audio", peer)
+        data, source = await asyncio.wait_for(received, timeout=10)
+        assert data == b"interview audio"
+        assert source == protocol.relayed_address  # it came out of the relay
+    finally:
+        await close(protocol)
+        peer_transport.close()
+
+
+async def test_a_wrong_secret_is_refused(coturn: CoturnServer):
+    username, _ = credentials()
+    with pytest.raises(stun.TransactionFailed) as refused:
+        await allocate(coturn, username, turn_password("not-the-secret", username))
+    assert refused.value.response.error_code == 401
+
+
+async def test_an_expired_username_is_refused(coturn: CoturnServer):
+    # Issued 20 minutes ago with a 10-minute lifetime: correctly signed, but expired.
+    username, password = credentials(now=datetime.now(UTC) - timedelta(minutes=20))
+    assert int(username.split(":")[0]) < time.time()
+    with pytest.raises(stun.TransactionFailed) as refused:
+        await allocate(coturn, username, password)
+    assert refused.value.response.error_code == 401
+
+
+@pytest.mark.parametrize(
+    "peer",
+    [
+        "10.0.0.1",  # a private network (the VPC)
+        "169.254.169.254",  # the cloud metadata service
+        "172.16.5.4",
+        "192.168.1.1",
+        "100.64.0.1",  # carrier-grade NAT
+        "0.0.0.1",
+        "224.0.0.1",  # multicast
+    ],
+)
+async def test_a_relay_toward_an_internal_address_is_refused(coturn: CoturnServer, peer: str):
+    protocol = await allocate(coturn, *credentials())
+    try:
+        # The controls: the same allocation may reach public addresses (a permission sends no
+        # packet) and the test's one allowed loopback peer...
+        for allowed in PUBLIC_PEERS:
+            await create_permission(protocol, (allowed, 3478))
+        await create_permission(protocol, ("127.0.0.1", 9))
+        # ...but never an internal address, neither by permission nor by channel.
+        with pytest.raises(stun.TransactionFailed) as refused:
+            await create_permission(protocol, (peer, 80))
+        assert refused.value.response.error_code == 403
+        with pytest.raises(stun.TransactionFailed) as bound:
+            await asyncio.wait_for(protocol.send_data(b"probe", (peer, 80)), timeout=10)
+        assert bound.value.response.error_code == 403
+    finally:
+        await close(protocol)
+
+
+def test_loopback_stays_denied_without_the_test_allowance():
+    # The shipped file never allows loopback peers, and denies 127/8 and ::1 outright.
+    keys = [config_key(line) for line in CONF.read_text().splitlines()]
+    assert "allow-loopback-peers" not in keys and "allowed-peer-ip" not in keys
+    denied = [
+        line.split("=", 1)[1]
+        for line in CONF.read_text().splitlines()
+        if config_key(line) == "denied-peer-ip"
+    ]
+    for entry in ("127.0.0.0-127.255.255.255", "::1", "10.0.0.0-10.255.255.255"):
+        assert entry in denied
+
+
+def test_the_shipped_settings_harden_the_server():
+    settings: dict[str, list[str]] = {}
+    for line in CONF.read_text().splitlines():
+        key = config_key(line)
+        if key:
+            value = line.split("=", 1)[1].strip() if "=" in line else ""
+            settings.setdefault(key, []).append(value)
+    for flag in (
+        "use-auth-secret",
+        "fingerprint",
+        "no-multicast-peers",
+        "no-cli",
+        "no-tlsv1",
+        "no-tlsv1_1",
+    ):
+        assert settings.get(flag) == [""], flag
+    assert settings["listening-port"] == ["3478"]
+    assert settings["tls-listening-port"] == ["5349"]
+    assert (settings["min-port"], settings["max-port"]) == (["49152"], ["65535"])
+    assert settings["cert"][0].endswith(".pem") and settings["pkey"][0].endswith(".pem")
+    assert int(settings["user-quota"][0]) > 0 and int(settings["total-quota"][0]) > 0
+    assert int(settings["stale-nonce"][0]) > 0
+    assert settings["realm"][0]
+    denied = settings["denied-peer-ip"]
+    for entry in (
+        "0.0.0.0-0.255.255.255",
+        "10.0.0.0-10.255.255.255",
+        "100.64.0.0-100.127.255.255",
+        "127.0.0.0-127.255.255.255",
+        "169.254.0.0-169.254.255.255",
+        "172.16.0.0-172.31.255.255",
+        "192.168.0.0-192.168.255.255",
+        "::1",
+        "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    ):
+        assert entry in denied, entry
+    # The secret is never in the file: it comes from the environment at `compose up`.
+    assert "static-auth-secret" not in settings
+
+
+def test_compose_runs_the_config_read_only_with_the_secret_from_the_environment():
+    service = compose_service()
+    assert service["image"].startswith("coturn/coturn:")
+    assert service["network_mode"] == "host"
+    assert service["restart"] == "unless-stopped"
+    assert "./turnserver.conf:/etc/coturn/turnserver.conf:ro" in service["volumes"]
+    assert all(volume.endswith(":ro") for volume in service["volumes"])
+    command = service["command"]
+    assert any(part.startswith("--static-auth-secret=${TURN_SECRET:?") for part in command)
+    # Without the secret, compose refuses to start rather than run an open relay.
+    with pytest.raises(KeyError, match="TURN_SECRET"):
+        [interpolate(part, {}) for part in command]
+    assert SECRET not in COMPOSE.read_text()
