@@ -86,3 +86,26 @@ def recall(expected: str, heard: str) -> float:
     want = words(expected)
     got = set(words(heard))
     return sum(w in got for w in want) / len(want) if want else 1.0
+
+
+# --- Browser tests (Playwright on Debian's Chromium): fixtures shared by the React demo and
+# Gradio UI tests; see tests/e2e/browser_fixtures.py and tests/support/browser.py.
+from tests.e2e.browser_fixtures import (  # noqa: E402
+    browser,
+    browser_context_args,
+    browser_type,
+    browser_type_launch_args,
+    chromium_launcher,
+    launch_browser,
+    playwright,
+)
+
+__all__ = [
+    "browser",
+    "browser_context_args",
+    "browser_type",
+    "browser_type_launch_args",
+    "chromium_launcher",
+    "launch_browser",
+    "playwright",
+]
