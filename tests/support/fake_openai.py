@@ -78,13 +78,23 @@ class Transcript:
 
 @dataclass
 class Speech:
-    """PCM16 mono 24 kHz bytes, streamed in `chunks` pieces."""
+    """PCM16 mono 24 kHz bytes, streamed in `chunks` pieces, `delay` seconds apart."""
 
     pcm: bytes
     chunks: int = 4
+    delay: float = 0.0
 
 
-Behaviour = ToolCall | Text | Fail | Hang | Transcript | Speech
+@dataclass
+class Raw:
+    """Any body with any status and content type: a proxy's HTML page, a truncated answer."""
+
+    body: bytes
+    content_type: str = "text/html"
+    status: int = 200
+
+
+Behaviour = ToolCall | Text | Fail | Hang | Transcript | Speech | Raw
 
 
 @dataclass
@@ -93,6 +103,8 @@ class RecordedRequest:
     headers: dict[str, str]
     body: dict[str, Any]
     at: float = field(default_factory=time.time)
+    # Uploaded multipart files by form field (the audio sent for transcription).
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,6 +146,12 @@ class FakeOpenAI:
 
     def chat_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def transcription_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/audio/transcriptions")]
+
+    def speech_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/audio/speech")]
 
     def start(self) -> None:
         config = uvicorn.Config(
@@ -189,7 +207,12 @@ class FakeOpenAI:
             upload = form.get("file")
             audio = await upload.read() if hasattr(upload, "read") else b""
             fields = {k: v for k, v in form.items() if isinstance(v, str)}
-            denied = self._record(request, {**fields, "file_bytes": len(audio)})
+            described = {
+                "file_bytes": len(audio),
+                "file_name": getattr(upload, "filename", None),
+                "file_content_type": getattr(upload, "content_type", None),
+            }
+            denied = self._record(request, {**fields, **described}, files={"file": audio})
             if denied is not None:
                 return denied
             behaviour = self.transcriptions.next({**fields, "audio": audio})
@@ -210,12 +233,16 @@ class FakeOpenAI:
             if early is not None:
                 return early
             assert isinstance(behaviour, Speech), behaviour
-            return StreamingResponse(_pieces(behaviour.pcm, behaviour.chunks))
+            return StreamingResponse(_pieces(behaviour.pcm, behaviour.chunks, behaviour.delay))
 
         return app
 
-    def _record(self, request: Request, body: dict[str, Any]) -> Response | None:
-        self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+    def _record(
+        self, request: Request, body: dict[str, Any], files: dict[str, bytes] | None = None
+    ) -> Response | None:
+        self.requests.append(
+            RecordedRequest(request.url.path, dict(request.headers), body, files=files or {})
+        )
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "Incorrect API key provided")
         return None
@@ -229,6 +256,8 @@ class FakeOpenAI:
         if isinstance(behaviour, Hang):
             await asyncio.sleep(behaviour.seconds)
             return _error(504, "hung on purpose")
+        if isinstance(behaviour, Raw):
+            return Response(behaviour.body, behaviour.status, media_type=behaviour.content_type)
         return None
 
     async def _stream_chat(
@@ -265,12 +294,12 @@ def _split(text: str, parts: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
-def _pieces(data: bytes, parts: int) -> AsyncIterator[bytes]:
+def _pieces(data: bytes, parts: int, delay: float = 0.0) -> AsyncIterator[bytes]:
     async def generate() -> AsyncIterator[bytes]:
         size = max(1, -(-len(data) // max(parts, 1)))
         for i in range(0, len(data), size):
             yield data[i : i + size]
-            await asyncio.sleep(0)
+            await asyncio.sleep(delay)
 
     return generate()
 
