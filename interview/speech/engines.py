@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from interview.config import Settings
+from interview.config import Settings, SpeechEngine
 from interview.models import ModelPaths
+from interview.speech.fallback import FallbackSpeechToText, FallbackTextToSpeech
 from interview.speech.stt import SpeechToText
 from interview.speech.stt.local_whisper import LocalWhisper
 from interview.speech.tts import TextToSpeech
@@ -18,6 +19,10 @@ class SpeechEngines:
     vad: SileroVAD
     stt: SpeechToText
     tts: TextToSpeech
+    # Which engine answers first ("local" or "openai"); with "openai" the local one stands
+    # behind it (interview/speech/fallback.py). For health and logs.
+    stt_engine: str = SpeechEngine.local.value
+    tts_engine: str = SpeechEngine.local.value
 
     def warmup(self) -> None:
         """Pay every first-call cost now, not in the first interview."""
@@ -31,19 +36,35 @@ def model_paths(settings: Settings) -> ModelPaths:
 
 
 def build_engines(settings: Settings) -> SpeechEngines:
-    """Verify the model files (a clear error names any missing one), then load the engines."""
+    """Verify the model files (a clear error names any missing one), then load the engines.
+
+    The local engines are loaded even when OpenAI is chosen: they answer whenever it fails.
+    """
     paths = model_paths(settings)
     paths.verify()
+    stt: SpeechToText = LocalWhisper(
+        paths.whisper_dir,
+        beam_size=settings.stt_beam_size,
+        cpu_threads=settings.speech_threads,
+        workers=settings.stt_workers,
+    )
+    tts: TextToSpeech = KokoroTTS(
+        paths.kokoro_model, paths.kokoro_voices, default_voice=settings.tts_voice,
+        speed=settings.tts_speed, threads=settings.speech_threads,
+    )  # fmt: skip
+    # Imported only when chosen: a local-only service never loads the OpenAI SDK.
+    if settings.stt_engine is SpeechEngine.openai:
+        from interview.speech.stt.openai_stt import OpenAISpeechToText
+
+        stt = FallbackSpeechToText(OpenAISpeechToText(settings), stt)
+    if settings.tts_engine is SpeechEngine.openai:
+        from interview.speech.tts.openai_tts import OpenAITextToSpeech
+
+        tts = FallbackTextToSpeech(OpenAITextToSpeech(settings), tts)
     return SpeechEngines(
         vad=SileroVAD(paths.silero_vad, threshold=settings.vad_threshold),
-        stt=LocalWhisper(
-            paths.whisper_dir,
-            beam_size=settings.stt_beam_size,
-            cpu_threads=settings.speech_threads,
-            workers=settings.stt_workers,
-        ),
-        tts=KokoroTTS(
-            paths.kokoro_model, paths.kokoro_voices, default_voice=settings.tts_voice,
-            speed=settings.tts_speed, threads=settings.speech_threads,
-        ),
-    )  # fmt: skip
+        stt=stt,
+        tts=tts,
+        stt_engine=settings.stt_engine.value,
+        tts_engine=settings.tts_engine.value,
+    )

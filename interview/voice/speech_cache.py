@@ -82,7 +82,9 @@ class SpeechCache:
     def _path(self, sentence: str, voice: str | None) -> Path | None:
         if self._directory is None:
             return None
-        key = f"{self._model_id}|{voice}|{getattr(self.tts, 'speed', 1.0)}|{sentence}"
+        # A remote engine names its own audio: OpenAI's must never be served as Kokoro's.
+        model_id = getattr(self.tts, "cache_id", None) or self._model_id
+        key = f"{model_id}|{voice}|{getattr(self.tts, 'speed', 1.0)}|{sentence}"
         return self._directory / f"{hashlib.sha256(key.encode()).hexdigest()}.npy"
 
     def _load(self, sentence: str, voice: str | None) -> NDArray[np.float32] | None:
@@ -102,7 +104,10 @@ class SpeechCache:
             factor = (time.perf_counter() - started) / seconds
             self.real_time_factor = 0.7 * self.real_time_factor + 0.3 * factor
         path = self._path(sentence, voice)
-        if path is not None:
+        # Audio the local engine made while the remote one failed is a stand-in: stored under
+        # the remote engine's key it would replace that voice for this line for good.
+        stand_in = getattr(self.tts, "served_by_fallback", None)
+        if path is not None and not (stand_in is not None and stand_in()):
             partial = path.with_suffix(f".{threading.get_ident()}.partial")
             with partial.open("wb") as out:
                 np.save(out, audio, allow_pickle=False)
