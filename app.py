@@ -22,6 +22,7 @@ from interview.api import (
 from interview.config import ConfigError, Environment, Settings, get_settings
 from interview.logs import configure_logging
 from interview.runtime import Runtime
+from ui.mount import mount_ui
 
 API_PREFIX = "/api/interview"
 LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router, prefix=API_PREFIX, tags=["interview"])
     app.include_router(voice_router, prefix=API_PREFIX, tags=["voice"])
+    # The Gradio demo UI at /ui, built in the background once the app has started.
+    mount_ui(app, runtime)
 
     # Added last runs first: logging sees every request, the size limit guards the routes.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)

@@ -1,0 +1,356 @@
+"""The Gradio demo UI: pick a plan, start an interview, talk or type, end it, read the results.
+
+Built from the app's Runtime, so everything goes through the same InterviewService (a session
+started here is an ordinary session, visible in the API with its transcript and results) and
+the same VoiceGateway (the microphone runs the REST path's voice pipeline). Nothing here renders
+with assets from the internet: the theme uses the system's fonts.
+"""
+
+from __future__ import annotations
+
+import os
+
+# gradio looks up a version-check and a telemetry host at import unless told not to.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+import structlog
+from fastrtc import WebRTC
+
+from interview.report import Report
+from interview.runtime import Runtime
+from interview.sessions import (
+    InterviewRunning,
+    InvalidAnswer,
+    ResultsNotReady,
+    SessionClosed,
+    SessionNotFound,
+)
+from interview.store import SessionRow
+from ui.report_markdown import render_report
+from ui.voice_component import GatewaySignaling
+
+log = structlog.get_logger(__name__)
+
+USER_ID = "gradio-demo"
+# Pages remembered at once (one entry per open browser tab); the oldest are forgotten first.
+MAX_PAGES = 1000
+REFRESH_SECONDS = 1.0
+
+SYSTEM_FONTS = [
+    "system-ui",
+    "-apple-system",
+    "Segoe UI",
+    "Roboto",
+    "Helvetica Neue",
+    "Arial",
+    "sans-serif",
+]
+MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
+
+
+@dataclass
+class PageInterview:
+    session_id: str
+    token: str
+    voice_note: str | None = None
+    # The session's newest event when the page last looked: nothing new, nothing to fetch.
+    seen_event: int | None = None
+
+
+@dataclass
+class PageView:
+    """What one refresh of the page shows."""
+
+    status: str
+    transcript: list[dict[str, str]]
+    results: str
+    session: str = ""
+
+
+@dataclass
+class DemoUI:
+    """The page's behaviour, independent of the widgets (the tests call these directly)."""
+
+    runtime: Runtime
+    pages: OrderedDict[str, PageInterview] = field(default_factory=OrderedDict)
+
+    # For the voice component (ui.voice_component.PageSessions)
+
+    def session_id_for(self, session_hash: str) -> str | None:
+        page = self.pages.get(session_hash)
+        return page.session_id if page else None
+
+    def note_voice(self, session_hash: str, message: str | None) -> None:
+        page = self.pages.get(session_hash)
+        if page is not None:
+            page.voice_note = message
+            page.seen_event = None  # show it at the next refresh
+
+    # Actions
+
+    def voice_for_plan(self, plan_id: str) -> str:
+        """The voice the interviewer will speak with: the plan's, else TTS_VOICE."""
+        return self.runtime.plans.get(plan_id).voice or self.runtime.settings.tts_voice
+
+    async def start(self, page_key: str, plan_id: str) -> PageView:
+        if self.runtime.draining:
+            raise gr.Error("This server is shutting down; start the interview on another one.")
+        previous = self.pages.pop(page_key, None)
+        if previous is not None:
+            # A page has one interview: the previous one's voice connection is let go.
+            await self.runtime.voice.close(previous.session_id)
+        started = await self.runtime.service.start(
+            user_id=USER_ID, plan_id=plan_id, metadata={"client": "gradio-ui"}
+        )
+        self.pages[page_key] = PageInterview(started.session.id, started.token)
+        while len(self.pages) > MAX_PAGES:
+            self.pages.popitem(last=False)
+        log.info("ui_session_started", session_id=started.session.id, plan_id=plan_id)
+        view = await self.view(page_key)
+        assert view is not None
+        return view
+
+    async def answer(self, page_key: str, text: str) -> PageView:
+        row = await self._session(page_key)
+        try:
+            await self.runtime.service.answer(row, text)
+        except InvalidAnswer as exc:
+            raise gr.Error(f"That answer was not taken: {exc}.") from exc
+        except SessionClosed as exc:
+            raise gr.Error("This interview has ended; start a new one.") from exc
+        view = await self.view(page_key)
+        assert view is not None
+        return view
+
+    async def end(self, page_key: str) -> PageView:
+        row = await self._session(page_key)
+        await self.runtime.service.end(row)  # also closes its voice connection (the gateway)
+        view = await self.view(page_key)
+        assert view is not None
+        return view
+
+    async def refresh(self, page_key: str) -> PageView | None:
+        """The page's new view, or None when nothing changed since the last one."""
+        page = self.pages.get(page_key)
+        if page is None:
+            return None
+        history = self.runtime.events.history(page.session_id)
+        newest = history[-1].id if history else None
+        # Every change (a turn, the status, the results being ready) is an event of the session.
+        if newest is not None and newest == page.seen_event:
+            return None
+        return await self.view(page_key)
+
+    async def view(self, page_key: str) -> PageView | None:
+        page = self.pages.get(page_key)
+        if page is None:
+            return None
+        history = self.runtime.events.history(page.session_id)
+        page.seen_event = history[-1].id if history else None
+        row = await self._session(page_key)
+        turns = await self.runtime.service.transcript(row)
+        transcript = [
+            {
+                "role": "assistant" if t.role == "interviewer" else "user",
+                "content": t.text,
+            }
+            for t in turns
+        ]
+        results = ""
+        if row.status not in ("created", "active"):
+            results = await self._results(row)
+        return PageView(
+            status=self._status(row, page, history),
+            transcript=transcript,
+            results=results,
+            session=(
+                f"Session `{row.id}` (plan `{row.plan_id}`, user `{row.user_id}`). "
+                f"Its API token: `{page.token}`"
+            ),
+        )
+
+    # internals
+
+    async def _session(self, page_key: str) -> SessionRow:
+        page = self.pages.get(page_key)
+        if page is None:
+            raise gr.Error("Start an interview first.")
+        try:
+            return await self.runtime.service.authenticate(page.session_id, page.token)
+        except SessionNotFound as exc:
+            raise gr.Error("This interview is gone; start a new one.") from exc
+
+    async def _results(self, row: SessionRow) -> str:
+        try:
+            outcome = await self.runtime.service.results(row)
+        except InterviewRunning:
+            return ""
+        if isinstance(outcome, Report):
+            return render_report(outcome)
+        if isinstance(outcome, ResultsNotReady) and outcome.status == "failed":
+            return f"**The results could not be computed:** {outcome.reason}"
+        return "_Computing the results…_"
+
+    def _status(self, row: SessionRow, page: PageInterview, history: list[Any]) -> str:
+        voice = self.runtime.voice
+        if row.status in ("created", "active"):
+            state = f"**Interview {row.status}**"
+            if voice.state == "ready":
+                state += f" · voice {row.connection_state}"
+                activity = _activity(history)
+                if activity:
+                    state += f" · {activity}"
+            else:
+                state += " · voice is off: type your answers"
+        else:
+            reason = f" ({row.end_reason})" if row.end_reason else ""
+            state = f"**Interview {row.status}{reason}**"
+        if page.voice_note:
+            state += f"\n\n⚠ {page.voice_note}"
+        return state
+
+
+def _activity(history: list[Any]) -> str:
+    """The latest spoken activity: who is speaking, or whether the answer is being transcribed."""
+    for event in reversed(history):
+        if event.type == "candidate":
+            return {
+                "speaking": "you are speaking",
+                "transcribing": "transcribing your answer",
+                "nothing_heard": "nothing heard",
+            }.get(event.data.get("state"), "")
+        if event.type == "speaking" and event.data.get("state") == "started":
+            return "the interviewer is speaking"
+        if event.type == "turn":
+            return ""
+    return ""
+
+
+def theme() -> gr.themes.Base:
+    # The default themes load web fonts from the internet; these are the machine's own.
+    return gr.themes.Base(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
+
+
+CSS = """
+#status p { margin: 0.25em 0; }
+#results { min-height: 2em; }
+"""
+
+
+def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, DemoUI]:
+    ui = DemoUI(runtime)
+    plans = runtime.plans.all()
+    default_plan = runtime.settings.default_plan_id
+    voice_on = runtime.voice.state == "ready"
+
+    def voice_choices(plan_id: str) -> gr.Dropdown:
+        voice = ui.voice_for_plan(plan_id)
+        return gr.Dropdown(choices=[voice], value=voice)
+
+    def outputs_of(view: PageView | None) -> tuple[Any, ...]:
+        if view is None:
+            return (gr.skip(),) * 4
+        return view.status, view.transcript, view.results, view.session
+
+    async def on_start(plan_id: str, request: gr.Request) -> tuple[Any, ...]:
+        return outputs_of(await ui.start(request.session_hash or "", plan_id))
+
+    async def on_answer(text: str, request: gr.Request) -> tuple[Any, ...]:
+        view = await ui.answer(request.session_hash or "", text)
+        return ("", *outputs_of(view))
+
+    async def on_end(request: gr.Request) -> tuple[Any, ...]:
+        return outputs_of(await ui.end(request.session_hash or ""))
+
+    async def on_tick(request: gr.Request) -> tuple[Any, ...]:
+        return outputs_of(await ui.refresh(request.session_hash or ""))
+
+    with gr.Blocks(
+        title="Spool Interview: demo",
+        theme=theme(),
+        css=CSS,
+        analytics_enabled=False,
+        fill_width=True,
+    ) as blocks:
+        gr.Markdown(
+            "# Spool Interview: demo\n"
+            "Pick a plan, start the interview, then talk through your microphone or type your "
+            "answers. Sessions started here are ordinary interview sessions (user "
+            f"`{USER_ID}`): the API shows their transcript and results."
+        )
+        with gr.Row():
+            with gr.Column(scale=1, min_width=280):
+                plan = gr.Dropdown(
+                    choices=[(f"{p.title} ({p.id})", p.id) for p in plans],
+                    value=default_plan,
+                    label="Interview plan",
+                    elem_id="plan",
+                )
+                first_voice = ui.voice_for_plan(default_plan)
+                voice = gr.Dropdown(
+                    choices=[first_voice],
+                    value=first_voice,
+                    label="Interviewer voice",
+                    info="The plan's voice (or TTS_VOICE when it names none); a per-session "
+                    "voice needs a session option in the service.",
+                    interactive=False,
+                    elem_id="voice",
+                )
+                start = gr.Button("Start interview", variant="primary", elem_id="start")
+                if voice_on:
+                    mic = WebRTC(
+                        # Any id but fastrtc's placeholder: with the placeholder the component
+                        # fetches a notification sound from huggingface.co when it mounts.
+                        value={"textbox": "", "webrtc_id": "spool-interview"},
+                        label="Talk (press the button, allow the microphone, answer aloud)",
+                        mode="send-receive",
+                        modality="audio",
+                        elem_id="mic",
+                        button_labels={"start": "Talk", "stop": "Stop", "waiting": "Connecting"},
+                    )
+                    GatewaySignaling(runtime.voice, runtime.service, ui).attach(mic)
+                else:
+                    gr.Markdown(
+                        f"**Voice is off on this server** ({runtime.voice.state}: "
+                        f"{runtime.voice.detail}). Type your answers instead.",
+                        elem_id="voice-off",
+                    )
+                end = gr.Button("End interview", variant="stop", elem_id="end")
+                with gr.Accordion("Use this session from the API", open=False):
+                    session = gr.Markdown(elem_id="session")
+            with gr.Column(scale=2, min_width=360):
+                status = gr.Markdown("Start an interview to begin.", elem_id="status")
+                transcript = gr.Chatbot(
+                    type="messages",
+                    label="Transcript",
+                    elem_id="transcript",
+                    height=420,
+                    show_copy_button=False,
+                )
+                with gr.Row(equal_height=True):
+                    answer = gr.Textbox(
+                        label="Type an answer",
+                        placeholder="Type your answer and press Enter",
+                        lines=1,
+                        scale=4,
+                        elem_id="answer",
+                    )
+                    send = gr.Button("Send", scale=1, elem_id="send")
+                results = gr.Markdown(elem_id="results")
+        timer = gr.Timer(REFRESH_SECONDS)
+
+        view_outputs = [status, transcript, results, session]
+        plan.change(voice_choices, inputs=plan, outputs=voice, api_name=False)
+        start.click(on_start, inputs=plan, outputs=view_outputs, api_name="start")
+        send.click(on_answer, inputs=answer, outputs=[answer, *view_outputs], api_name="answer")
+        answer.submit(on_answer, inputs=answer, outputs=[answer, *view_outputs], api_name=False)
+        end.click(on_end, outputs=view_outputs, api_name="end")
+        timer.tick(on_tick, outputs=view_outputs, api_name="refresh", show_progress="hidden")
+    # Every page ticks its timer: several pages at once must not queue behind one another.
+    blocks.queue(default_concurrency_limit=None)
+    return blocks, ui
