@@ -7,12 +7,12 @@ PIP := $(PY) -m pip install --disable-pip-version-check --progress-bar on -c con
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test bench setup dev-setup system-deps models lint format lock clean
+.PHONY: run test bench setup dev-setup system-deps models lint format lock clean web
 
-run: setup models
+run: setup models web
 	$(PY) app.py
 
-test: lint system-deps models
+test: lint system-deps models web
 	$(PY) -m pytest
 
 # The voice pipeline benchmark (benchmarks/README.md), about 6 minutes: real server, aiortc clients
@@ -62,6 +62,25 @@ lock: dev-setup
 	{ echo "# Every package of the tested environment (direct and transitive), so a fresh install"; \
 	  echo "# resolves exactly what was tested. Regenerate with: make lock"; \
 	  $(PY) -m pip freeze --exclude-editable; } > constraints.txt
+
+# The browser client, React component and /demo page (ui/web): npm ci from the lock file when
+# node_modules is missing or the lock changed (about 50 MB, a few seconds), then type-check and
+# bundle into ui/web/dist (build output, gitignored) when a source changed.
+WEB_DIR := ui/web
+WEB_NPM_STAMP := $(WEB_DIR)/node_modules/.installed
+WEB_BUILD_STAMP := $(WEB_DIR)/dist/.built
+WEB_SOURCES := $(wildcard $(WEB_DIR)/src/*) $(WEB_DIR)/build.mjs $(WEB_DIR)/tsconfig.json
+web: $(WEB_BUILD_STAMP)
+
+$(WEB_NPM_STAMP): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	@echo ">> installing the web client's pinned packages (npm ci in $(WEB_DIR))"
+	cd $(WEB_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB_BUILD_STAMP): $(WEB_NPM_STAMP) $(WEB_SOURCES)
+	@echo ">> type-checking and bundling the React demo ($(WEB_DIR)/src -> $(WEB_DIR)/dist)"
+	cd $(WEB_DIR) && npm run --silent typecheck && npm run --silent build
+	touch $@
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -22,6 +22,7 @@ from interview.api import (
 from interview.config import ConfigError, Environment, Settings, get_settings
 from interview.logs import configure_logging
 from interview.runtime import Runtime
+from ui.demo_page import mount_demo
 from ui.mount import mount_ui
 
 API_PREFIX = "/api/interview"
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router, prefix=API_PREFIX, tags=["interview"])
     app.include_router(voice_router, prefix=API_PREFIX, tags=["voice"])
+    # The React demo at /demo (ui/web, built by `make web`).
+    mount_demo(app)
     # The Gradio demo UI at /ui, built in the background once the app has started.
     mount_ui(app, runtime)
 

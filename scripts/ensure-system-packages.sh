@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests drive for real (coturn, PostgreSQL, and espeak-ng + sox,
-# which make the spoken answers of the voice tests), only when missing.
+# Install the Debian packages the tests drive for real (coturn, PostgreSQL, espeak-ng + sox,
+# which make the spoken answers of the voice tests, and Chromium for the browser tests), only
+# when missing.
 set -euo pipefail
 
 missing=()
@@ -11,6 +12,8 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || missing+=(sox)
+# The browser tests drive Debian's Chromium through Playwright (no browser download).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

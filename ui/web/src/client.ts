@@ -1,0 +1,921 @@
+// A small, dependency-free client for Spool Interview's REST/WebRTC API (/api/interview).
+//
+//   const session = await InterviewSession.start(apiBase, { userId: "u-1" });
+//   session.subscribe((event) => ...);         // turns, speaking, status, connection, results
+//   session.startEvents();                      // live events (SSE over fetch, resumable)
+//   await session.connectVoice({ audio });      // microphone -> WebRTC -> the interviewer
+//   await session.end();
+//   const report = await session.waitForResults();
+//
+// Every failure is an InterviewError with a `kind` the UI can switch on (microphone denied,
+// at capacity, session expired, connection lost, ...). A dropped voice connection is
+// reconnected automatically with a new offer on the same session; the interview resumes where
+// it was.
+
+// ---------------------------------------------------------------------------------------------
+// API types (see /openapi.json)
+
+export type SessionStatus = "created" | "active" | "ended" | "expired" | "failed";
+export type Role = "interviewer" | "candidate";
+
+export interface StartOptions {
+  userId: string;
+  planId?: string;
+  candidateName?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export interface StartedSession {
+  session_id: string;
+  token: string;
+  status: SessionStatus;
+  plan_id: string;
+  created_at: string;
+  expires_at: string;
+}
+
+export interface SessionCredentials {
+  sessionId: string;
+  token: string;
+}
+
+export interface Turn {
+  index: number;
+  role: Role;
+  kind: string;
+  text: string;
+  started_at: string;
+  ended_at: string;
+  source: "voice" | "text";
+  question_index: number | null;
+}
+
+export interface StatusResponse {
+  session_id: string;
+  status: SessionStatus;
+  plan_id: string;
+  created_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  expires_at: string;
+  end_reason: string | null;
+  elapsed_seconds: number;
+  turn_count: number;
+  question_index: number;
+  question_count: number;
+  connection_state: string;
+}
+
+export interface AnswerResponse {
+  candidate_turn: Turn;
+  interviewer_turn: Turn;
+  status: SessionStatus;
+  interview_complete: boolean;
+}
+
+export interface EndResponse {
+  session_id: string;
+  status: SessionStatus;
+  end_reason: string | null;
+  ended_at: string | null;
+}
+
+export interface IceServersResponse {
+  iceServers: RTCIceServer[];
+  ttl: number;
+  // Not sent by the API today; honoured if a server adds it.
+  iceTransportPolicy?: RTCIceTransportPolicy;
+}
+
+export interface ReportAnswer {
+  turn_index: number;
+  text: string;
+  source: "voice" | "text";
+  words: number;
+  speaking_seconds: number | null;
+  response_delay_seconds: number | null;
+}
+
+export interface ReportQuestion {
+  index: number;
+  id: string;
+  text: string;
+  competency: string;
+  asked: boolean;
+  answered: boolean;
+  follow_ups_asked: string[];
+  answers: ReportAnswer[];
+  response_delay_seconds?: number | null;
+}
+
+export interface ReportMetrics {
+  duration_seconds: number | null;
+  candidate_turns: number;
+  answer_words: number;
+  interviewer_words?: number;
+  talk_ratio?: number | null; // the candidate's share of the words (0-1)
+  talk_time_ratio?: number | null; // the candidate's share of the speaking time (0-1)
+  speaking_seconds: number | null;
+  words_per_minute: number | null;
+  mean_response_delay_seconds: number | null;
+  questions_covered: number;
+  questions_total: number;
+}
+
+// The language model's evaluation (null without one; then `evaluation_note` says why).
+export interface Evidence {
+  quote: string; // verbatim from the candidate's turn `turn_index`
+  turn_index: number;
+}
+
+export interface CompetencyScore {
+  id: string;
+  name: string;
+  assessed: boolean; // false when no answer gave evidence for it
+  score: number | null; // on `scale`; null when not assessed
+  justification: string;
+  evidence: Evidence[];
+}
+
+export interface FlaggedQuote {
+  competency: string;
+  quote: string;
+  reason: string;
+}
+
+export type Recommendation = "strong_yes" | "yes" | "no" | "strong_no";
+
+export interface Evaluation {
+  model: string;
+  scale: { min: number; max: number };
+  competencies: CompetencyScore[];
+  strengths: string[];
+  concerns: string[];
+  recommendation: Recommendation;
+  confidence: "low" | "medium" | "high";
+  summary: string;
+  flagged_quotes?: FlaggedQuote[];
+}
+
+export interface Report {
+  status: "ready";
+  session_id: string;
+  user_id: string;
+  candidate_name: string | null;
+  plan: { id: string; title: string; role: string };
+  started_at: string | null;
+  ended_at: string | null;
+  end_reason: string | null;
+  questions: ReportQuestion[];
+  metrics: ReportMetrics;
+  evaluation: Evaluation | null;
+  evaluation_note?: string | null;
+  generated_at: string;
+}
+
+export interface FailedResults {
+  status: "failed";
+  reason: string | null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+// What the server streams on /events, plus what this client adds about its own connection.
+export type InterviewEvent =
+  | { type: "turn"; id?: string; turn: Turn }
+  | { type: "status"; id?: string; status: SessionStatus; reason: string | null }
+  | { type: "connection"; id?: string; state: string }
+  | {
+      type: "speaking";
+      id?: string;
+      role: Role;
+      state: "started" | "queued";
+      index?: number;
+      seconds?: number;
+    }
+  | { type: "candidate"; id?: string; state: "speaking" | "transcribing" | "nothing_heard" }
+  | { type: "results"; id?: string; status: "ready" | "failed" }
+  | { type: "interviewer"; id?: string; mode: string; reason: string | null }
+  | { type: "server-error"; id?: string; message: string; reason?: string }
+  // Local: the browser side of the voice connection.
+  | { type: "peer"; state: RTCPeerConnectionState }
+  | { type: "remote-stream"; stream: MediaStream }
+  | { type: "reconnecting"; attempt: number; delayMs: number }
+  | { type: "voice-error"; error: InterviewError };
+
+export type Listener = (event: InterviewEvent) => void;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+export type ErrorKind =
+  | "microphone_denied" // the user (or policy) refused the microphone
+  | "microphone_unavailable" // no microphone, it is busy, or the page is not on HTTPS
+  | "at_capacity" // 503: every voice slot is taken; retry after `retryAfterSeconds`
+  | "voice_unavailable" // 503: voice is loading or disabled on this server
+  | "session_expired" // the session's time ran out
+  | "session_ended" // the interview is over; no more answers or voice
+  | "already_connected" // another tab holds this session's voice connection
+  | "connection_lost" // the voice connection dropped and could not be restored
+  | "not_found" // unknown session or wrong token
+  | "invalid_request" // 400/422: the server refused what was sent
+  | "network" // the server could not be reached
+  | "server"; // anything else the server reported
+
+export class InterviewError extends Error {
+  readonly kind: ErrorKind;
+  readonly status: number | undefined;
+  readonly code: string | undefined;
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(
+    kind: ErrorKind,
+    message: string,
+    options: { status?: number; code?: string; retryAfterSeconds?: number; cause?: unknown } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "InterviewError";
+    this.kind = kind;
+    this.status = options.status;
+    this.code = options.code;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+}
+
+interface ErrorBody {
+  error?: { code?: string; message?: string };
+}
+
+async function errorFromResponse(response: Response, what: string): Promise<InterviewError> {
+  let code: string | undefined;
+  let message = `${what}: HTTP ${response.status}`;
+  try {
+    const body = (await response.json()) as ErrorBody;
+    code = body.error?.code;
+    if (body.error?.message) message = body.error.message;
+  } catch {
+    // Not JSON (a proxy's page): keep the generic message.
+  }
+  const retryHeader = response.headers.get("Retry-After");
+  const retry = retryHeader !== null && /^\d+$/.test(retryHeader) ? Number(retryHeader) : undefined;
+  const meta = {
+    status: response.status,
+    ...(code === undefined ? {} : { code }),
+    ...(retry === undefined ? {} : { retryAfterSeconds: retry }),
+  };
+  const status = response.status;
+  if (status === 503 && code === "at_capacity") return new InterviewError("at_capacity", message, meta);
+  if (status === 503 && code?.startsWith("voice_")) {
+    return new InterviewError("voice_unavailable", message, meta);
+  }
+  if (status === 410) return new InterviewError("session_expired", message, meta);
+  if (status === 409 && code === "session_closed") {
+    // "The interview has expired." / "... has ended." / "... has failed."
+    const kind = /expired/i.test(message) ? "session_expired" : "session_ended";
+    return new InterviewError(kind, message, meta);
+  }
+  if (status === 409 && code === "already_connected") {
+    return new InterviewError("already_connected", message, meta);
+  }
+  if (status === 404 || status === 401) return new InterviewError("not_found", message, meta);
+  if (status === 400 || status === 413 || status === 422) {
+    return new InterviewError("invalid_request", message, meta);
+  }
+  return new InterviewError("server", message, meta);
+}
+
+function microphoneError(error: unknown): InterviewError {
+  const name = error instanceof DOMException ? error.name : "";
+  if (name === "NotAllowedError" || name === "SecurityError") {
+    return new InterviewError(
+      "microphone_denied",
+      "Microphone access was denied. Allow the microphone for this site in your browser's " +
+        "settings and try again, or answer by typing.",
+      { cause: error },
+    );
+  }
+  const detail =
+    name === "NotFoundError" || name === "OverconstrainedError"
+      ? "No microphone was found."
+      : name === "NotReadableError" || name === "AbortError"
+        ? "The microphone is in use by another application or could not be started."
+        : "The microphone could not be opened.";
+  return new InterviewError("microphone_unavailable", `${detail} You can answer by typing.`, {
+    cause: error,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+
+function isAbort(error: unknown): boolean {
+  return error instanceof DOMException && error.name === "AbortError";
+}
+
+/** Parse one Server-Sent Events block ("field: value" lines) into its fields. */
+function parseSseBlock(block: string): { id?: string; event: string; data: string; retry?: number } | null {
+  let id: string | undefined;
+  let event = "message";
+  const data: string[] = [];
+  let retry: number | undefined;
+  for (const line of block.split("\n")) {
+    if (line === "" || line.startsWith(":")) continue;
+    const colon = line.indexOf(":");
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "id") id = value;
+    else if (field === "event") event = value;
+    else if (field === "data") data.push(value);
+    else if (field === "retry" && /^\d+$/.test(value)) retry = Number(value);
+  }
+  if (data.length === 0 && event === "message") return null;
+  return {
+    ...(id === undefined ? {} : { id }),
+    event,
+    data: data.join("\n"),
+    ...(retry === undefined ? {} : { retry }),
+  };
+}
+
+function toEvent(event: string, id: string | undefined, data: Record<string, unknown>): InterviewEvent | null {
+  const withId = id === undefined ? {} : { id };
+  switch (event) {
+    case "turn":
+      return { type: "turn", ...withId, turn: data as unknown as Turn };
+    case "status":
+      return {
+        type: "status",
+        ...withId,
+        status: data["status"] as SessionStatus,
+        reason: (data["reason"] as string | null) ?? null,
+      };
+    case "connection":
+      return { type: "connection", ...withId, state: String(data["state"]) };
+    case "speaking":
+      return {
+        type: "speaking",
+        ...withId,
+        role: (data["role"] as Role) ?? "interviewer",
+        state: data["state"] as "started" | "queued",
+        ...(typeof data["index"] === "number" ? { index: data["index"] } : {}),
+        ...(typeof data["seconds"] === "number" ? { seconds: data["seconds"] } : {}),
+      };
+    case "candidate":
+      return {
+        type: "candidate",
+        ...withId,
+        state: data["state"] as "speaking" | "transcribing" | "nothing_heard",
+      };
+    case "results":
+      return { type: "results", ...withId, status: data["status"] as "ready" | "failed" };
+    case "interviewer":
+      return {
+        type: "interviewer",
+        ...withId,
+        mode: String(data["mode"]),
+        reason: (data["reason"] as string | null) ?? null,
+      };
+    case "error":
+      return {
+        type: "server-error",
+        ...withId,
+        message: String(data["message"] ?? "The server reported an error."),
+        ...(typeof data["reason"] === "string" ? { reason: data["reason"] } : {}),
+      };
+    default:
+      return null; // a newer server's event this client does not know: ignored
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The session
+
+export interface VoiceOptions {
+  /** Constraints for getUserMedia's audio; the browser's echo cancellation is on by default. */
+  audio?: MediaTrackConstraints | boolean;
+  /** "relay" sends media only through TURN. Default: what the server says, else "all". */
+  iceTransportPolicy?: RTCIceTransportPolicy;
+  /** How often a dropped connection is re-offered before giving up (default 5). */
+  maxReconnectAttempts?: number;
+  /** Seconds to wait for "connected" after the answer (default 30). */
+  connectTimeoutSeconds?: number;
+}
+
+export interface SessionOptions {
+  /** Replace window.fetch (tests, instrumentation). */
+  fetch?: typeof fetch;
+}
+
+const DISCONNECTED_GRACE_MS = 4000; // ICE often recovers from "disconnected" by itself
+const RECONNECT_BASE_MS = 1000;
+const RECONNECT_MAX_MS = 10000;
+
+export class InterviewSession {
+  readonly apiBase: string;
+  readonly sessionId: string;
+  readonly token: string;
+
+  private readonly fetchImpl: typeof fetch;
+  private readonly listeners = new Set<Listener>();
+  private eventsAbort: AbortController | null = null;
+  private lastEventId: string | null = null;
+
+  private microphone: MediaStream | null = null;
+  private pc: RTCPeerConnection | null = null;
+  private voiceOptions: VoiceOptions = {};
+  private voiceWanted = false; // between connectVoice() and end()/disconnectVoice()
+  private reconnecting: Promise<void> | null = null;
+  private disconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private finished = false;
+
+  constructor(apiBase: string, credentials: SessionCredentials, options: SessionOptions = {}) {
+    this.apiBase = apiBase.replace(/\/+$/, "");
+    this.sessionId = credentials.sessionId;
+    this.token = credentials.token;
+    this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+  }
+
+  /** POST /start: a new interview session. */
+  static async start(
+    apiBase: string,
+    start: StartOptions,
+    options: SessionOptions = {},
+  ): Promise<{ session: InterviewSession; started: StartedSession }> {
+    const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+    const body: Record<string, unknown> = { user_id: start.userId };
+    if (start.planId) body["plan_id"] = start.planId;
+    if (start.candidateName) body["candidate_name"] = start.candidateName;
+    if (start.metadata) body["metadata"] = start.metadata;
+    let response: Response;
+    try {
+      response = await fetchImpl(`${apiBase.replace(/\/+$/, "")}/start`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    } catch (error) {
+      throw new InterviewError("network", "The interview server could not be reached.", { cause: error });
+    }
+    if (response.status !== 201) throw await errorFromResponse(response, "start");
+    const started = (await response.json()) as StartedSession;
+    const session = new InterviewSession(
+      apiBase,
+      { sessionId: started.session_id, token: started.token },
+      options,
+    );
+    return { session, started };
+  }
+
+  // -- listeners ---------------------------------------------------------------------------
+
+  subscribe(listener: Listener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(event: InterviewEvent): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(event);
+      } catch (error) {
+        console.error("interview listener failed", error);
+      }
+    }
+  }
+
+  // -- REST --------------------------------------------------------------------------------
+
+  private async request(path: string, init: RequestInit = {}, what = path): Promise<Response> {
+    const headers = new Headers(init.headers);
+    headers.set("Authorization", `Bearer ${this.token}`);
+    if (init.body !== undefined) headers.set("Content-Type", "application/json");
+    try {
+      return await this.fetchImpl(`${this.apiBase}/${encodeURIComponent(this.sessionId)}${path}`, {
+        ...init,
+        headers,
+        cache: "no-store",
+      });
+    } catch (error) {
+      if (isAbort(error)) throw error;
+      throw new InterviewError("network", `The interview server could not be reached (${what}).`, {
+        cause: error,
+      });
+    }
+  }
+
+  private async json<T>(path: string, init: RequestInit = {}, ok = 200): Promise<T> {
+    const response = await this.request(path, init);
+    if (response.status !== ok) throw await errorFromResponse(response, path);
+    return (await response.json()) as T;
+  }
+
+  status(): Promise<StatusResponse> {
+    return this.json<StatusResponse>("/status");
+  }
+
+  async transcript(): Promise<Turn[]> {
+    return (await this.json<{ turns: Turn[] }>("/transcript")).turns;
+  }
+
+  /** A typed answer; returns the candidate's turn and the interviewer's next line. */
+  async answer(text: string): Promise<AnswerResponse> {
+    const outcome = await this.json<AnswerResponse>("/transcript", {
+      method: "POST",
+      body: JSON.stringify({ text }),
+    });
+    // The same turns also arrive as events; listeners dedupe by index.
+    this.emit({ type: "turn", turn: outcome.candidate_turn });
+    this.emit({ type: "turn", turn: outcome.interviewer_turn });
+    return outcome;
+  }
+
+  iceServers(): Promise<IceServersResponse> {
+    return this.json<IceServersResponse>("/ice-servers");
+  }
+
+  /** End the interview (idempotent) and hang up the voice connection. */
+  async end(): Promise<EndResponse> {
+    this.voiceWanted = false;
+    try {
+      return await this.json<EndResponse>("/end", { method: "POST" });
+    } finally {
+      this.closeVoice();
+    }
+  }
+
+  /** GET /results once: the report, the failure, or null while it is being computed. */
+  async results(): Promise<Report | FailedResults | null> {
+    const response = await this.request("/results");
+    if (response.status === 202) return null;
+    if (response.status === 409) {
+      const error = await errorFromResponse(response, "results");
+      if (error.code === "interview_running") return null;
+      throw error;
+    }
+    if (response.status !== 200) throw await errorFromResponse(response, "results");
+    return (await response.json()) as Report | FailedResults;
+  }
+
+  /** Poll /results until the report is ready (or failed). */
+  async waitForResults(options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<Report | FailedResults> {
+    const deadline = Date.now() + (options.timeoutMs ?? 10 * 60 * 1000);
+    let delay = 500;
+    for (;;) {
+      const outcome = await this.results();
+      if (outcome !== null) return outcome;
+      if (Date.now() > deadline) {
+        throw new InterviewError("server", "The results were not ready in time; try again later.");
+      }
+      await sleep(delay, options.signal);
+      delay = Math.min(delay * 1.5, 3000);
+    }
+  }
+
+  /** The printable HTML report (GET /results?format=html) as text, or null if not offered. */
+  async printableReport(): Promise<string | null> {
+    const response = await this.request("/results?format=html", {
+      headers: { Accept: "text/html" },
+    });
+    const type = response.headers.get("Content-Type") ?? "";
+    if (response.status !== 200 || !type.includes("text/html")) return null;
+    return await response.text();
+  }
+
+  // -- live events (SSE over fetch: EventSource cannot send the bearer token) --------------
+
+  /** Follow /events until stop() or the results event; resumes with Last-Event-ID. */
+  startEvents(): void {
+    if (this.eventsAbort !== null) return;
+    const abort = new AbortController();
+    this.eventsAbort = abort;
+    void this.runEvents(abort.signal);
+  }
+
+  stopEvents(): void {
+    this.eventsAbort?.abort();
+    this.eventsAbort = null;
+  }
+
+  private async runEvents(signal: AbortSignal): Promise<void> {
+    let retryMs = 1000;
+    let failures = 0;
+    while (!signal.aborted) {
+      let done = false;
+      try {
+        const headers: Record<string, string> = { Accept: "text/event-stream" };
+        if (this.lastEventId !== null) headers["Last-Event-ID"] = this.lastEventId;
+        const response = await this.request("/events", { headers, signal }, "events");
+        if (response.status === 404 || response.status === 401) {
+          this.emit({ type: "server-error", message: "The live events of this session are not available." });
+          return;
+        }
+        if (response.status !== 200 || response.body === null) throw new Error(`events: HTTP ${response.status}`);
+        failures = 0;
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done: ended } = await reader.read();
+          if (ended) break;
+          buffer += value.replace(/\r\n?/g, "\n");
+          let split = buffer.indexOf("\n\n");
+          while (split !== -1) {
+            const parsed = parseSseBlock(buffer.slice(0, split));
+            buffer = buffer.slice(split + 2);
+            split = buffer.indexOf("\n\n");
+            if (parsed === null) continue;
+            if (parsed.retry !== undefined) retryMs = parsed.retry;
+            if (parsed.id !== undefined) this.lastEventId = parsed.id;
+            let data: Record<string, unknown> = {};
+            try {
+              data = parsed.data ? (JSON.parse(parsed.data) as Record<string, unknown>) : {};
+            } catch {
+              continue;
+            }
+            const event = toEvent(parsed.event, parsed.id, data);
+            if (event === null) continue;
+            this.emit(event);
+            if (event.type === "results") done = true; // the stream ends for good after it
+          }
+        }
+      } catch (error) {
+        if (signal.aborted || isAbort(error)) return;
+        failures += 1;
+      }
+      if (done) return;
+      // The server ends each response after EVENTS_STREAM_SECONDS: resume after `retry`,
+      // backing off only while requests fail.
+      try {
+        await sleep(Math.min(retryMs * 2 ** Math.min(failures, 4), 15000), signal);
+      } catch {
+        return;
+      }
+    }
+  }
+
+  // -- voice over WebRTC -------------------------------------------------------------------
+
+  get voiceConnected(): boolean {
+    return this.pc?.connectionState === "connected";
+  }
+
+  /**
+   * Open the microphone and connect to the interviewer. Resolves once the offer is answered
+   * (the media flows shortly after: watch the "peer" events). Throws InterviewError.
+   */
+  async connectVoice(options: VoiceOptions = {}): Promise<void> {
+    this.voiceOptions = options;
+    this.finished = false;
+    // ICE servers first: a closed or expired session fails here, before asking for the mic.
+    const ice = await this.iceServers();
+    if (this.microphone === null) {
+      if (!navigator.mediaDevices?.getUserMedia) {
+        throw new InterviewError(
+          "microphone_unavailable",
+          "This page cannot use a microphone (it needs HTTPS, or localhost). You can answer by typing.",
+        );
+      }
+      try {
+        this.microphone = await navigator.mediaDevices.getUserMedia({
+          audio: options.audio ?? { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+          video: false,
+        });
+      } catch (error) {
+        throw microphoneError(error);
+      }
+    }
+    this.voiceWanted = true;
+    try {
+      await this.offer(ice);
+    } catch (error) {
+      this.voiceWanted = false;
+      this.closeVoice();
+      throw error;
+    }
+  }
+
+  /** Hang up the voice connection but keep the session (typed answers still work). */
+  disconnectVoice(): void {
+    this.voiceWanted = false;
+    this.closeVoice();
+  }
+
+  /** Stop everything this client holds: events, voice, microphone. */
+  close(): void {
+    this.finished = true;
+    this.stopEvents();
+    this.disconnectVoice();
+  }
+
+  /** Mute or unmute the microphone (the connection stays up). */
+  setMicrophoneEnabled(enabled: boolean): void {
+    for (const track of this.microphone?.getAudioTracks() ?? []) track.enabled = enabled;
+  }
+
+  private closeVoice(): void {
+    if (this.disconnectTimer !== null) clearTimeout(this.disconnectTimer);
+    this.disconnectTimer = null;
+    const pc = this.pc;
+    this.pc = null;
+    if (pc !== null) {
+      pc.onconnectionstatechange = null;
+      pc.onicecandidate = null;
+      pc.ontrack = null;
+      pc.close();
+      this.emit({ type: "peer", state: "closed" });
+    }
+    if (!this.voiceWanted && this.microphone !== null) {
+      for (const track of this.microphone.getTracks()) track.stop();
+      this.microphone = null;
+    }
+  }
+
+  private async offer(ice: IceServersResponse): Promise<void> {
+    const microphone = this.microphone;
+    if (microphone === null) throw new InterviewError("microphone_unavailable", "No microphone.");
+    const policy = this.voiceOptions.iceTransportPolicy ?? ice.iceTransportPolicy ?? "all";
+    if (policy === "relay" && ice.iceServers.length === 0) {
+      throw new InterviewError("server", "Relay-only media needs a TURN server, and the server offers none.");
+    }
+    // An explicit list, even empty: nothing but the API's own servers is contacted.
+    const pc = new RTCPeerConnection({ iceServers: ice.iceServers, iceTransportPolicy: policy });
+    this.pc = pc;
+
+    // The data channel MUST exist before the offer: the server's media pipeline starts only
+    // once it is open (an offer without one is refused). "text" is fastrtc's own label.
+    pc.createDataChannel("text");
+    for (const track of microphone.getAudioTracks()) pc.addTrack(track, microphone);
+
+    pc.ontrack = (event) => {
+      const stream = event.streams[0] ?? new MediaStream([event.track]);
+      this.emit({ type: "remote-stream", stream });
+    };
+
+    // Trickle ICE: candidates found before the answer wait until the server knows this
+    // connection (it refuses candidates for an unknown one).
+    const pending: (RTCIceCandidateInit | null)[] = [];
+    let answered = false;
+    const sendCandidate = async (candidate: RTCIceCandidateInit | null): Promise<void> => {
+      const body = candidate ?? { candidate: "", sdpMid: "0", sdpMLineIndex: 0 };
+      const response = await this.request(
+        "/rtc/ice-candidate",
+        {
+          method: "POST",
+          body: JSON.stringify({
+            candidate: body.candidate ?? "",
+            sdpMid: body.sdpMid ?? null,
+            sdpMLineIndex: body.sdpMLineIndex ?? null,
+          }),
+        },
+        "ice-candidate",
+      ).catch(() => null);
+      // A refused candidate is not fatal: the others (and the connection timeout) decide.
+      if (response !== null && !response.ok) await response.body?.cancel();
+    };
+    let chain = Promise.resolve();
+    const queue = (candidate: RTCIceCandidateInit | null): void => {
+      chain = chain.then(() => (this.pc === pc ? sendCandidate(candidate) : undefined));
+    };
+    pc.onicecandidate = (event) => {
+      const candidate = event.candidate ? event.candidate.toJSON() : null;
+      if (answered) queue(candidate);
+      else pending.push(candidate);
+    };
+
+    pc.onconnectionstatechange = () => this.onPeerState(pc);
+
+    await pc.setLocalDescription(await pc.createOffer());
+    const local = pc.localDescription;
+    if (local === null) throw new InterviewError("server", "The browser made no offer.");
+    const response = await this.request(
+      "/rtc/offer",
+      { method: "POST", body: JSON.stringify({ sdp: local.sdp, type: local.type }) },
+      "offer",
+    );
+    if (response.status !== 200) throw await errorFromResponse(response, "offer");
+    const answer = (await response.json()) as RTCSessionDescriptionInit;
+    if (this.pc !== pc) return; // hung up meanwhile
+    await pc.setRemoteDescription(answer);
+    answered = true;
+    for (const candidate of pending.splice(0)) queue(candidate);
+
+    const timeoutMs = (this.voiceOptions.connectTimeoutSeconds ?? 30) * 1000;
+    setTimeout(() => {
+      if (this.pc === pc && pc.connectionState !== "connected" && pc.connectionState !== "closed") {
+        this.onDropped(pc, "the voice connection did not come up");
+      }
+    }, timeoutMs);
+  }
+
+  private onPeerState(pc: RTCPeerConnection): void {
+    if (this.pc !== pc) return;
+    const state = pc.connectionState;
+    this.emit({ type: "peer", state });
+    if (state === "connected" && this.disconnectTimer !== null) {
+      clearTimeout(this.disconnectTimer);
+      this.disconnectTimer = null;
+    } else if (state === "disconnected") {
+      // Often a brief network blip that ICE repairs; reconnect only if it lasts.
+      this.disconnectTimer ??= setTimeout(() => {
+        this.disconnectTimer = null;
+        if (this.pc === pc && pc.connectionState !== "connected") this.onDropped(pc, "disconnected");
+      }, DISCONNECTED_GRACE_MS);
+    } else if (state === "failed" || state === "closed") {
+      this.onDropped(pc, state);
+    }
+  }
+
+  private onDropped(pc: RTCPeerConnection, why: string): void {
+    if (this.pc !== pc || !this.voiceWanted || this.reconnecting !== null) return;
+    this.reconnecting = this.reconnect(why).finally(() => {
+      this.reconnecting = null;
+    });
+  }
+
+  /** A new offer on the same session, with backoff, unless the interview is over. */
+  private async reconnect(why: string): Promise<void> {
+    const attempts = this.voiceOptions.maxReconnectAttempts ?? 5;
+    const old = this.pc;
+    this.pc = null;
+    if (old !== null) {
+      old.onconnectionstatechange = null;
+      old.onicecandidate = null;
+      old.close();
+    }
+    let lastError: InterviewError | null = null;
+    for (let attempt = 1; attempt <= attempts && this.voiceWanted && !this.finished; attempt += 1) {
+      // The server hangs up by itself after its closing line, and on /end: then the
+      // interview is over and there is nothing to reconnect.
+      try {
+        const status = await this.status();
+        if (status.status !== "created" && status.status !== "active") {
+          this.voiceWanted = false;
+          this.closeVoice();
+          return;
+        }
+      } catch (error) {
+        if (error instanceof InterviewError && error.kind !== "network") {
+          lastError = error;
+          break;
+        }
+      }
+      const delayMs = Math.min(RECONNECT_BASE_MS * 2 ** (attempt - 1), RECONNECT_MAX_MS);
+      this.emit({ type: "reconnecting", attempt, delayMs });
+      await sleep(delayMs);
+      if (!this.voiceWanted) return;
+      try {
+        await this.offer(await this.iceServers());
+        return;
+      } catch (error) {
+        lastError =
+          error instanceof InterviewError
+            ? error
+            : new InterviewError("connection_lost", String(error), { cause: error });
+        this.closeVoiceKeepMic();
+        // Closed, expired, unknown: retrying cannot help. Busy (409, 503): it may.
+        if (["session_ended", "session_expired", "not_found", "invalid_request"].includes(lastError.kind)) break;
+      }
+    }
+    if (!this.voiceWanted) return;
+    this.voiceWanted = false;
+    this.closeVoice();
+    const error =
+      lastError !== null && ["session_ended", "session_expired", "not_found"].includes(lastError.kind)
+        ? lastError
+        : new InterviewError(
+            "connection_lost",
+            `The voice connection was lost (${why}) and could not be restored. You can try ` +
+              "again or answer by typing; the interview keeps everything said so far.",
+            lastError === null ? {} : { cause: lastError },
+          );
+    this.emit({ type: "voice-error", error });
+  }
+
+  private closeVoiceKeepMic(): void {
+    const pc = this.pc;
+    this.pc = null;
+    if (pc !== null) {
+      pc.onconnectionstatechange = null;
+      pc.onicecandidate = null;
+      pc.close();
+    }
+  }
+}
