@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     # interviewer's line is used instead: a candidate should not wait in silence.
     llm_turn_budget_seconds: float = Field(default=8.0, gt=0, le=120)
     llm_max_attempts: int = Field(default=3, ge=1, le=10)
+    # The language model's evaluation in the results report; unset, on when a key is set.
+    report_evaluation: bool | None = None
     evaluation_timeout_seconds: float = Field(default=120.0, gt=0, le=1800)
     evaluation_max_attempts: int = Field(default=3, ge=1, le=10)
     stt_engine: SpeechEngine = SpeechEngine.local
@@ -126,7 +128,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "turn_server", "openai_api_key", "openai_base_url", "openai_evaluation_model",
-        "interviewer", mode="before",
+        "interviewer", "report_evaluation", mode="before",
     )  # fmt: skip
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
@@ -145,6 +147,7 @@ class Settings(BaseSettings):
             name
             for name, wanted in (
                 ("INTERVIEWER=llm", self.interviewer is InterviewerEngine.llm),
+                ("REPORT_EVALUATION=true", self.report_evaluation is True),
                 ("STT_ENGINE=openai", self.stt_engine is SpeechEngine.openai),
                 ("TTS_ENGINE=openai", self.tts_engine is SpeechEngine.openai),
             )
@@ -164,6 +167,12 @@ class Settings(BaseSettings):
         if self.interviewer is not None:
             return self.interviewer
         return InterviewerEngine.llm if self.openai_key else InterviewerEngine.scripted
+
+    @property
+    def evaluation_enabled(self) -> bool:
+        if self.report_evaluation is not None:
+            return self.report_evaluation
+        return self.openai_key is not None
 
     @property
     def evaluation_model(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import openai
 from openai import AsyncOpenAI, OpenAI
 
 from interview.config import Settings
@@ -25,3 +26,15 @@ def sync_client(settings: Settings, timeout: float, max_retries: int = 0) -> Ope
         timeout=timeout,
         max_retries=max_retries,
     )
+
+
+def describe_failure(exc: BaseException) -> str:
+    """Why a call failed, for logs and status: never the server's message, which may echo the
+    request, and never a header."""
+    if isinstance(exc, openai.APIStatusError):
+        return f"{type(exc).__name__} (HTTP {exc.status_code})"
+    if isinstance(exc, openai.APITimeoutError | TimeoutError):
+        return "timed out"
+    if isinstance(exc, openai.APIConnectionError):
+        return "could not connect to the model server"
+    return type(exc).__name__

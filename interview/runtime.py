@@ -14,6 +14,7 @@ from interview.config import Settings
 from interview.events import EventBus
 from interview.interviewer import build_interviewer
 from interview.plans import PlanCatalog
+from interview.report.evaluation import build_evaluator
 from interview.sessions import InterviewService
 from interview.store import Store
 from interview.turn_credentials import TurnCredentialIssuer
@@ -24,6 +25,7 @@ log = structlog.get_logger(__name__)
 SCHEMA_RETRY_SECONDS = 2.0
 EXPIRY_SWEEP_SECONDS = 15.0
 DRAIN_REPORT_TIMEOUT_SECONDS = 10.0
+DRAIN_POLL_SECONDS = 0.2
 
 
 @dataclass
@@ -37,6 +39,8 @@ class Runtime:
     voice: VoiceGateway
     ready: bool = False
     draining: bool = False
+    # Loop time by which stop() must be done (set when a stop signal starts the drain).
+    stop_by: float | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -50,7 +54,13 @@ class Runtime:
         )
         events = EventBus()
         service = InterviewService(
-            settings, store, plans, build_interviewer(settings), issuer, events=events
+            settings,
+            store,
+            plans,
+            build_interviewer(settings),
+            issuer,
+            events=events,
+            evaluator=build_evaluator(settings),
         )
         voice = VoiceGateway(settings, service, events)
         return cls(settings, store, plans, issuer, service, events, voice)
@@ -73,10 +83,36 @@ class Runtime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        # Let reports already being written finish, so a restart has less to redo.
+        # Let reports already being written finish, so a restart has less to redo; a report
+        # cut short is finished after the restart (resume_pending_reports).
+        timeout = DRAIN_REPORT_TIMEOUT_SECONDS
+        if self.stop_by is not None:
+            timeout = min(timeout, max(0.5, self.stop_by - asyncio.get_running_loop().time()))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.service.wait_for_reports(), DRAIN_REPORT_TIMEOUT_SECONDS)
+            await asyncio.wait_for(self.service.wait_for_reports(), timeout)
         await self.store.dispose()
+
+    async def drain(self, voice_until: float) -> int:
+        """Refuse new interviews, let live voice interviews go on until `voice_until` (loop
+        time), then close the connections still open; returns how many were closed.
+
+        Every turn is committed the moment it happens, so closing loses no answer that was
+        finished. A closed connection is recorded as disconnected and its session stays open:
+        the candidate's client reconnects (to an instance that stays) and the interview resumes
+        where it was, instead of being ended by every deployment or scale-in.
+        """
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        live = self.voice.live_connections()
+        log.info("draining", live_voice_connections=live)
+        # Polled: a connection ends on its own (plan finished, candidate left) or at the deadline.
+        while loop.time() < voice_until:
+            if not self.voice.live_connections():
+                break
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        closed = await self.voice.close_all()
+        log.info("drained", live_at_start=live, closed_at_deadline=closed)
+        return closed
 
     async def _initialize(self) -> None:
         # A database that is down at boot (a PostgreSQL still starting) is waited for, with

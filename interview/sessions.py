@@ -18,9 +18,16 @@ import structlog
 
 from interview.config import Settings
 from interview.events import EventBus
-from interview.interviewer import Interviewer, InterviewerReply, InterviewState, PastTurn
+from interview.interviewer import (
+    Interviewer,
+    InterviewerReply,
+    InterviewState,
+    PastTurn,
+    TextSink,
+)
 from interview.plans import InterviewPlan, PlanCatalog
 from interview.report import Report, build_report
+from interview.report.evaluation import EvaluationFailed, LLMEvaluator
 from interview.store import SessionRow, Store, TurnRow
 from interview.turn_credentials import IceServers, TurnCredentialIssuer
 
@@ -82,12 +89,24 @@ class StartedSession:
     token: str
 
 
+@dataclass
+class InterviewerHealth:
+    """How the session's interviewer is doing: "normal", or "degraded" when its last line came
+    from the scripted fallback because the language model failed."""
+
+    engine: str
+    mode: Literal["normal", "degraded"] = "normal"
+    degraded_turns: int = 0
+    last_reason: str | None = None
+
+
 @dataclass(frozen=True)
 class SessionStatusView:
     session: SessionRow
     turn_count: int
     question_count: int
     elapsed_seconds: float
+    interviewer: InterviewerHealth
 
 
 @dataclass(frozen=True)
@@ -112,8 +131,10 @@ class InterviewService:
         turn_issuer: TurnCredentialIssuer,
         clock: Clock = utcnow,
         events: EventBus | None = None,
+        evaluator: LLMEvaluator | None = None,
     ) -> None:
         self.events = events
+        self.evaluator = evaluator
         self.settings = settings
         self.store = store
         self.plans = plans
@@ -122,6 +143,8 @@ class InterviewService:
         self.clock = clock
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._report_tasks: dict[str, asyncio.Task[None]] = {}
+        # Per process, like the locks: a restarted service reports "normal" until a turn fails.
+        self._health: dict[str, InterviewerHealth] = {}
 
     # lifecycle
 
@@ -174,7 +197,11 @@ class InterviewService:
             turn_count=await self.store.count_turns(row.id),
             question_count=len(plan.questions),
             elapsed_seconds=self._elapsed(row),
+            interviewer=self.interviewer_health(row.id),
         )
+
+    def interviewer_health(self, session_id: str) -> InterviewerHealth:
+        return self._health.get(session_id) or InterviewerHealth(engine=self.interviewer.engine)
 
     async def transcript(self, row: SessionRow) -> Sequence[TurnRow]:
         return await self.store.list_turns(row.id)
@@ -194,11 +221,24 @@ class InterviewService:
         )
 
     async def answer_spoken(
-        self, session_id: str, text: str, started_at: datetime, ended_at: datetime
+        self,
+        session_id: str,
+        text: str,
+        started_at: datetime,
+        ended_at: datetime,
+        on_text: TextSink | None = None,
     ) -> AnswerOutcome:
-        """Record a transcribed spoken answer with its speech timings, and the reply."""
+        """Record a transcribed spoken answer with its speech timings, and the reply.
+
+        `on_text` receives the reply's words as they are generated, before they are committed.
+        """
         return await self._record_answer(
-            session_id, text.strip(), source="voice", started_at=started_at, ended_at=ended_at
+            session_id,
+            text.strip(),
+            source="voice",
+            started_at=started_at,
+            ended_at=ended_at,
+            on_text=on_text,
         )
 
     async def record_reply_timing(
@@ -263,7 +303,14 @@ class InterviewService:
         return None
 
     async def _record_answer(
-        self, session_id: str, answer: str, *, source: str, started_at: datetime, ended_at: datetime
+        self,
+        session_id: str,
+        answer: str,
+        *,
+        source: str,
+        started_at: datetime,
+        ended_at: datetime,
+        on_text: TextSink | None = None,
     ) -> AnswerOutcome:
         async with self._lock(session_id):
             # Re-read under the lock: another request may have moved or ended the session.
@@ -307,7 +354,8 @@ class InterviewService:
             if activation:
                 self._publish(current.id, "status", status=SessionStatus.active, reason=None)
             self._publish_turn(candidate)
-            reply = await self.interviewer.reply(self._state(current, plan, turns), answer)
+            reply = await self.interviewer.reply(self._state(current, plan, turns), answer, on_text)
+            self._note_interviewer(current.id, reply)
             interviewer = await self._commit_interviewer_turn(
                 current, reply, index=len(turns), at=self.clock()
             )
@@ -424,6 +472,19 @@ class InterviewService:
         self._publish_turn(turn)
         return turn
 
+    def _note_interviewer(self, session_id: str, reply: InterviewerReply) -> None:
+        health = self._health.setdefault(
+            session_id, InterviewerHealth(engine=self.interviewer.engine)
+        )
+        mode: Literal["normal", "degraded"] = "degraded" if reply.degraded else "normal"
+        if reply.degraded:
+            health.degraded_turns += 1
+            health.last_reason = reply.degraded
+            log.warning("interviewer_degraded", session_id=session_id, reason=reply.degraded)
+        if mode != health.mode:
+            health.mode = mode
+            self._publish(session_id, "interviewer", mode=mode, reason=reply.degraded)
+
     def _due(self, row: SessionRow) -> bool:
         return row.status in OPEN_STATUSES and self.clock() >= row.expires_at
 
@@ -457,7 +518,12 @@ class InterviewService:
             if row is None:
                 return
             turns = await self.store.list_turns(session_id)
-            report = build_report(self.plans.get(row.plan_id), row, turns, now=self.clock())
+            plan = self.plans.get(row.plan_id)
+            report = build_report(plan, row, turns, now=self.clock())
+            if self.evaluator is not None:
+                report = await self._evaluate(report, plan, turns)
+                if report is None:
+                    return
             await self.store.save_report(
                 session_id, status="ready", at=self.clock(), body=report.model_dump(mode="json")
             )
@@ -469,6 +535,31 @@ class InterviewService:
             reason = f"the report could not be built ({type(exc).__name__}); see the service log"
             await self.store.save_report(session_id, status="failed", at=self.clock(), error=reason)
             self._publish(session_id, "results", status="failed")
+
+    async def _evaluate(
+        self, report: Report, plan: InterviewPlan, turns: Sequence[TurnRow]
+    ) -> Report | None:
+        """The report with the model's evaluation, or None once it is stored as failed."""
+        if report.metrics.candidate_turns == 0:
+            return report.model_copy(
+                update={"evaluation_note": "Nothing to evaluate: the candidate gave no answer."}
+            )
+        assert self.evaluator is not None
+        try:
+            evaluation = await self.evaluator.evaluate(
+                plan, report.questions, turns, session_id=report.session_id
+            )
+        except EvaluationFailed as exc:
+            log.error("evaluation_failed", session_id=report.session_id, reason=str(exc))
+            await self.store.save_report(
+                report.session_id, status="failed", at=self.clock(), error=str(exc)
+            )
+            self._publish(report.session_id, "results", status="failed")
+            return None
+        flagged = len(evaluation.flagged_quotes)
+        if flagged:
+            log.warning("evaluation_quotes_flagged", session_id=report.session_id, count=flagged)
+        return report.model_copy(update={"evaluation": evaluation, "evaluation_note": None})
 
     def _publish(self, session_id: str, type_: str, **data: Any) -> None:
         if self.events is not None:

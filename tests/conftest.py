@@ -7,7 +7,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.support import interview_model
 from tests.support.app_server import AppServer
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.postgres import PostgresServer
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -51,3 +53,21 @@ def api_server(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[App
 def api(api_server: AppServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api_server.api, timeout=10) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def fake_openai_server() -> Iterator[FakeOpenAI]:
+    """One local OpenAI-compatible server for the run (real HTTP on 127.0.0.1)."""
+    server = FakeOpenAI()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_openai(fake_openai_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
+    """The shared fake, emptied for this test, answering like a sensible interviewer model."""
+    fake_openai_server.reset()
+    fake_openai_server.chat.default = interview_model.respond
+    yield fake_openai_server
+    fake_openai_server.reset()

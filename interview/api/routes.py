@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -30,6 +30,7 @@ from interview.api.schemas import (
     Turn,
 )
 from interview.report import Report
+from interview.report.render import render
 from interview.runtime import Runtime
 from interview.sessions import InterviewService, SessionNotFound
 from interview.store import SessionRow
@@ -197,15 +198,34 @@ async def end(session: AuthorizedSession, service: Service) -> EndResponse:
     response_model=Report | ResultsStatus,
     responses={
         **_SESSION_ERRORS,
+        200: {
+            "content": {
+                "text/markdown": {"schema": {"type": "string"}},
+                "text/html": {"schema": {"type": "string"}},
+            },
+            "description": "The report: JSON, or with `format` a readable document.",
+        },
         202: {"model": ResultsStatus, "description": "The report is being computed."},
         409: {"model": ErrorResponse, "description": "The interview is still running."},
     },
     description="200 with the report, or 200 with status 'failed' and the reason when the "
-    "report could not be computed; 202 while it is computed.",
+    "report could not be computed; 202 while it is computed. `format=md` or `format=html` "
+    "returns the report as a document to read or print (the HTML is self-contained); the "
+    "pending and failed answers stay JSON.",
 )
-async def results(session: AuthorizedSession, service: Service) -> Report | JSONResponse:
+async def results(
+    session: AuthorizedSession,
+    service: Service,
+    format: Annotated[
+        Literal["json", "md", "html"], Query(description="json (default), md or html")
+    ] = "json",
+) -> Report | Response:
     outcome = await service.results(session)
     if isinstance(outcome, Report):
+        if format == "md":
+            return Response(render(outcome, "md"), media_type="text/markdown; charset=utf-8")
+        if format == "html":
+            return HTMLResponse(render(outcome, "html"))
         return outcome
     body = ResultsStatus(status=outcome.status, reason=outcome.reason).model_dump()
     return JSONResponse(body, status_code=202 if outcome.status == "pending" else 200)

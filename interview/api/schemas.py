@@ -104,6 +104,17 @@ class StartResponse(BaseModel):
         )
 
 
+class InterviewerStatus(BaseModel):
+    engine: Literal["llm", "scripted"] = Field(
+        description="The configured interviewer: a language model, or the offline script."
+    )
+    mode: Literal["normal", "degraded"] = Field(
+        description="'degraded' while the language model fails and the script stands in."
+    )
+    degraded_turns: int = Field(description="Lines of this session spoken by the fallback.")
+    last_reason: str | None = Field(description="Why the last fallback happened.")
+
+
 class StatusResponse(BaseModel):
     session_id: str
     status: SessionStatusName
@@ -118,6 +129,7 @@ class StatusResponse(BaseModel):
     question_index: int
     question_count: int
     connection_state: str
+    interviewer: InterviewerStatus
 
     @classmethod
     def of(cls, view: SessionStatusView) -> StatusResponse:
@@ -136,6 +148,12 @@ class StatusResponse(BaseModel):
             question_index=s.question_index,
             question_count=view.question_count,
             connection_state=s.connection_state,
+            interviewer=InterviewerStatus(
+                engine=view.interviewer.engine,  # type: ignore[arg-type]
+                mode=view.interviewer.mode,
+                degraded_turns=view.interviewer.degraded_turns,
+                last_reason=view.interviewer.last_reason,
+            ),
         )
 
 

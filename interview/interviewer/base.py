@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -45,18 +45,29 @@ class InterviewerReply:
     action: InterviewerAction
     question_index: int
     follow_ups_used: int
+    # Why this line came from the fallback interviewer instead of the configured one.
+    degraded: str | None = None
 
     @property
     def closes(self) -> bool:
         return self.action is InterviewerAction.close
 
 
+# Receives the spoken line piece by piece as it is generated, so speech can start before the
+# whole line exists. Every piece is final: the reply's text starts with all pieces, in order.
+TextSink = Callable[[str], None]
+
+
 class Interviewer(Protocol):
+    engine: str
+
     async def opening(self, state: InterviewState) -> InterviewerReply:
         """The first line: greeting and first question."""
         ...
 
-    async def reply(self, state: InterviewState, answer: str) -> InterviewerReply:
+    async def reply(
+        self, state: InterviewState, answer: str, on_text: TextSink | None = None
+    ) -> InterviewerReply:
         """The line that follows the candidate's answer to the current question."""
         ...
 

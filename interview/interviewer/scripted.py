@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from interview.interviewer.base import InterviewerAction, InterviewerReply, InterviewState
+from interview.interviewer.base import (
+    InterviewerAction,
+    InterviewerReply,
+    InterviewState,
+    TextSink,
+)
 
 _ACKNOWLEDGEMENTS = (
     "Thank you.",
@@ -18,6 +23,8 @@ class ScriptedInterviewer:
     It also closes early once the plan's time budget is spent, so a slow interview still ends
     with the closing line rather than by expiry.
     """
+
+    engine = "scripted"
 
     def __init__(self, short_answer_words: int = 8) -> None:
         self.short_answer_words = short_answer_words
@@ -45,7 +52,15 @@ class ScriptedInterviewer:
             lines.append(f"{ack} {plan.closing}")
         return lines
 
-    async def reply(self, state: InterviewState, answer: str) -> InterviewerReply:
+    async def reply(
+        self, state: InterviewState, answer: str, on_text: TextSink | None = None
+    ) -> InterviewerReply:
+        reply = self.decide(state, answer)
+        if on_text is not None:
+            on_text(reply.text)
+        return reply
+
+    def decide(self, state: InterviewState, answer: str) -> InterviewerReply:
         plan = state.plan
         question = plan.questions[state.question_index]
         over_time = state.elapsed_seconds >= plan.time_budget_minutes * 60

@@ -43,11 +43,15 @@ def build_report(
             answer = _answer(turn, previous)
             answers.append(answer)
             if target is not None:
+                if not target.answers:
+                    target.response_delay_seconds = answer.response_delay_seconds
                 target.answers.append(answer)
                 target.answered = True
         previous = turn
 
     words = sum(a.words for a in answers)
+    interviewer = [t for t in turns if t.role == "interviewer"]
+    interviewer_words = sum(len(t.text.split()) for t in interviewer)
     spoken = [a.speaking_seconds for a in answers if a.speaking_seconds is not None]
     speaking = round(sum(spoken), 2) if spoken else None
     delays = [a.response_delay_seconds for a in answers if a.response_delay_seconds is not None]
@@ -69,6 +73,11 @@ def build_report(
             duration_seconds=duration,
             candidate_turns=len(answers),
             answer_words=words,
+            interviewer_words=interviewer_words,
+            talk_ratio=round(words / (words + interviewer_words), 3)
+            if words + interviewer_words
+            else None,
+            talk_time_ratio=_talk_time_ratio(turns),
             speaking_seconds=speaking,
             # Only spoken answers have a speaking time, so only they give a rate.
             words_per_minute=round(
@@ -83,6 +92,17 @@ def build_report(
         evaluation_note=NO_EVALUATION,
         generated_at=now,
     )
+
+
+def _talk_time_ratio(turns: Sequence[TurnRow]) -> float | None:
+    # Typed answers and unspoken lines have no duration, so a time ratio would be made up.
+    if not turns or any(t.source != "voice" for t in turns):
+        return None
+    seconds = {"candidate": 0.0, "interviewer": 0.0}
+    for turn in turns:
+        seconds[turn.role] += max(0.0, (turn.ended_at - turn.started_at).total_seconds())
+    total = seconds["candidate"] + seconds["interviewer"]
+    return round(seconds["candidate"] / total, 3) if total else None
 
 
 def _answer(turn: TurnRow, previous: TurnRow | None) -> Answer:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 # End of sentence: . ! or ? (possibly closing a quote or bracket) before whitespace.
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"')\]])\s+")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"')\]])\s+")
 _CLAUSE = re.compile(r"(?<=[,;:])\s+")
 MIN_CHARS = 12  # shorter fragments ("Thanks.") ride with the next piece
 MAX_CHARS = 70  # longer sentences are cut at a clause boundary
@@ -18,7 +18,7 @@ MAX_CHARS = 70  # longer sentences are cut at a clause boundary
 
 def split_sentences(text: str) -> list[str]:
     pieces: list[str] = []
-    for sentence in (p.strip() for p in _SENTENCE.split(text.strip())):
+    for sentence in (p.strip() for p in SENTENCE_END.split(text.strip())):
         if sentence:
             pieces.extend(_clauses(sentence))
     return _merge_short(pieces)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any
@@ -21,12 +21,13 @@ import structlog
 from fastrtc import CloseStream, get_current_context
 
 from interview.events import EventBus
-from interview.sessions import InterviewService, SessionClosed, SessionNotFound
+from interview.sessions import AnswerOutcome, InterviewService, SessionClosed, SessionNotFound
 from interview.speech.stt import SpeechToText
 from interview.speech.vad import to_float32
 from interview.store import TurnRow
 from interview.voice.handler import InterviewHandler
 from interview.voice.speech_cache import SpeechCache
+from interview.voice.streamed_line import StreamedLine
 from interview.voice.turn_detector import TurnEvent
 
 log = structlog.get_logger(__name__)
@@ -97,11 +98,13 @@ class VoicePipeline:
         except (SessionClosed, SessionNotFound):
             yield CloseStream("the interview has ended")
             return
+        voice = self.service.voice_for(row)
         line = await self.service.current_line(session_id)
         if line is not None:
-            async for frame in self._speak(line, self.service.voice_for(row), heard_at=None):
+            spoken = StreamedLine.of(self.speech, voice, line.text)
+            async for frame in self._speak(session_id, spoken, lambda: _known(line), heard_at=None):
                 yield frame
-        await self._prefetch_next(session_id, self.service.voice_for(row))
+        await self._prefetch_next(session_id, voice)
 
     async def _reply(self, session_id: str) -> AsyncIterator[Any]:
         handler = self.handler_for(session_id)
@@ -117,35 +120,50 @@ class VoicePipeline:
             self.events.publish(session_id, "candidate", state="nothing_heard")
             return
         try:
-            outcome = await self.service.answer_spoken(
+            voice = self.service.voice_for(await self.service.open_session(session_id))
+        except (SessionClosed, SessionNotFound):
+            yield CloseStream("the interview has ended")
+            return
+        line = StreamedLine(self.speech, voice)
+        # The interviewer streams its line into `line` while the answer and the reply are
+        # committed; speech starts on the first complete sentence. Not cancelled if the
+        # candidate hangs up: the answer and the reply are still saved.
+        answering = asyncio.ensure_future(
+            self.service.answer_spoken(
                 session_id,
                 text,
                 started_at=_utc(turn.speech_started),
                 ended_at=_utc(turn.speech_ended),
+                on_text=line.add,
             )
+        )
+        answering.add_done_callback(lambda task: _settle(line, task))
+        first = True
+        try:
+            async for frame in self._speak(
+                session_id, line, lambda: _interviewer_turn(answering), heard_at=turn.speech_ended
+            ):
+                if first:
+                    first = False
+                    marks["first_audio"] = time.time()
+                    marks["interviewer"] = line.first_text_at or marks["first_audio"]
+                    log.info(
+                        "reply_timing",
+                        session_id=session_id,
+                        # Each stage's share of end-of-speech -> first reply audio, in ms.
+                        end_of_turn_ms=_ms(turn.detected - turn.speech_ended),
+                        handoff_ms=_ms(marks["end_of_turn"] - turn.detected),
+                        stt_ms=_ms(marks["stt"] - marks["end_of_turn"]),
+                        interviewer_first_text_ms=_ms(marks["interviewer"] - marks["stt"]),
+                        tts_first_audio_ms=_ms(marks["first_audio"] - marks["interviewer"]),
+                        total_ms=_ms(marks["first_audio"] - turn.speech_ended),
+                        audio_seconds=round(len(turn.audio) / 16_000, 2),
+                    )
+                yield frame
+            outcome = await answering
         except (SessionClosed, SessionNotFound):
             yield CloseStream("the interview has ended")
             return
-        marks["interviewer"] = time.time()
-        voice = self.service.voice_for(outcome.session)
-        first = True
-        async for frame in self._speak(outcome.interviewer_turn, voice, heard_at=turn.speech_ended):
-            if first:
-                first = False
-                marks["first_audio"] = time.time()
-                log.info(
-                    "reply_timing",
-                    session_id=session_id,
-                    # Each stage's share of end-of-speech -> first reply audio, in ms.
-                    end_of_turn_ms=_ms(turn.detected - turn.speech_ended),
-                    handoff_ms=_ms(marks["end_of_turn"] - turn.detected),
-                    stt_ms=_ms(marks["stt"] - marks["end_of_turn"]),
-                    interviewer_ms=_ms(marks["interviewer"] - marks["stt"]),
-                    tts_first_audio_ms=_ms(marks["first_audio"] - marks["interviewer"]),
-                    total_ms=_ms(marks["first_audio"] - turn.speech_ended),
-                    audio_seconds=round(len(turn.audio) / 16_000, 2),
-                )
-            yield frame
         if outcome.session.ended_at is not None:
             yield CloseStream("the interview is complete")
         else:
@@ -186,42 +204,43 @@ class VoicePipeline:
         return " ".join(text for text in texts if text)
 
     async def _speak(
-        self, turn: TurnRow, voice: str | None, heard_at: float | None
+        self,
+        session_id: str,
+        line: StreamedLine,
+        spoken_turn: Callable[[], Awaitable[TurnRow]],
+        heard_at: float | None,
     ) -> AsyncIterator[Any]:
-        session_id = turn.session_id
         started: datetime | None = None
         latency_ms: int | None = None
         seconds = 0.0
         plays_until = 0.0  # wall-clock when the audio handed out so far will have played
-        pieces = self.speech.sentences(turn.text, voice)
-        for k, (_text, future) in enumerate(pieces):
+        k = 0
+        while (piece := await line.wait_for(k)) is not None:
+            _text, future = piece
             # Shielded: a reply cut short must not cancel audio the cache shares with others.
             was_ready = future.done()
             audio = await asyncio.shield(future)
             piece_seconds = len(audio) / self.speech.sample_rate
-            if k + 1 < len(pieces) and not pieces[k + 1][1].done():
+            if line.next_ready(k) is False:
                 # Hold this piece back just long enough that the next one is likely ready
                 # before it has played out: a later start sounds better than a gap mid-line.
+                following = line.pieces[k + 1]
                 queued = max(plays_until - time.time(), 0.0) + piece_seconds
-                shortfall = self.speech.estimated_seconds(pieces[k + 1][0]) - queued
+                shortfall = self.speech.estimated_seconds(following[0]) - queued
                 if shortfall > 0:
-                    await asyncio.wait([pieces[k + 1][1]], timeout=min(shortfall, MAX_HOLD_SECONDS))
+                    await asyncio.wait([following[1]], timeout=min(shortfall, MAX_HOLD_SECONDS))
+            k += 1
             plays_until = max(plays_until, time.time()) + piece_seconds
             if started is None:
                 started = datetime.now(UTC)
-                log.info(
-                    "first_audio",
-                    session_id=session_id,
-                    index=turn.index,
-                    cached=was_ready,
-                )
+                log.info("first_audio", session_id=session_id, cached=was_ready)
                 if heard_at is not None:
                     latency_ms = round((time.time() - heard_at) * 1000)
-                self.events.publish(
-                    session_id, "speaking", role="interviewer", state="started", index=turn.index
-                )
+                # A streamed line is not committed yet, so its index may not be known here.
+                self.events.publish(session_id, "speaking", role="interviewer", state="started")
             seconds += len(audio) / self.speech.sample_rate
             yield (self.speech.sample_rate, audio.reshape(1, -1))
+        turn = await spoken_turn()
         if started is None:
             return
         ended = datetime.fromtimestamp(started.timestamp() + seconds, UTC)
@@ -263,6 +282,22 @@ class VoicePipeline:
     async def _prefetch_next(self, session_id: str, voice: str | None) -> None:
         for line in await self.service.anticipated_lines(session_id):
             self.speech.prefetch(line, voice)
+
+
+async def _known(turn: TurnRow) -> TurnRow:
+    return turn
+
+
+async def _interviewer_turn(answering: asyncio.Future[AnswerOutcome]) -> TurnRow:
+    return (await answering).interviewer_turn
+
+
+def _settle(line: StreamedLine, answering: asyncio.Future[AnswerOutcome]) -> None:
+    """The reply is committed (speak the rest of its line) or failed (speak no more)."""
+    if answering.cancelled() or answering.exception() is not None:
+        line.abort()
+    else:
+        line.finish(answering.result().interviewer_turn.text)
 
 
 def _ms(seconds: float) -> int:

@@ -127,12 +127,18 @@ class SpeechCache:
     ) -> list[tuple[str, asyncio.Future[NDArray[np.float32]]]]:
         """Each sentence with its audio future, all started now so later ones synthesize while
         earlier ones play."""
-        futures = []
-        for i, sentence in enumerate(split_sentences(text)):
-            future = self._future(sentence, voice, NOW if i == 0 else SOON)
-            if future.done():
-                self.hits += 1
-            else:
-                self.misses += 1
-            futures.append((sentence, asyncio.wrap_future(future)))
-        return futures
+        return [
+            (sentence, self.piece(sentence, voice, first=i == 0))
+            for i, sentence in enumerate(split_sentences(text))
+        ]
+
+    def piece(
+        self, sentence: str, voice: str | None, first: bool
+    ) -> asyncio.Future[NDArray[np.float32]]:
+        """One piece's audio, started now: the first of a line ahead of everything else."""
+        future = self._future(sentence, voice, NOW if first else SOON)
+        if future.done():
+            self.hits += 1
+        else:
+            self.misses += 1
+        return asyncio.wrap_future(future)

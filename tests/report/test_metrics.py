@@ -71,3 +71,29 @@ def test_text_only_interview_has_no_speaking_time():
     assert m.speaking_seconds is None and m.words_per_minute is None
     assert m.duration_seconds is None  # the session has not recorded start and end
     assert m.mean_response_delay_seconds == 30
+
+
+def test_talk_ratio_and_response_delay_per_question():
+    session = SessionRow(id="s", user_id="u", plan_id=PLAN.id, started_at=at(0), ended_at=at(60))
+    turns = [
+        t(0, "interviewer", "question", "one two three four", 0, 4),  # 4 words, 4 s
+        t(1, "candidate", "answer", "a b c d e f g h i j k l", 6, 18),  # 12 words, 12 s
+        t(2, "interviewer", "question", "five six seven eight", 19, 23, q=1),  # 4 words, 4 s
+        t(3, "candidate", "answer", "m n o p", 26, 30, q=1),  # 4 words, 4 s
+    ]
+    report = build_report(PLAN, session, turns, now=at(61))
+    m = report.metrics
+    assert m.interviewer_words == 8
+    assert m.talk_ratio == round(16 / 24, 3)
+    assert m.talk_time_ratio == round(16 / 24, 3)
+    assert [q.response_delay_seconds for q in report.questions[:3]] == [2.0, 3.0, None]
+
+
+def test_no_talk_time_ratio_when_a_turn_was_typed():
+    session = SessionRow(id="s", user_id="u", plan_id=PLAN.id, started_at=at(0), ended_at=at(60))
+    turns = [
+        t(0, "interviewer", "question", "Q1", 0, 4),
+        t(1, "candidate", "answer", "typed", 6, 6, source="text"),
+    ]
+    m = build_report(PLAN, session, turns, now=at(61)).metrics
+    assert m.talk_time_ratio is None and m.talk_ratio == 0.5

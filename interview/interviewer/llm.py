@@ -1,0 +1,178 @@
+"""The language-model interviewer: an OpenAI chat model (or any OpenAI-compatible server)
+conducts the interview from the plan, and the scripted interviewer stands in when it fails.
+
+Each turn is one streamed, forced `next_turn` tool call. Failures (timeout, 429, 5xx, a
+malformed call) are retried while the turn's latency budget lasts; after that the scripted
+interviewer's line is used so the interview goes on, and the reply says why it is degraded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import replace
+
+import openai
+import structlog
+from openai import AsyncOpenAI
+
+from interview.interviewer.base import (
+    InterviewerReply,
+    InterviewState,
+    TextSink,
+)
+from interview.interviewer.prompts import (
+    SESSION_ACTION,
+    TurnAction,
+    allowed_actions,
+    build_messages,
+    next_turn_tool,
+    tool_choice,
+)
+from interview.interviewer.scripted import ScriptedInterviewer
+from interview.interviewer.turn_stream import MalformedTurn, TurnStream
+from interview.openai_client import describe_failure
+
+log = structlog.get_logger(__name__)
+
+# What a retry waits after a failure without Retry-After, doubled per attempt.
+FIRST_BACKOFF_SECONDS = 0.25
+
+TurnFailure = openai.APIError | TimeoutError | MalformedTurn
+
+
+class LLMInterviewer:
+    engine = "llm"
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        model: str,
+        fallback: ScriptedInterviewer,
+        budget_seconds: float,
+        max_attempts: int,
+        temperature: float = 0.4,
+    ) -> None:
+        self.client = client
+        self.model = model
+        self.fallback = fallback
+        self.budget_seconds = budget_seconds
+        self.max_attempts = max_attempts
+        self.temperature = temperature
+
+    async def opening(self, state: InterviewState) -> InterviewerReply:
+        # The plan's own greeting and first question: /start answers at once, never waits on
+        # (or fails with) the model, and the greeting's speech can be made ahead of time.
+        return await self.fallback.opening(state)
+
+    def anticipate(self, state: InterviewState) -> list[str]:
+        return []  # the model's words are not known in advance
+
+    async def reply(
+        self, state: InterviewState, answer: str, on_text: TextSink | None = None
+    ) -> InterviewerReply:
+        allowed = allowed_actions(state)
+        messages = build_messages(state, answer)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.budget_seconds
+        failures: list[str] = []
+        for attempt in range(1, self.max_attempts + 1):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            stream = TurnStream(allowed, on_text)
+            try:
+                action, line = await self._attempt(messages, allowed, stream, deadline)
+                return self._reply(state, action, line)
+            except (openai.APIError, TimeoutError, MalformedTurn) as exc:
+                reason = describe(exc)
+                failures.append(reason)
+                log.warning("llm_turn_failed", attempt=attempt, reason=reason)
+                if on_text is not None and stream.emitted and stream.action is not None:
+                    # Part of the line is already being spoken: finish on it rather than
+                    # contradict it with another line.
+                    return self._reply(
+                        state,
+                        stream.action,
+                        _whole_sentences(stream.emitted),
+                        degraded=f"{reason}; kept the part of the line already spoken",
+                    )
+                wait = _backoff(exc, attempt)
+                if attempt == self.max_attempts or loop.time() + wait >= deadline:
+                    break
+                await asyncio.sleep(wait)
+        reason = "; ".join(failures) if failures else "no time left in the turn's budget"
+        log.warning("llm_turn_fallback", reason=reason)
+        reply = replace(self.fallback.decide(state, answer), degraded=reason)
+        if on_text is not None:
+            on_text(reply.text)
+        return reply
+
+    async def _attempt(
+        self,
+        messages: list[dict[str, str]],
+        allowed: list[TurnAction],
+        stream: TurnStream,
+        deadline: float,
+    ) -> tuple[TurnAction, str]:
+        # A server that has not started answering by half the budget is given up on while a
+        # retry still fits; one that is streaming may use the whole budget.
+        first_chunk_by = asyncio.get_running_loop().time() + self.budget_seconds / 2
+        async with asyncio.timeout_at(min(deadline, first_chunk_by)) as limit:
+            response = await self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                tools=[next_turn_tool(allowed)],  # type: ignore[list-item]
+                tool_choice=tool_choice(),  # type: ignore[arg-type]
+                temperature=self.temperature,
+                stream=True,
+            )
+            async with response:
+                async for chunk in response:
+                    limit.reschedule(deadline)
+                    for choice in chunk.choices:
+                        for call in choice.delta.tool_calls or ():
+                            # One decision per turn: any further call is ignored.
+                            if call.index == 0 and call.function and call.function.arguments:
+                                stream.feed(call.function.arguments)
+        if not stream.arguments:
+            raise MalformedTurn("the model answered without calling next_turn")
+        return stream.finish()
+
+    @staticmethod
+    def _reply(
+        state: InterviewState, action: TurnAction, line: str, degraded: str | None = None
+    ) -> InterviewerReply:
+        if action is TurnAction.follow_up:
+            index, follow_ups = state.question_index, state.follow_ups_used + 1
+        elif action is TurnAction.next_question:
+            index, follow_ups = state.question_index + 1, 0
+        else:
+            index, follow_ups = state.question_index, state.follow_ups_used
+        return InterviewerReply(
+            text=line,
+            action=SESSION_ACTION[action],
+            question_index=index,
+            follow_ups_used=follow_ups,
+            degraded=degraded,
+        )
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, MalformedTurn):
+        return f"malformed tool call: {exc}"
+    return describe_failure(exc)
+
+
+def _whole_sentences(text: str) -> str:
+    """The text up to its last complete sentence (all of it if none is complete): a line cut
+    mid-sentence ends where the speech can end naturally."""
+    cut = max(text.rfind(mark) for mark in ".!?")
+    return text[: cut + 1] if cut >= 0 else text
+
+
+def _backoff(exc: BaseException, attempt: int) -> float:
+    if isinstance(exc, openai.APIStatusError):
+        with contextlib.suppress(TypeError, ValueError):
+            return max(0.0, float(exc.response.headers.get("retry-after")))
+    return FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1)

@@ -1,0 +1,88 @@
+"""The results report as a document a recruiter reads or prints: Markdown or HTML.
+
+The HTML is self-contained (inline styles, system fonts, no scripts or external assets) and
+escapes everything from the interview, so a candidate's words cannot inject markup.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from interview.report.models import Report
+
+Format = Literal["md", "html"]
+
+_RECOMMENDATIONS = {
+    "strong_yes": "Strong yes: advance",
+    "yes": "Yes: advance",
+    "no": "No: do not advance",
+    "strong_no": "Strong no: do not advance",
+}
+_REASONS = {
+    "candidate": "the candidate",
+    "plan_finished": "the interviewer (plan finished)",
+    "timeout": "time-out",
+}
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "not started"
+
+
+def _minutes(seconds: float | None) -> str:
+    return f"{seconds / 60:.1f} min" if seconds is not None else "duration unknown"
+
+
+def _percent(value: float | None) -> str:
+    return f"{value * 100:.0f}%" if value is not None else "n/a"
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value:.1f} s" if value is not None else "n/a"
+
+
+def _number(value: float | None) -> str:
+    return f"{value:g}" if value is not None else "n/a"
+
+
+def _cell(text: str) -> str:
+    """Markdown table cells: one line, and a pipe cannot open a new column."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _quote(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("interview.report", "templates"),
+        # Escaped by file name: HTML always; Markdown is plain text read as such.
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+        undefined=StrictUndefined,
+        trim_blocks=False,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        when=_when,
+        minutes=_minutes,
+        percent=_percent,
+        seconds=_seconds,
+        number=_number,
+        cell=_cell,
+        quote=_quote,
+        recommendation=lambda v: _RECOMMENDATIONS.get(v, v),
+        reason=lambda v: _REASONS.get(v, v or "unknown"),
+    )
+    return env
+
+
+_ENVIRONMENT = _environment()
+
+
+def render(report: Report, fmt: Format) -> str:
+    template = _ENVIRONMENT.get_template(f"report.{fmt}.j2")
+    return template.render(r=report, e=report.evaluation, m=report.metrics)

@@ -1,0 +1,185 @@
+"""The language-model interviewer against a local OpenAI-compatible server (real HTTP, SSE)."""
+
+import time
+
+import pytest
+import structlog
+
+from interview.config import PACKAGE_DIR, Settings
+from interview.interviewer import InterviewerAction, InterviewState, PastTurn, build_interviewer
+from interview.interviewer.llm import LLMInterviewer
+from interview.interviewer.scripted import ScriptedInterviewer
+from interview.openai_client import async_client
+from interview.plans import PlanCatalog
+from tests.support.fake_openai import Fail, FakeOpenAI, Hang, Text, ToolCall
+from tests.support.interview_model import FOLLOW_UP
+
+PLAN = PlanCatalog.load(PACKAGE_DIR / "plans").get("backend-engineer-screen")
+FULL = "I built the billing service in Go, owned its data model, and ran it in production."
+
+
+def interviewer(fake: FakeOpenAI, budget: float = 5.0, attempts: int = 3) -> LLMInterviewer:
+    settings = Settings(openai_api_key=fake.api_key, openai_base_url=fake.base_url)
+    return LLMInterviewer(
+        async_client(settings, timeout=budget),
+        model="test-model",
+        fallback=ScriptedInterviewer(),
+        budget_seconds=budget,
+        max_attempts=attempts,
+    )
+
+
+def state(answer: str, question_index=0, follow_ups_used=0, elapsed=60.0) -> InterviewState:
+    history = (
+        PastTurn("interviewer", PLAN.questions[question_index].text),
+        PastTurn("candidate", answer),
+    )
+    return InterviewState(PLAN, question_index, follow_ups_used, elapsed, history)
+
+
+def test_the_engine_follows_the_settings():
+    assert build_interviewer(Settings()).engine == "scripted"
+    assert build_interviewer(Settings(openai_api_key="sk-x")).engine == "llm"
+    assert build_interviewer(Settings(openai_api_key="sk-x", interviewer="scripted")).engine == (
+        "scripted"
+    )
+
+
+async def test_a_thin_answer_gets_a_follow_up(fake_openai):
+    reply = await interviewer(fake_openai).reply(state("It went fine."), "It went fine.")
+    assert (reply.action, reply.question_index, reply.follow_ups_used) == (
+        InterviewerAction.follow_up,
+        0,
+        1,
+    )
+    assert reply.text == FOLLOW_UP and reply.degraded is None
+    request = fake_openai.chat_requests()[-1]
+    assert request.body["stream"] is True and request.body["model"] == "test-model"
+    assert request.body["tool_choice"] == {"type": "function", "function": {"name": "next_turn"}}
+    assert request.headers["authorization"] == f"Bearer {fake_openai.api_key}"
+
+
+async def test_a_full_answer_moves_to_the_next_question(fake_openai):
+    reply = await interviewer(fake_openai).reply(state(FULL), FULL)
+    assert (reply.action, reply.question_index, reply.follow_ups_used) == (
+        InterviewerAction.question,
+        1,
+        0,
+    )
+    assert PLAN.questions[1].text in reply.text
+
+
+async def test_the_last_answer_closes(fake_openai):
+    last = len(PLAN.questions) - 1
+    reply = await interviewer(fake_openai).reply(state(FULL, question_index=last), FULL)
+    assert reply.closes and reply.question_index == last
+
+
+async def test_the_first_sentence_is_handed_on_before_the_completion_ends(fake_openai):
+    fake_openai.chat.append(
+        ToolCall(
+            "next_turn",
+            {
+                "action": "follow_up",
+                "say": "Could you say more? What was the hardest part for you?",
+            },
+            chunks=6,
+            delay=0.05,
+            tail_delay=1.0,
+        )
+    )
+    pieces: list[tuple[float, str]] = []
+    reply = await interviewer(fake_openai).reply(
+        state("Fine."), "Fine.", lambda piece: pieces.append((time.time(), piece))
+    )
+    completed = fake_openai.completed_at[len(fake_openai.requests) - 1]
+    assert "".join(p for _, p in pieces) == reply.text
+    first_sentence_at = next(t for t, _ in pieces if "?" in "".join(p for u, p in pieces if u <= t))
+    assert first_sentence_at < completed - 0.5
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [Fail(500), Fail(503), Fail(429, retry_after=0.2), Hang(3.0), Text("Sure! Next question.")],
+    ids=["500", "503", "429", "timeout", "prose-instead-of-tool"],
+)
+async def test_one_failure_is_retried(fake_openai, failure):
+    fake_openai.chat.append(failure)
+    with structlog.testing.capture_logs() as logs:
+        reply = await interviewer(fake_openai, budget=2.0).reply(state(FULL), FULL)
+    assert reply.degraded is None and reply.question_index == 1
+    assert len(fake_openai.chat_requests()) == 2
+    assert [e["event"] for e in logs] == ["llm_turn_failed"]
+
+
+async def test_a_malformed_tool_call_is_retried(fake_openai):
+    fake_openai.chat.append(ToolCall("next_turn", '{"action": "next_question", "say": "Thanks'))
+    reply = await interviewer(fake_openai).reply(state(FULL), FULL)
+    assert reply.degraded is None and reply.action is InterviewerAction.question
+
+
+async def test_a_decision_outside_the_plan_is_retried(fake_openai):
+    # Closing with questions left is not allowed: refused before a word is spoken.
+    fake_openai.chat.append(ToolCall("next_turn", {"action": "close", "say": "Goodbye."}))
+    pieces: list[str] = []
+    reply = await interviewer(fake_openai).reply(state(FULL), FULL, pieces.append)
+    assert reply.action is InterviewerAction.question
+    assert "".join(pieces) == reply.text
+
+
+async def test_persistent_failure_falls_back_to_the_script_and_says_why(fake_openai):
+    fake_openai.chat.append(Fail(500), Fail(429), Fail(502))
+    pieces: list[str] = []
+    with structlog.testing.capture_logs() as logs:
+        reply = await interviewer(fake_openai).reply(state(FULL), FULL, pieces.append)
+    expected = ScriptedInterviewer().decide(state(FULL), FULL)
+    assert (reply.text, reply.action, reply.question_index) == (
+        expected.text,
+        expected.action,
+        expected.question_index,
+    )
+    assert reply.degraded is not None
+    assert "HTTP 500" in reply.degraded and "HTTP 429" in reply.degraded
+    assert "".join(pieces) == reply.text
+    assert fake_openai.api_key not in repr(logs)
+    assert logs[-1]["event"] == "llm_turn_fallback"
+
+
+async def test_the_turn_budget_bounds_the_wait(fake_openai):
+    fake_openai.chat.append(Hang(5.0), Hang(5.0), Hang(5.0))
+    started = time.monotonic()
+    reply = await interviewer(fake_openai, budget=1.0).reply(state(FULL), FULL)
+    assert time.monotonic() - started < 2.0
+    assert reply.degraded is not None
+    assert set(reply.degraded.split("; ")) == {"timed out"}
+
+
+async def test_an_unreachable_server_falls_back(fake_openai):
+    settings = Settings(openai_api_key="sk-x", openai_base_url="http://127.0.0.1:9/v1")
+    broken = LLMInterviewer(
+        async_client(settings, timeout=1), "m", ScriptedInterviewer(), 1.0, max_attempts=2
+    )
+    reply = await broken.reply(state(FULL), FULL)
+    assert reply.degraded and "could not connect" in reply.degraded
+    assert reply.question_index == 1
+
+
+async def test_the_opening_is_the_plans_own_and_needs_no_model(fake_openai):
+    reply = await interviewer(fake_openai).opening(state(FULL))
+    assert reply.text.startswith(PLAN.greeting)
+    assert fake_openai.requests == []
+
+
+async def test_a_stream_that_breaks_after_speech_started_keeps_what_was_said(fake_openai):
+    # The decision and a first sentence arrived (and are being spoken), then the call broke.
+    fake_openai.chat.append(
+        ToolCall("next_turn", '{"action": "follow_up", "say": "Tell me more. What was your')
+    )
+    pieces: list[str] = []
+    reply = await interviewer(fake_openai).reply(state("Fine."), "Fine.", pieces.append)
+    assert reply.action is InterviewerAction.follow_up
+    # The unfinished sentence is dropped: the speech ends where a sentence ends.
+    assert "".join(pieces) == "Tell me more. What was your"
+    assert reply.text == "Tell me more."
+    assert reply.degraded and "kept the part of the line already spoken" in reply.degraded
+    assert len(fake_openai.chat_requests()) == 1  # no second line over the first

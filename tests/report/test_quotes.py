@@ -1,0 +1,39 @@
+import pytest
+
+from interview.report.quotes import find_quote, normalize
+
+TURNS = [
+    (1, "I built the billing service in Go, and I owned its data model."),
+    (3, "We rolled back within ten minutes; then I wrote the post-mortem."),
+]
+
+
+@pytest.mark.parametrize(
+    ("quote", "turn"),
+    [
+        ("I built the billing service in Go", 1),
+        ("i BUILT the billing service in go,", 1),  # case and punctuation do not count
+        ("\u201cwe rolled back within ten minutes\u201d", 3),
+        ("rolled back within ten minutes then I wrote", 3),
+    ],
+)
+def test_verbatim_quotes_are_found_in_their_turn(quote, turn):
+    assert find_quote(quote, TURNS) == turn
+
+
+@pytest.mark.parametrize(
+    "quote",
+    [
+        "I built the payments service in Go",  # one word changed
+        "I single-handedly rewrote the platform",  # invented
+        "service in Go I owned",  # words dropped from the middle
+        "ill",  # a fragment of a word is not a quote ("billing")
+        "   ",
+    ],
+)
+def test_anything_else_is_not_found(quote):
+    assert find_quote(quote, TURNS) is None
+
+
+def test_normalize_keeps_words_and_order():
+    assert normalize("  Don\u2019t   PANIC, it's fine!") == "don't panic it's fine"
