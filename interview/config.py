@@ -93,7 +93,10 @@ class Settings(BaseSettings):
     # The OpenAI API, or any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server).
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
-    openai_model: str = "gpt-4.1-mini"
+    # Defaults chosen from models with no announced shutdown in the pinned SDK (openai 3.57).
+    openai_model: str = "gpt-5.4-mini"
+    # Sent only when set: some models (reasoning ones) accept no temperature but their default.
+    openai_temperature: float | None = Field(default=None, ge=0, le=2)
     # Defaults to OPENAI_MODEL; the evaluation can use a stronger model than the live turns.
     openai_evaluation_model: str | None = None
     # "llm" needs OPENAI_API_KEY; unset, it is "llm" when a key is set and "scripted" otherwise.
@@ -107,8 +110,10 @@ class Settings(BaseSettings):
     evaluation_timeout_seconds: float = Field(default=120.0, gt=0, le=1800)
     evaluation_max_attempts: int = Field(default=3, ge=1, le=10)
     stt_engine: SpeechEngine = SpeechEngine.local
-    openai_stt_model: str = "gpt-4o-mini-transcribe"
+    openai_stt_model: str = "gpt-transcribe"
     tts_engine: SpeechEngine = SpeechEngine.local
+    # Every speech model the SDK lists has an announced shutdown (2027-01-06); set the
+    # replacement here when OpenAI names one.
     openai_tts_model: str = "gpt-4o-mini-tts"
     openai_tts_voice: str = "alloy"
     # One OpenAI speech call may take this long before the local engine is used instead.
@@ -128,7 +133,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "turn_server", "openai_api_key", "openai_base_url", "openai_evaluation_model",
-        "interviewer", "report_evaluation", mode="before",
+        "interviewer", "report_evaluation", "openai_temperature", mode="before",
     )  # fmt: skip
     @classmethod
     def _blank_is_none(cls, value: object) -> object:

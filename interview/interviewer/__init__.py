@@ -37,4 +37,5 @@ def build_interviewer(settings: Settings) -> Interviewer:
         fallback=scripted,
         budget_seconds=settings.llm_turn_budget_seconds,
         max_attempts=settings.llm_max_attempts,
+        temperature=settings.openai_temperature,
     )

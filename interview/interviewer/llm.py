@@ -51,7 +51,7 @@ class LLMInterviewer:
         fallback: ScriptedInterviewer,
         budget_seconds: float,
         max_attempts: int,
-        temperature: float = 0.4,
+        temperature: float | None = None,
     ) -> None:
         self.client = client
         self.model = model
@@ -124,8 +124,8 @@ class LLMInterviewer:
                 messages=messages,  # type: ignore[arg-type]
                 tools=[next_turn_tool(allowed)],  # type: ignore[list-item]
                 tool_choice=tool_choice(),  # type: ignore[arg-type]
-                temperature=self.temperature,
                 stream=True,
+                **({} if self.temperature is None else {"temperature": self.temperature}),
             )
             async with response:
                 async for chunk in response:

@@ -83,7 +83,9 @@ class LLMEvaluator:
         timeout_seconds: float,
         max_attempts: int,
         retry_pause: float = 2.0,
+        temperature: float | None = None,
     ) -> None:
+        self.temperature = temperature
         self.retry_pause = retry_pause
         self.client = client
         self.model = model
@@ -129,7 +131,7 @@ class LLMEvaluator:
             messages=messages,  # type: ignore[arg-type]
             tools=[evaluation_tool(plan)],  # type: ignore[list-item]
             tool_choice=tool_choice(),  # type: ignore[arg-type]
-            temperature=0,
+            **({} if self.temperature is None else {"temperature": self.temperature}),
         )
         calls = [
             call
@@ -238,4 +240,5 @@ def build_evaluator(settings: Settings) -> LLMEvaluator | None:
         model=settings.evaluation_model,
         timeout_seconds=settings.evaluation_timeout_seconds,
         max_attempts=settings.evaluation_max_attempts,
+        temperature=settings.openai_temperature,
     )

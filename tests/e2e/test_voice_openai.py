@@ -110,7 +110,7 @@ async def test_a_spoken_turn_through_the_openai_speech_engines(
         # The answer's text is what the transcription route returned.
         assert behind.heard and all(text.strip() in answer for text in behind.heard)
         for request in fake.transcription_requests():
-            assert request.body["model"] == "gpt-4o-mini-transcribe"
+            assert request.body["model"] == "gpt-transcribe"
             assert request.files["file"][:4] == b"RIFF"
     finally:
         await client.close()

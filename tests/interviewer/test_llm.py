@@ -90,7 +90,7 @@ async def test_the_first_sentence_is_handed_on_before_the_completion_ends(fake_o
     )
     pieces: list[tuple[float, str]] = []
     reply = await interviewer(fake_openai).reply(
-        state("Fine."), "Fine.", lambda piece: pieces.append((time.time(), piece))
+        state("Fine."), "Fine.", lambda piece: pieces.append((time.monotonic(), piece))
     )
     completed = fake_openai.completed_at[len(fake_openai.requests) - 1]
     assert "".join(p for _, p in pieces) == reply.text

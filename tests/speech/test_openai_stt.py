@@ -28,7 +28,7 @@ def test_the_answer_is_sent_as_a_16_khz_mono_wav_and_its_text_comes_back(
     assert engine.transcribe(audio) == ANSWER  # trimmed like the local engine's text
 
     [request] = openai_fake.transcription_requests()
-    assert request.body["model"] == "gpt-4o-mini-transcribe"
+    assert request.body["model"] == "gpt-transcribe"
     assert request.body["language"] == "en"
     assert request.body["response_format"] == "json"
     assert request.body["file_name"] == "answer.wav"

@@ -131,7 +131,8 @@ class FakeOpenAI:
         self.chat = Route()
         self.transcriptions = Route()
         self.speech = Route()
-        # When each streamed completion sent its last byte, by request number.
+        # When (time.monotonic(), this process) each streamed completion sent its last byte,
+        # by request number.
         self.completed_at: dict[int, float] = {}
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -282,7 +283,7 @@ class FakeOpenAI:
                 await asyncio.sleep(behaviour.delay)
             yield _sse(_chunk(model, {}, finish="stop"))
         yield b"data: [DONE]\n\n"
-        self.completed_at[number] = time.time()
+        self.completed_at[number] = time.monotonic()
 
 
 def _arguments(call: ToolCall) -> str:
