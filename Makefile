@@ -7,12 +7,12 @@ PIP := $(PY) -m pip install --disable-pip-version-check --progress-bar on -c con
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test bench setup dev-setup system-deps models lint format lock clean web
+.PHONY: run test bench setup dev-setup system-deps models lint format lock clean cdk-cli synth web
 
 run: setup models web
 	$(PY) app.py
 
-test: lint system-deps models web
+test: lint system-deps models cdk-cli web
 	$(PY) -m pytest
 
 # The voice pipeline benchmark (benchmarks/README.md), about 6 minutes: real server, aiortc clients
@@ -62,6 +62,26 @@ lock: dev-setup
 	{ echo "# Every package of the tested environment (direct and transitive), so a fresh install"; \
 	  echo "# resolves exactly what was tested. Regenerate with: make lock"; \
 	  $(PY) -m pip freeze --exclude-editable; } > constraints.txt
+
+# The pinned AWS CDK CLI (cdk/package-lock.json), installed once into cdk/node_modules.
+CDK_CLI_STAMP := cdk/node_modules/.installed
+cdk-cli: $(CDK_CLI_STAMP)
+
+$(CDK_CLI_STAMP): cdk/package.json cdk/package-lock.json
+	@echo ">> installing the pinned AWS CDK CLI (npm ci in cdk/)"
+	cd cdk && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Synthesize SpoolEcsStack offline into cdk/cdk.out (no AWS account, no telemetry, no notices),
+# cdk-nag included: a finding fails it. Context keys: cdk/README.md, e.g.
+#   make synth CDK_CONTEXT="-c cors_origins=https://interview.example.com -c turn=true"
+CDK_CONTEXT ?= -c cors_origins=https://interview.example.com
+CDK_OUT ?= cdk.out
+NODE_MAJOR := $(shell node -p "process.versions.node.split('.')[0]" 2>/dev/null)
+synth: dev-setup cdk-cli
+	cd cdk && CDK_DISABLE_CLI_TELEMETRY=true CDK_HOME="$(CURDIR)/cdk/.cdk-home" \
+		JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=$(NODE_MAJOR) \
+		npx --no-install cdk synth --no-notices --quiet --output "$(CDK_OUT)" $(CDK_CONTEXT)
 
 # The browser client, React component and /demo page (ui/web): npm ci from the lock file when
 # node_modules is missing or the lock changed (about 50 MB, a few seconds), then type-check and
