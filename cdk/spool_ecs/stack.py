@@ -7,6 +7,7 @@ offline; the account and region come from the credentials at `cdk deploy`.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import jsii
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
@@ -63,9 +64,9 @@ SHUTDOWN_GRACE_SECONDS = 110
 
 class SpoolEcsStack(Stack):
     def __init__(
-        self, scope: Construct, construct_id: str, *, settings: StackSettings, **kwargs: object
+        self, scope: Construct, construct_id: str, *, settings: StackSettings, **kwargs: Any
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
 
         self.vpc = self._network()
