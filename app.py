@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
+import re
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
 
+import structlog
 import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from interview.api import (
     BodySizeLimitMiddleware,
@@ -19,6 +25,7 @@ from interview.api import (
     router,
     voice_router,
 )
+from interview.api.errors import error_response
 from interview.config import ConfigError, Environment, Settings, get_settings
 from interview.logs import configure_logging
 from interview.runtime import Runtime
@@ -27,6 +34,13 @@ from ui.mount import mount_ui
 
 API_PREFIX = "/api/interview"
 LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+# What opens a new interview or voice connection: refused while draining.
+DRAINING_REFUSED = re.compile(re.escape(API_PREFIX) + r"/(start|[^/]+/rtc/offer)/?")
+DRAINING_RETRY_AFTER_SECONDS = 5
+# At most this much of the grace period is kept for requests in flight and the lifespan shutdown.
+SHUTDOWN_RESERVE_SECONDS = 10.0
+
+log = structlog.get_logger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -59,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount_ui(app, runtime)
 
     # Added last runs first: logging sees every request, the size limit guards the routes.
+    # Draining refusals run inside CORS, so a browser can read the 503.
+    app.add_middleware(RefuseWhileDraining, runtime=runtime)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(
         CORSMiddleware,
@@ -74,16 +90,85 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+class RefuseWhileDraining:
+    """While the server drains, a new interview or voice connection gets 503 with Retry-After.
+
+    The client retries and lands on an instance that stays; the interviews already running here
+    go on (answers, transcript, events) until they finish or the drain ends.
+    """
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.runtime.draining
+            and scope["type"] == "http"
+            and scope["method"] == "POST"
+            and DRAINING_REFUSED.fullmatch(scope["path"])
+        ):
+            response = error_response(
+                503,
+                "draining",
+                "This server is shutting down; retry shortly and another one will take it.",
+                headers={"Retry-After": str(DRAINING_RETRY_AFTER_SECONDS)},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class DrainingServer(uvicorn.Server):
-    """uvicorn, with health turning 503 ("draining") the moment a stop signal arrives."""
+    """uvicorn that drains on the first stop signal before it shuts down.
+
+    ECS stops a task with SIGTERM and kills it SHUTDOWN_GRACE_SECONDS later (the task's stop
+    timeout must be at least that). Stock uvicorn would close its socket at once and cut live voice
+    interviews; here the first signal turns health to 503 ("draining") and refuses new interviews
+    while the live ones go on, then closes the voice connections still open (their turns are
+    committed, their sessions stay resumable), then lets uvicorn finish the requests in flight
+    and run the lifespan shutdown, all inside the grace period. A second signal stops at once.
+    """
 
     def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
         super().__init__(config)
         self.runtime = runtime
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain: asyncio.Task[None] | None = None
+        self._drain_started = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.runtime.draining = True
-        super().handle_exit(sig, frame)
+        if self._drain_started or self._loop is None or not self.started:
+            super().handle_exit(sig, frame)  # a second signal, or one during start-up
+            return
+        self._drain_started = True
+        # A signal handler may interrupt the loop anywhere: hand the drain to it safely.
+        self._loop.call_soon_threadsafe(self._begin_drain, sig, frame)
+
+    def _begin_drain(self, sig: int, frame: FrameType | None) -> None:
+        self._drain = asyncio.get_running_loop().create_task(self._drain_then_exit(sig, frame))
+
+    async def _drain_then_exit(self, sig: int, frame: FrameType | None) -> None:
+        loop = asyncio.get_running_loop()
+        grace = float(self.runtime.settings.shutdown_grace_seconds)
+        deadline = loop.time() + grace
+        # Live interviews get the first part of the grace period; the rest is for the requests
+        # in flight (half of it) and the lifespan shutdown (reports, database).
+        reserve = min(SHUTDOWN_RESERVE_SECONDS, grace / 2)
+        self.runtime.stop_by = deadline
+        try:
+            await self.runtime.drain(voice_until=deadline - reserve)
+        except Exception:
+            log.exception("drain_failed")
+        finally:
+            remaining = max(0.0, deadline - loop.time())
+            self.config.timeout_graceful_shutdown = max(1, math.floor(remaining / 2))
+            super().handle_exit(sig, frame)
 
 
 def main() -> None:

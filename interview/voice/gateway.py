@@ -42,6 +42,8 @@ log = structlog.get_logger(__name__)
 LIVE_STATES = ("new", "connecting", "connected")
 # A session whose plan finished in text mode while a voice connection was open.
 PLAN_FINISHED_CLOSE_SECONDS = 30.0
+# How long closing every connection at shutdown waits for their state to be written.
+CLOSE_RECORD_SECONDS = 3.0
 
 
 class VoiceGateway:
@@ -129,8 +131,7 @@ class VoiceGateway:
         self.pipeline = pipeline
 
     async def shutdown(self) -> None:
-        for session_id in list(self.stream.pcs) if self.stream else []:
-            await self.close(session_id)
+        await self.close_all()
         self.compute.shutdown(wait=False, cancel_futures=True)
         self.tts_worker.shutdown()
 
@@ -242,6 +243,21 @@ class VoiceGateway:
         if error in ("unknown_connection", "connection_closed"):
             raise NoConnection("the connection for this session is closed")
         raise InvalidCandidate(f"the ICE candidate was refused: {error}")
+
+    async def close_all(self) -> int:
+        """Close every connection still open and wait until each one's end is recorded."""
+        open_ids = [
+            session_id
+            for session_id, pc in (self.stream.pcs.items() if self.stream else ())
+            if pc.connectionState != "closed"
+        ]
+        for session_id in open_ids:
+            await self.close(session_id)
+        # Closing spawns the writes of connection_state "disconnected": let them land before
+        # the database is disposed.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=CLOSE_RECORD_SECONDS)
+        return len(open_ids)
 
     async def close(self, session_id: str) -> None:
         if self.stream is None:
