@@ -6,6 +6,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -46,7 +47,17 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: int = Field(default=30, ge=0)
 
     # The default file sits in the project's data/ folder, wherever the service is started from.
-    database_url: str = f"sqlite:///{PROJECT_DIR / 'data' / 'spool.db'}"
+    # Not in repr(): a URL may carry the database password.
+    database_url: str = Field(default=f"sqlite:///{PROJECT_DIR / 'data' / 'spool.db'}", repr=False)
+
+    # The parts of a PostgreSQL URL, as a managed database's secret provides them (the CDK
+    # stack passes RDS's). Used when DB_HOST is set and DATABASE_URL is not.
+    db_host: str | None = None
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_name: str = "postgres"
+    db_user: str | None = None
+    db_password: SecretStr | None = None
+    db_sslmode: str = "require"
 
     plans_dir: Path = PACKAGE_DIR / "plans"
     default_plan_id: str = "backend-engineer-screen"
@@ -133,7 +144,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "turn_server", "openai_api_key", "openai_base_url", "openai_evaluation_model",
-        "interviewer", "report_evaluation", "openai_temperature", mode="before",
+        "interviewer", "report_evaluation", "openai_temperature", "db_host", mode="before",
     )  # fmt: skip
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
@@ -144,6 +155,18 @@ class Settings(BaseSettings):
         # Fail at start-up rather than hand browsers credentials the TURN server will refuse.
         if self.turn_server and not (self.turn_secret and self.turn_secret.get_secret_value()):
             raise ValueError("TURN_SERVER is set but TURN_SECRET is empty")
+        return self
+
+    @model_validator(mode="after")
+    def _database_from_parts(self) -> Settings:
+        if self.db_host and "database_url" not in self.model_fields_set:
+            user = quote(self.db_user or "", safe="")
+            password = self.db_password.get_secret_value() if self.db_password else ""
+            auth = f"{user}:{quote(password, safe='')}@" if password else f"{user}@" if user else ""
+            self.database_url = (
+                f"postgresql://{auth}{self.db_host}:{self.db_port}/{quote(self.db_name, safe='')}"
+                f"?sslmode={quote(self.db_sslmode, safe='')}"
+            )
         return self
 
     @model_validator(mode="after")

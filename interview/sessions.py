@@ -514,6 +514,13 @@ class InterviewService:
 
     async def _build_report(self, session_id: str) -> None:
         try:
+            await self._write_report(session_id)
+        finally:
+            # The interview is over: its interviewer's health is no longer worth keeping.
+            self._health.pop(session_id, None)
+
+    async def _write_report(self, session_id: str) -> None:
+        try:
             row = await self.store.get_session(session_id)
             if row is None:
                 return

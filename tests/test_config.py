@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from interview.config import Settings, to_async_database_url
+from interview.config import ConfigError, Settings, get_settings, to_async_database_url
 
 
 @pytest.mark.parametrize(
@@ -51,3 +51,61 @@ def test_turn_server_without_secret_fails_fast(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("TURN_SECRET", raising=False)
     with pytest.raises(ValidationError, match="TURN_SECRET"):
         Settings()
+
+
+def test_interviewer_and_evaluation_follow_the_key():
+    offline = Settings()
+    assert offline.interviewer_engine == "scripted" and not offline.evaluation_enabled
+    keyed = Settings(openai_api_key="sk-test")
+    assert keyed.interviewer_engine == "llm" and keyed.evaluation_enabled
+    chosen = Settings(openai_api_key="sk-test", interviewer="scripted", report_evaluation="false")
+    assert chosen.interviewer_engine == "scripted" and not chosen.evaluation_enabled
+    assert Settings(openai_api_key="sk-test", openai_model="m").evaluation_model == "m"
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"interviewer": "llm"},
+        {"report_evaluation": "true"},
+        {"stt_engine": "openai"},
+        {"tts_engine": "openai"},
+    ],
+)
+def test_openai_engines_need_a_key(setting):
+    with pytest.raises(ValidationError, match="needs OPENAI_API_KEY"):
+        Settings(**setting)
+
+
+def test_blank_openai_values_count_as_unset():
+    settings = Settings(openai_api_key="", openai_base_url=" ", interviewer="")
+    assert settings.openai_key is None and settings.openai_base_url is None
+    assert settings.interviewer_engine == "scripted"
+
+
+def test_database_url_from_the_parts_a_managed_database_gives():
+    settings = Settings(
+        db_host="db.internal", db_port=5433, db_name="spool", db_user="app", db_password="p@ss:/w"
+    )
+    assert settings.database_url == (
+        "postgresql://app:p%40ss%3A%2Fw@db.internal:5433/spool?sslmode=require"
+    )
+    assert "p@ss" not in repr(settings) and "p%40ss" not in repr(settings)
+    explicit = Settings(db_host="db.internal", database_url="sqlite:///x.db")
+    assert explicit.database_url == "sqlite:///x.db"
+
+
+def test_a_bad_configuration_is_reported_without_its_secret_values(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret-value")
+    monkeypatch.setenv("TURN_SECRET", "turn-very-secret-value")
+    monkeypatch.setenv("TURN_SERVER", "turn.example.com")
+    monkeypatch.setenv("STT_ENGINE", "whisper-cloud")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError) as error:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    message = str(error.value)
+    assert "stt_engine" in message
+    assert "very-secret" not in message and error.value.__cause__ is None
