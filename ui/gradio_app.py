@@ -13,6 +13,7 @@ import os
 # gradio looks up a version-check and a telemetry host at import unless told not to.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,10 @@ class PageInterview:
     voice_note: str | None = None
     # The session's newest event when the page last looked: nothing new, nothing to fetch.
     seen_event: int | None = None
+    # The interviewer's current line is still being synthesized (not an event: keep looking).
+    preparing_voice: bool = False
+    voice_line: int | None = None
+    voice_pieces: list[asyncio.Future[Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -142,7 +147,7 @@ class DemoUI:
         history = self.runtime.events.history(page.session_id)
         newest = history[-1].id if history else None
         # Every change (a turn, the status, the results being ready) is an event of the session.
-        if newest is not None and newest == page.seen_event:
+        if newest is not None and newest == page.seen_event and not page.preparing_voice:
             return None
         return await self.view(page_key)
 
@@ -165,7 +170,7 @@ class DemoUI:
         if row.status not in ("created", "active"):
             results = await self._results(row)
         return PageView(
-            status=self._status(row, page, history),
+            status=await self._status(row, page, history),
             transcript=transcript,
             results=results,
             session=(
@@ -196,8 +201,23 @@ class DemoUI:
             return f"**The results could not be computed:** {outcome.reason}"
         return "_Computing the results…_"
 
-    def _status(self, row: SessionRow, page: PageInterview, history: list[Any]) -> str:
+    async def _line_ready(self, row: SessionRow, page: PageInterview) -> bool:
+        """Whether the interviewer's current line is synthesized, so it plays at once when the
+        candidate connects. Asking starts its synthesis (the gateway would start it only at
+        the offer, and on a busy machine that is seconds of silence after pressing Talk)."""
+        pipeline = self.runtime.voice.pipeline
+        line = await self.runtime.service.current_line(row.id)
+        if pipeline is None or line is None:
+            return True
+        if page.voice_line != line.index:
+            voice = self.runtime.service.voice_for(row)
+            page.voice_line = line.index
+            page.voice_pieces = [piece for _, piece in pipeline.speech.sentences(line.text, voice)]
+        return all(piece.done() for piece in page.voice_pieces)
+
+    async def _status(self, row: SessionRow, page: PageInterview, history: list[Any]) -> str:
         voice = self.runtime.voice
+        page.preparing_voice = False
         if row.status in ("created", "active"):
             state = f"**Interview {row.status}**"
             if voice.state == "ready":
@@ -205,6 +225,12 @@ class DemoUI:
                 activity = _activity(history)
                 if activity:
                     state += f" · {activity}"
+                elif row.connection_state in ("none", "disconnected"):
+                    if await self._line_ready(row, page):
+                        state += " · ready: press **Talk** to answer aloud"
+                    else:
+                        page.preparing_voice = True
+                        state += " · preparing the interviewer's voice…"
             else:
                 state += " · voice is off: type your answers"
         else:
@@ -222,11 +248,12 @@ def _activity(history: list[Any]) -> str:
             return {
                 "speaking": "you are speaking",
                 "transcribing": "transcribing your answer",
-                "nothing_heard": "nothing heard",
+                "nothing_heard": "nothing heard: please answer again",
             }.get(event.data.get("state"), "")
-        if event.type == "speaking" and event.data.get("state") == "started":
-            return "the interviewer is speaking"
-        if event.type == "turn":
+        if event.type == "speaking":
+            # "queued": the whole line is on its way to the browser; the answer comes next.
+            return "the interviewer is speaking" if event.data.get("state") == "started" else ""
+        if event.type in ("turn", "connection"):
             return ""
     return ""
 
@@ -312,6 +339,7 @@ def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, DemoUI]:
                         modality="audio",
                         elem_id="mic",
                         button_labels={"start": "Talk", "stop": "Stop", "waiting": "Connecting"},
+                        full_screen=False,
                     )
                     GatewaySignaling(runtime.voice, runtime.service, ui).attach(mic)
                 else:

@@ -18,7 +18,8 @@ import contextlib
 import io
 import os
 import re
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -98,6 +99,10 @@ class GradioUI:
         if scope["type"] == "http" and scope["method"] == "GET":
             await app(scope, receive, _without_external_head(send))
             return
+        if scope["type"] == "http" and scope["path"].rstrip("/").endswith("/component_server"):
+            with _quiet_stdout():
+                await app(scope, receive, send)
+            return
         await app(scope, receive, send)
 
     async def _starting(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -112,6 +117,36 @@ class GradioUI:
             body = body.replace("The demo UI is starting", "The demo UI failed to start")
         response = HTMLResponse(body, status_code=503, headers={"Retry-After": "2"})
         await response(scope, receive, send)
+
+
+class _Discard(io.TextIOBase):
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+_quiet_depth = 0
+_real_stdout: Any = None
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Discard print()s while a component call runs: gradio prints its content type on each
+    one, and the service's stdout carries JSON log lines only (the log handler keeps its own
+    reference to the real stream, so logging is unaffected).
+
+    Overlapping calls on the event loop share one swap, restored when the last one ends.
+    """
+    global _quiet_depth, _real_stdout
+    if _quiet_depth == 0:
+        _real_stdout = sys.stdout
+        sys.stdout = _Discard()
+    _quiet_depth += 1
+    try:
+        yield
+    finally:
+        _quiet_depth -= 1
+        if _quiet_depth == 0:
+            sys.stdout = _real_stdout
 
 
 def _build_host(runtime: Runtime) -> tuple[FastAPI, DemoUI]:
