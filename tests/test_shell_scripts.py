@@ -66,7 +66,9 @@ def test_every_shell_script_is_shellcheck_clean():
 
 STUB = """#!/usr/bin/env bash
 # Records how it was called (and its stdin, for `docker login --password-stdin`).
-{{ printf '%s' "{name}"; printf ' %s' "$@"; printf '\\n'; }} >> "$STUB_LOG"
+# One write per line: the two sides of a pipe log at the same time.
+line="{name}$(printf ' %s' "$@")"
+printf '%s\\n' "$line" >> "$STUB_LOG"
 case "{name} $1 $2" in
   "docker login "*) printf 'stdin=%s\\n' "$(cat)" >> "$STUB_LOG" ;;
   "aws ecr get-login-password") printf 'ecr-password-from-aws' ;;
@@ -117,13 +119,18 @@ def test_build_login_tag_and_push_to_ecr(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     registry = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
     remote = f"{registry}/spool-interview:v1.2.3"
-    assert calls == [
+    assert calls[:3] == [
         "docker build --platform linux/amd64 --build-arg WHISPER_MODEL=tiny.en "
         "--tag spool-interview:v1.2.3 .",
         "aws sts get-caller-identity --query Account --output text",
         "aws ecr describe-repositories --region eu-west-1 --repository-names spool-interview",
+    ]
+    # The two sides of the login pipe start together, so either may log first.
+    assert sorted(calls[3:5]) == [
         "aws ecr get-login-password --region eu-west-1",
         f"docker login --username AWS --password-stdin {registry}",
+    ]
+    assert calls[5:] == [
         "stdin=ecr-password-from-aws",  # the password went through the pipe, not argv
         f"docker tag spool-interview:v1.2.3 {remote}",
         f"docker push {remote}",
