@@ -1,0 +1,207 @@
+"""The Gradio demo UI on a real server: /ui is served without internet-bound assets, and a session
+started through the UI's own functions (Gradio's HTTP API, as the page calls them) is an ordinary
+interview session in the REST API, with its transcript and results."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from interview.report.models import Answer, Metrics, PlanSummary, QuestionReport, Report
+from tests.support.app_server import AppServer
+from ui.report_markdown import render_report
+
+UI_READY_SECONDS = 120  # gradio is imported and the page built after start-up; slow when busy
+LONG_ANSWER = (
+    "I rebuilt our payments service in Python with PostgreSQL, added idempotency keys and "
+    "cut failed charges by half."
+)
+
+
+def wait_for_ui(server: AppServer) -> httpx.Response:
+    deadline = time.monotonic() + UI_READY_SECONDS
+    while True:
+        response = httpx.get(f"{server.base_url}/ui/", timeout=10)
+        if response.status_code == 200:
+            return response
+        assert response.status_code == 503, response.text[:500]
+        assert response.headers["retry-after"] == "2"
+        assert time.monotonic() < deadline, "the UI was not built in time:\n" + server.log()[-3000:]
+        time.sleep(0.5)
+
+
+def call(server: AppServer, api_name: str, data: list[Any], session_hash: str) -> list[Any]:
+    """Run one event of the page through Gradio's queue, as the browser does, for the page whose
+    session hash is given (the UI keeps one interview per page)."""
+    base = f"{server.base_url}/ui/gradio_api"
+    config = httpx.get(f"{server.base_url}/ui/config", timeout=10).json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d["api_name"] == api_name)
+    body = {"data": data, "fn_index": fn_index, "session_hash": session_hash}
+    joined = httpx.post(f"{base}/queue/join", json=body, timeout=30)
+    joined.raise_for_status()
+    event_id = joined.json()["event_id"]
+    params = {"session_hash": session_hash}
+    with httpx.stream("GET", f"{base}/queue/data", params=params, timeout=60) as stream:
+        for line in stream.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            message = json.loads(line.removeprefix("data: "))
+            if message.get("event_id") == event_id and message["msg"] == "process_completed":
+                assert message["success"], message
+                return message["output"]["data"]  # type: ignore[no-any-return]
+    raise AssertionError(f"no result for {api_name}")
+
+
+def session_of(view: list[Any]) -> tuple[str, str]:
+    """The session id and API token the page shows (its last output)."""
+    match = re.search(r"Session `([^`]+)`.*token: `([^`]+)`", view[-1], re.DOTALL)
+    assert match, view[-1]
+    return match.group(1), match.group(2)
+
+
+def test_ui_is_served_without_internet_assets(api_server: AppServer) -> None:
+    page = wait_for_ui(api_server).text
+    assert "Spool Interview: demo" in page
+    # Gradio's template reaches for a CDN script and Google Fonts; the served page does not.
+    assert "cdnjs.cloudflare.com" not in page
+    assert "fonts.googleapis.com" not in page
+    assert "fonts.gstatic.com" not in page
+    # These servers run with VOICE_ENABLED=false: the page says so and offers typing.
+    assert "Voice is off on this server" in page
+    redirect = httpx.get(f"{api_server.base_url}/ui", timeout=10)
+    assert redirect.status_code in (307, 308)
+    assert redirect.headers["location"].endswith("/ui/")
+    # The REST API is unaffected by the mount.
+    assert httpx.get(f"{api_server.api}/health", timeout=10).status_code == 200
+
+
+def test_a_session_started_in_the_ui_is_an_api_session(api_server: AppServer) -> None:
+    wait_for_ui(api_server)
+    page = uuid.uuid4().hex[:11]
+    plans = httpx.get(f"{api_server.api}/plans", timeout=10).json()
+    plan_id = plans["default_plan_id"]
+
+    started = call(api_server, "start", [plan_id], page)
+    session_id, token = session_of(started)
+    status_md, transcript, results, _ = started
+    assert "Interview created" in status_md
+    assert [m["role"] for m in transcript] == ["assistant"]
+    assert results == ""
+
+    auth = {"Authorization": f"Bearer {token}"}
+    api = httpx.Client(base_url=api_server.api, headers=auth, timeout=10)
+    turns = api.get(f"/{session_id}/transcript").json()["turns"]
+    assert [t["text"] for t in turns] == [transcript[0]["content"]]
+
+    answered = call(api_server, "answer", [LONG_ANSWER], page)
+    assert answered[0] == ""  # the answer box is cleared
+    assert [m["role"] for m in answered[2]] == ["assistant", "user", "assistant"]
+    turns = api.get(f"/{session_id}/transcript").json()["turns"]
+    assert [(t["role"], t["source"]) for t in turns] == [
+        ("interviewer", "text"),
+        ("candidate", "text"),
+        ("interviewer", "text"),
+    ]
+    assert turns[1]["text"] == LONG_ANSWER
+    assert turns[2]["text"] == answered[2][2]["content"]
+
+    ended = call(api_server, "end", [], page)
+    assert "Interview ended (candidate)" in ended[0]
+    assert api.get(f"/{session_id}/status").json()["status"] == "ended"
+
+    deadline = time.monotonic() + 30
+    while (results_response := api.get(f"/{session_id}/results")).status_code == 202:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    report = results_response.json()
+    assert report["user_id"] == "gradio-demo"
+    assert report["plan"]["id"] == plan_id
+    assert report["questions"][0]["answers"][0]["text"] == LONG_ANSWER
+
+    # The page shows the same report, rendered.
+    deadline = time.monotonic() + 30
+    shown = ended[2]
+    while "## Results" not in shown:
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.3)
+        refreshed = call(api_server, "refresh", [], page)
+        shown = refreshed[2] if isinstance(refreshed[2], str) else shown
+    assert f"Session `{session_id}`" in shown
+    assert "Questions covered" in shown
+    assert "I rebuilt our payments service" in shown
+
+
+def test_a_page_only_acts_on_its_own_interview(api_server: AppServer) -> None:
+    wait_for_ui(api_server)
+    first, second = uuid.uuid4().hex[:11], uuid.uuid4().hex[:11]
+    plan_id = httpx.get(f"{api_server.api}/plans", timeout=10).json()["default_plan_id"]
+    one, _ = session_of(call(api_server, "start", [plan_id], first))
+    two, _ = session_of(call(api_server, "start", [plan_id], second))
+    assert one != two
+    call(api_server, "answer", [LONG_ANSWER], first)
+    ended = call(api_server, "end", [], second)
+    assert "Interview ended" in ended[0]
+    again = "Another answer from the first page, which is still open."
+    still_open = call(api_server, "answer", [again], first)
+    assert [m["role"] for m in still_open[2]].count("user") == 2
+
+
+def test_report_markdown_shows_text_as_text() -> None:
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    report = Report(
+        session_id="s1",
+        user_id="gradio-demo",
+        candidate_name=None,
+        plan=PlanSummary(id="p", title="Plan <b>", role="Engineer"),
+        started_at=now,
+        ended_at=now,
+        end_reason="candidate",
+        questions=[
+            QuestionReport(
+                index=0,
+                id="q",
+                text="What did you build?",
+                competency="delivery",
+                asked=True,
+                answered=True,
+                follow_ups_asked=["Why?"],
+                answers=[
+                    Answer(
+                        turn_index=1,
+                        text="<script>alert(1)</script> see [this](http://x) # big",
+                        source="voice",
+                        words=6,
+                        speaking_seconds=3.5,
+                        response_delay_seconds=1.0,
+                    )
+                ],
+            )
+        ],
+        metrics=Metrics(
+            duration_seconds=75.0,
+            candidate_turns=1,
+            answer_words=6,
+            speaking_seconds=3.5,
+            words_per_minute=102.9,
+            mean_response_delay_seconds=1.0,
+            questions_covered=1,
+            questions_total=1,
+        ),
+        evaluation_note="Metrics only: no language model is configured.",
+        generated_at=now,
+    )
+    text = render_report(report)
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert "[this](http://x)" not in text  # no link to follow
+    assert "\\# big" in text
+    assert "| Duration | 1 min 15 s |" in text
+    assert "| Questions covered | 1 of 1 |" in text
+    assert "spoken, 6 words" in text
+    assert "Follow-up: Why?" in text
+    assert "Metrics only: no language model is configured." in text
