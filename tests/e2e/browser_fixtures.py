@@ -83,4 +83,5 @@ def chromium_launcher(playwright: Playwright) -> Iterator[ChromiumLauncher]:
 
     yield launch
     for browser in browsers:
-        browser.close()
+        if browser.is_connected():  # a test may have closed it already
+            browser.close()

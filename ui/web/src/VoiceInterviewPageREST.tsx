@@ -180,6 +180,10 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
       switch (event.type) {
         case "turn":
           addTurns([event.turn]);
+          // The interviewer's reply is in: the answer is no longer being transcribed.
+          if (event.turn.role === "interviewer") {
+            setSpeaker((s) => (s === "transcribing" || s === "nothing_heard" ? null : s));
+          }
           break;
         case "speaking":
           if (event.state === "started") {
@@ -400,7 +404,9 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
             ? "Nothing was heard; please answer again"
             : voiceLive
               ? "Listening"
-              : "";
+              : phase === "connecting"
+                ? "Connecting the microphone…"
+                : "Voice is off";
 
   return (
     <section className="spool-interview" aria-labelledby={`${ids}-title`} data-phase={phase}>
@@ -408,7 +414,7 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
         <h1 id={`${ids}-title`}>{title}</h1>
         <p className="spool-phase" role="status" aria-live="polite" data-testid="phase">
           <span className={`spool-dot spool-dot-${phase}`} aria-hidden="true" />
-          {PHASE_LABEL[phase]}
+          {phase === "error" && canRetryVoice ? "Voice off: you can type your answers" : PHASE_LABEL[phase]}
         </p>
       </header>
 

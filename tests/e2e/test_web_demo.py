@@ -1,0 +1,448 @@
+"""The React demo (/demo) in a real browser: Debian's Chromium under Playwright, its fake
+microphone playing an espeak-ng answer, against a real voice server (and a real coturn relay).
+
+Sync Playwright tests: this module holds no async test (see tests/e2e/browser_fixtures.py).
+Screenshots of each state go to test-artifacts/screenshots/react-demo-*.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from tests.api.helpers import auth
+from tests.e2e.conftest import COTURN_SECRET, recall, start_voice_server
+from tests.support.app_server import AppServer
+from tests.support.browser import RequestLog, save_screenshot, spoken_answer_wav
+from tests.support.coturn import CoturnServer
+from tests.support.voice_client import VoiceClient, start_session
+
+ANSWER = "I built a billing service in Python for our shop and I made it reliable with tests"
+GREETING = "Hello, welcome to your practice interview."
+FIRST_QUESTION = "Tell me about a project you are proud of."
+NEXT_QUESTION = "How do you debug a failing service?"
+# Silence before the answer in the microphone's WAV: the candidate draws breath.
+ANSWER_LEAD_SECONDS = 1.5
+
+# Generous but bounded waits (milliseconds, as Playwright takes them): two cores run the
+# browser, the speech models and the test at once.
+CONNECT_MS = 60_000
+TURN_MS = 90_000
+RESULTS_MS = 60_000
+
+# Test-side instrumentation, injected before the page's own scripts: keep every
+# RTCPeerConnection the page makes (for getStats) and every speaker the indicator showed.
+INSTRUMENT = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) { super(...args); window.__pcs.push(this); }
+  };
+  const speakers = (window.__speakers = []);
+  new MutationObserver((mutations) => {
+    for (const m of mutations) {
+      const value = m.target.getAttribute && m.target.getAttribute("data-speaker");
+      if (value && speakers[speakers.length - 1] !== value) speakers.push(value);
+    }
+  }).observe(document, { attributes: true, subtree: true, attributeFilter: ["data-speaker"] });
+})();
+"""
+
+# The incoming audio of the page's latest peer connection, from getStats. totalAudioEnergy
+# only grows while the decoded audio is played (the component plays it in an <audio>).
+INBOUND_AUDIO = """
+async () => {
+  const pc = window.__pcs[window.__pcs.length - 1];
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  let found = null;
+  stats.forEach((r) => {
+    if (r.type === "inbound-rtp" && r.kind === "audio") {
+      found = { bytes: r.bytesReceived || 0, energy: r.totalAudioEnergy || 0,
+                seconds: r.totalSamplesDuration || 0 };
+    }
+  });
+  return found;
+}
+"""
+
+# The local candidate type of the selected ICE pair ("host", "srflx", "relay").
+SELECTED_LOCAL_CANDIDATE = """
+async () => {
+  const pc = window.__pcs[window.__pcs.length - 1];
+  const stats = await pc.getStats();
+  let pairId = null;
+  stats.forEach((r) => {
+    if (r.type === "transport" && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+  });
+  if (!pairId) return null;
+  const pair = stats.get(pairId);
+  const local = stats.get(pair.localCandidateId);
+  const remote = stats.get(pair.remoteCandidateId);
+  return { local: local.candidateType, remote: remote.candidateType };
+}
+"""
+
+
+# The candidate speaks when the interviewer has finished, as a person would (and as the aiortc
+# client's `say()` does): the service does not listen while its own line plays, and the
+# greeting's timing depends on the machine's load. Chromium's fake microphone plays its WAV from
+# the moment a capture opens, so the capture is opened then: the page's getUserMedia gets a
+# WebAudio stream that stays silent until `window.__speakNow()` opens the real (fake-device)
+# microphone and connects it. Everything the page sends still comes from Chromium's fake device.
+MICROPHONE_GATE = """
+(() => {
+  const devices = navigator.mediaDevices;
+  const real = devices.getUserMedia.bind(devices);
+  let context = null, destination = null, asked = null;
+  devices.getUserMedia = async (constraints) => {
+    if (!constraints || !constraints.audio) return real(constraints);
+    context = context || new AudioContext({ sampleRate: 48000 });
+    destination = context.createMediaStreamDestination();
+    asked = constraints;
+    return destination.stream;
+  };
+  window.__speakNow = async () => {
+    const microphone = await real(asked);
+    context.createMediaStreamSource(microphone).connect(destination);
+    await context.resume();
+    return true;
+  };
+})();
+"""
+
+
+def demo_url(server: AppServer, **query: str) -> str:
+    params = "&".join(f"{k}={v}" for k, v in query.items())
+    return f"{server.base_url}/demo/" + (f"?{params}" if params else "")
+
+
+def session_id_of(requests: RequestLog) -> str:
+    """The session the page started, from the API URLs it called."""
+    for url in requests.urls:
+        found = re.search(r"/api/interview/([A-Za-z0-9_-]{8,})/", url)
+        if found:
+            return found.group(1)
+    raise AssertionError(f"the page called no session route: {requests.urls}")
+
+
+def new_page(
+    browser: Browser, *, gate_microphone: bool = False
+) -> tuple[BrowserContext, Page, RequestLog]:
+    context = browser.new_context(viewport={"width": 1000, "height": 860})
+    context.add_init_script(INSTRUMENT)
+    if gate_microphone:
+        context.add_init_script(MICROPHONE_GATE)
+    requests = RequestLog.attach(context)
+    page = context.new_page()
+    page.set_default_timeout(CONNECT_MS)
+    return context, page, requests
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout_s: float) -> Any:
+    """Poll `check` until it returns something truthy; fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"{what}: not within {timeout_s}s (last: {last!r})")
+
+
+def error_box(page: Page):
+    return page.get_by_role("alert")
+
+
+def start(page: Page) -> None:
+    start_button = page.get_by_role("button", name="Start interview")
+    expect(start_button).to_be_enabled()
+    start_button.focus()
+    page.keyboard.press("Enter")  # keyboard usable: the form submits from the keyboard
+
+
+def api_turns(server: AppServer, sid: str, token: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{server.api}/{sid}/transcript", headers=auth(token), timeout=10)
+    return response.json()["turns"]
+
+
+def run_spoken_turn(
+    server: AppServer,
+    browser: Browser,
+    name: str,
+    while_live: Callable[[Page], None] | None = None,
+    **query: str,
+) -> tuple[Page, RequestLog]:
+    """Start in the demo, hear the greeting, answer out loud, see the next question, end,
+    and see the results. Returns the page (still open) and its request log."""
+    _context, page, requests = new_page(browser, gate_microphone=True)
+    page.goto(demo_url(server, plan="quick-engineer", user="web-demo-test", **query))
+    expect(page.get_by_test_id("phase")).to_have_text("Ready to start")
+    page.get_by_label("Your name").fill("Ada Candidate")
+    save_screenshot(page, f"{name}-ready")
+
+    start(page)
+    expect(page.get_by_test_id("phase")).to_have_text("Live", timeout=CONNECT_MS)
+    transcript = page.get_by_test_id("transcript")
+    expect(transcript.locator("li").first).to_contain_text(GREETING)
+
+    # The greeting's audio arrives, and it is not silence.
+    def heard_audio() -> dict[str, float] | None:
+        stats = page.evaluate(INBOUND_AUDIO)
+        # Over a second of the greeting played, with real energy (digital silence has none).
+        ok = stats and stats["bytes"] > 8000 and stats["seconds"] > 1.0 and stats["energy"] > 0.01
+        return stats if ok else None
+
+    wait_until("the greeting's audio (bytes and energy) in the page", heard_audio, 90)
+
+    # When the indicator says the interviewer has finished, the candidate answers.
+    speaking = page.get_by_test_id("speaking")
+    wait_until(
+        "the interviewer to finish the greeting",
+        lambda: (
+            "interviewer" in page.evaluate("window.__speakers")
+            and speaking.get_attribute("data-speaker") != "interviewer"
+        ),
+        TURN_MS / 1000,
+    )
+    assert page.evaluate("window.__speakNow()")
+
+    # The transcribed answer and the next question appear.
+    candidate = transcript.locator('li[data-role="candidate"]').first
+    expect(candidate).to_be_visible(timeout=TURN_MS)
+    heard = candidate.locator(".spool-text").inner_text()
+    assert recall(ANSWER, heard) >= 0.7, heard
+    assert candidate.get_attribute("data-source") == "voice"
+    next_line = transcript.locator("li").nth(2)
+    expect(next_line).to_contain_text(NEXT_QUESTION, timeout=TURN_MS)
+    assert next_line.get_attribute("data-role") == "interviewer"
+
+    # The indicator showed the interviewer speaking, then the candidate.
+    speakers = page.evaluate("window.__speakers")
+    assert "interviewer" in speakers and "candidate" in speakers, speakers
+    assert speakers.index("interviewer") < speakers.index("candidate"), speakers
+    save_screenshot(page, f"{name}-live")
+    if while_live is not None:
+        while_live(page)
+
+    page.get_by_role("button", name="End interview").click()
+    expect(page.get_by_test_id("phase")).to_have_text("Interview ended")
+    results = page.get_by_test_id("results")
+    expect(results).to_be_visible(timeout=RESULTS_MS)
+    expect(results.get_by_test_id("metrics")).to_contain_text("1 of 2")
+    expect(results).to_contain_text(FIRST_QUESTION)
+    expect(results).to_contain_text(heard)  # the answer, as transcribed
+    # Without a language model the report says why there is no evaluation.
+    expect(results.get_by_test_id("evaluation-note")).to_be_visible()
+    save_screenshot(page, f"{name}-results")
+    return page, requests
+
+
+# -- a full voice turn ---------------------------------------------------------------------
+
+
+def test_a_spoken_turn_in_the_react_demo(
+    voice_server: AppServer, chromium_launcher: Callable[..., Browser], tmp_path: Path
+):
+    wav = spoken_answer_wav(tmp_path / "answer.wav", ANSWER, lead_silence=ANSWER_LEAD_SECONDS)
+    browser = chromium_launcher(fake_mic_wav=wav)
+    page, requests = run_spoken_turn(voice_server, browser, "react-demo")
+
+    sid = session_id_of(requests)
+    # What the page showed is what the service stored.
+    status = httpx.get(f"{voice_server.api}/{sid}/status", timeout=10)
+    assert status.status_code == 401  # session routes need the token, which only the page has
+    # Nothing but this server: no fonts, CDNs or analytics.
+    assert requests.external() == [], requests.external()
+    assert all(url.startswith(voice_server.base_url) for url in requests.urls), requests.urls
+    page.context.close()
+
+
+def test_a_spoken_turn_through_a_turn_relay(
+    coturn: CoturnServer, chromium_launcher: Callable[..., Browser], tmp_path: Path
+):
+    # Both sides relay-only: the server by its settings, the page by ?relay=1, with the
+    # credentials /ice-servers issued for the session.
+    server = start_voice_server(
+        tmp_path,
+        TURN_SERVER=f"127.0.0.1:{coturn.port}",
+        TURN_SECRET=COTURN_SECRET,
+        RTC_ICE_TRANSPORT_POLICY="relay",
+    )
+    browser: Browser | None = None
+    try:
+        wav = spoken_answer_wav(tmp_path / "answer.wav", ANSWER, lead_silence=ANSWER_LEAD_SECONDS)
+        browser = chromium_launcher(fake_mic_wav=wav)
+
+        def relayed(page: Page) -> None:
+            # The page's media went through coturn: its selected pair uses a relay candidate.
+            pair = page.evaluate(SELECTED_LOCAL_CANDIDATE)
+            assert pair is not None and pair["local"] == "relay", pair
+
+        _page, requests = run_spoken_turn(
+            server, browser, "react-demo-relay", while_live=relayed, relay="1"
+        )
+        sid = session_id_of(requests)
+        # Each side allocated a relay with this session's credentials (username ends in its id).
+        assert coturn.log().count(f":{sid}") >= 2, coturn.log()[-2000:]
+        assert requests.external() == [], requests.external()
+    finally:
+        if browser is not None:
+            browser.close()  # hang up first, so the server has no live call to drain
+        server.stop()
+
+
+# -- what the candidate sees when it cannot work ---------------------------------------------
+
+
+def test_a_denied_microphone_is_explained_and_typing_still_works(
+    voice_server: AppServer, chromium_launcher: Callable[..., Browser]
+):
+    browser = chromium_launcher(allow_microphone=False)  # the permission prompt is refused
+    _context, page, requests = new_page(browser)
+    page.goto(demo_url(voice_server, plan="quick-engineer"))
+    start(page)
+    alert = error_box(page)
+    expect(alert).to_contain_text("Microphone blocked")
+    expect(alert).to_have_attribute("data-error-kind", "microphone_denied")
+    expect(page.get_by_test_id("phase")).to_have_text("Voice off: you can type your answers")
+    expect(page.get_by_test_id("transcript")).to_contain_text(GREETING)
+    save_screenshot(page, "react-demo-microphone-denied")
+
+    # The session is still an interview: a typed answer gets the next question.
+    page.get_by_label("Type your answer instead").fill(
+        "I led the move of our nightly jobs to a queue with retries and dashboards"
+    )
+    page.get_by_role("button", name="Send answer").click()
+    transcript = page.get_by_test_id("transcript")
+    expect(transcript.locator('li[data-role="candidate"]')).to_contain_text("nightly jobs")
+    expect(transcript.locator("li").nth(2)).to_contain_text(NEXT_QUESTION)
+    assert requests.external() == [], requests.external()
+
+
+class HeldConnections:
+    """aiortc voice connections held open from a background thread (this module is sync)."""
+
+    def __init__(self, server: AppServer, count: int) -> None:
+        self.server = server
+        self.count = count
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.clients: list[VoiceClient] = []
+
+    async def _open(self) -> None:
+        for _ in range(self.count):
+            sid, token = await start_session(self.server.api, plan_id="quick-support")
+            self.clients.append(await VoiceClient.connect(self.server.api, sid, token))
+
+    async def _close(self) -> None:
+        for client in self.clients:
+            await client.close()
+
+    def __enter__(self) -> HeldConnections:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._open(), self.loop).result(timeout=90)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(timeout=30)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
+            self.loop.close()
+
+
+@pytest.fixture
+def server_at_capacity(voice_server: AppServer) -> Iterator[AppServer]:
+    # voice_server allows 2 voice interviews (MAX_CONCURRENT_INTERVIEWS=2): hold both.
+    with HeldConnections(voice_server, 2):
+        health = httpx.get(f"{voice_server.api}/health", timeout=10).json()
+        assert "2 live connections" in health["checks"]["voice"]["detail"], health
+        yield voice_server
+
+
+def test_a_full_server_says_so(server_at_capacity: AppServer, page: Page):
+    page.context.add_init_script(INSTRUMENT)
+    requests = RequestLog.attach(page.context)
+    page.goto(demo_url(server_at_capacity, plan="quick-engineer"))
+    start(page)
+    alert = error_box(page)
+    expect(alert).to_contain_text("Server busy", timeout=CONNECT_MS)
+    expect(alert).to_contain_text("All voice interview slots are in use")
+    expect(alert).to_contain_text("Try again in about 10 seconds")
+    expect(alert).to_have_attribute("data-error-kind", "at_capacity")
+    expect(page.get_by_role("button", name="Try voice again")).to_be_visible()
+    expect(page.get_by_label("Type your answer instead")).to_be_visible()
+    save_screenshot(page, "react-demo-at-capacity")
+    assert requests.external() == [], requests.external()
+
+
+@pytest.fixture(scope="module")
+def short_lived_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """Sessions expire 3 s after they start; no voice models needed to see that."""
+    directory = tmp_path_factory.mktemp("short-lived")
+    server = AppServer(
+        directory / "server.log",
+        {"DATABASE_URL": f"sqlite:///{directory}/spool.db", "SESSION_TTL_MINUTES": "0.05"},
+    )
+    server.start(timeout=60)
+    yield server
+    server.stop()
+
+
+def test_an_expired_session_says_so(short_lived_server: AppServer, page: Page):
+    server = short_lived_server
+    started = httpx.post(f"{server.api}/start", json={"user_id": "web-demo-test"}, timeout=10)
+    assert started.status_code == 201, started.text
+    sid, token = started.json()["session_id"], started.json()["token"]
+    wait_until(
+        "the session to expire",
+        lambda: (
+            httpx.get(f"{server.api}/{sid}/status", headers=auth(token), timeout=10).json()[
+                "status"
+            ]
+            == "expired"
+        ),
+        30,
+    )
+    requests = RequestLog.attach(page.context)
+    # Join the session the way a backend hands one over: in the fragment, never sent.
+    page.goto(f"{demo_url(server)}#session={sid}&token={token}")
+    start(page)
+    alert = error_box(page)
+    expect(alert).to_contain_text("Session expired")
+    expect(alert).to_contain_text("has expired")
+    expect(alert).to_have_attribute("data-error-kind", "session_expired")
+    expect(page.get_by_role("button", name="Start a new interview")).to_be_visible()
+    save_screenshot(page, "react-demo-session-expired")
+    assert all(token not in url for url in requests.urls)
+    assert requests.external() == [], requests.external()
+
+
+def test_the_demo_page_is_offline_and_accessible(voice_server: AppServer, page: Page):
+    requests = RequestLog.attach(page.context)
+    response = page.goto(demo_url(voice_server))
+    assert response is not None and response.ok
+    # The browser enforces "nothing from elsewhere" too.
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    expect(page.get_by_role("heading", level=1)).to_have_text("Spool Interview: voice demo")
+    expect(page.get_by_label("Your name")).to_be_editable()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Your name")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Start interview")).to_be_focused()
+    page.wait_for_load_state("networkidle")
+    assert requests.external() == [], requests.external()
+    assert requests.failed == [], requests.failed
