@@ -23,6 +23,7 @@ import structlog
 from fastrtc import WebRTC
 
 from interview.report import Report
+from interview.report.render import render
 from interview.runtime import Runtime
 from interview.sessions import (
     InterviewRunning,
@@ -32,7 +33,6 @@ from interview.sessions import (
     SessionNotFound,
 )
 from interview.store import SessionRow
-from ui.report_markdown import render_report
 from ui.voice_component import GatewaySignaling
 
 log = structlog.get_logger(__name__)
@@ -196,7 +196,7 @@ class DemoUI:
         except InterviewRunning:
             return ""
         if isinstance(outcome, Report):
-            return render_report(outcome)
+            return render(outcome, "md")
         if isinstance(outcome, ResultsNotReady) and outcome.status == "failed":
             return f"**The results could not be computed:** {outcome.reason}"
         return "_Computing the results…_"

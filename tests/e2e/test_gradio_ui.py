@@ -96,8 +96,10 @@ def start_interview(page: Page, server: AppServer) -> None:
 def end_and_read_results(page: Page) -> None:
     page.locator("#end").click()
     expect(page.locator("#status")).to_contain_text("Interview ended (candidate)", timeout=STEP_MS)
-    expect(page.locator("#results")).to_contain_text("Results: Quick engineering", timeout=STEP_MS)
-    expect(page.locator("#results")).to_contain_text("Questions covered")
+    results = page.locator("#results")
+    expect(results).to_contain_text("Interview report", timeout=STEP_MS)
+    expect(results).to_contain_text("Quick engineering check (tests)")
+    expect(results).to_contain_text("Questions covered")
 
 
 def test_text_turn_offline_then_results(text_server: AppServer, browser: Browser) -> None:
@@ -135,7 +137,7 @@ def test_text_turn_offline_then_results(text_server: AppServer, browser: Browser
         assert NEXT_QUESTION in turns[2]["text"]
 
         end_and_read_results(page)
-        expect(page.locator("#results")).to_contain_text("typed")
+        expect(page.locator("#results")).to_contain_text(TYPED_ANSWER)
         save_screenshot(page, "gradio-ui-results")
         assert requests.urls, "no request was recorded"
         assert requests.external() == []
@@ -179,7 +181,7 @@ def test_voice_turn_through_the_microphone(
         assert NEXT_QUESTION in turns[2]["text"]
 
         end_and_read_results(page)
-        expect(page.locator("#results")).to_contain_text("spoken")
+        expect(page.locator("#results")).to_contain_text(heard)
         save_screenshot(page, "gradio-ui-voice-results")
         assert requests.external() == []
     finally:
