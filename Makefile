@@ -89,7 +89,8 @@ synth: dev-setup cdk-cli
 WEB_DIR := ui/web
 WEB_NPM_STAMP := $(WEB_DIR)/node_modules/.installed
 WEB_BUILD_STAMP := $(WEB_DIR)/dist/.built
-WEB_SOURCES := $(wildcard $(WEB_DIR)/src/*) $(WEB_DIR)/build.mjs $(WEB_DIR)/tsconfig.json
+WEB_SOURCES := $(wildcard $(WEB_DIR)/src/* $(WEB_DIR)/test/*) $(WEB_DIR)/build.mjs \
+	$(WEB_DIR)/tsconfig.json $(WEB_DIR)/tsconfig.test.json
 web: $(WEB_BUILD_STAMP)
 
 $(WEB_NPM_STAMP): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json

@@ -18,8 +18,11 @@ DIST_DIR = Path(__file__).resolve().parent / "web" / "dist"
 
 # Everything the page needs comes from this server: a CSP makes that a rule the browser
 # enforces, not a habit. WebRTC media is not governed by it; the ICE servers come from the API.
+# Inline styles are allowed for the printable report, which opens as a blob: page and so
+# inherits this policy; scripts stay 'self' only.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; "
     "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
     "base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
 )

@@ -445,6 +445,7 @@ export class InterviewSession {
   private voiceWanted = false; // between connectVoice() and end()/disconnectVoice()
   private reconnecting: Promise<void> | null = null;
   private disconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private connectTimer: ReturnType<typeof setTimeout> | null = null;
   private finished = false;
 
   constructor(apiBase: string, credentials: SessionCredentials, options: SessionOptions = {}) {
@@ -730,9 +731,15 @@ export class InterviewSession {
     for (const track of this.microphone?.getAudioTracks() ?? []) track.enabled = enabled;
   }
 
-  private closeVoice(): void {
+  private clearTimers(): void {
     if (this.disconnectTimer !== null) clearTimeout(this.disconnectTimer);
+    if (this.connectTimer !== null) clearTimeout(this.connectTimer);
     this.disconnectTimer = null;
+    this.connectTimer = null;
+  }
+
+  private closeVoice(): void {
+    this.clearTimers();
     const pc = this.pc;
     this.pc = null;
     if (pc !== null) {
@@ -818,7 +825,8 @@ export class InterviewSession {
     for (const candidate of pending.splice(0)) queue(candidate);
 
     const timeoutMs = (this.voiceOptions.connectTimeoutSeconds ?? 30) * 1000;
-    setTimeout(() => {
+    this.connectTimer = setTimeout(() => {
+      this.connectTimer = null;
       if (this.pc === pc && pc.connectionState !== "connected" && pc.connectionState !== "closed") {
         this.onDropped(pc, "the voice connection did not come up");
       }
@@ -829,9 +837,8 @@ export class InterviewSession {
     if (this.pc !== pc) return;
     const state = pc.connectionState;
     this.emit({ type: "peer", state });
-    if (state === "connected" && this.disconnectTimer !== null) {
-      clearTimeout(this.disconnectTimer);
-      this.disconnectTimer = null;
+    if (state === "connected") {
+      this.clearTimers();
     } else if (state === "disconnected") {
       // Often a brief network blip that ICE repairs; reconnect only if it lasts.
       this.disconnectTimer ??= setTimeout(() => {
@@ -853,6 +860,7 @@ export class InterviewSession {
   /** A new offer on the same session, with backoff, unless the interview is over. */
   private async reconnect(why: string): Promise<void> {
     const attempts = this.voiceOptions.maxReconnectAttempts ?? 5;
+    this.clearTimers();
     const old = this.pc;
     this.pc = null;
     if (old !== null) {
@@ -910,6 +918,7 @@ export class InterviewSession {
   }
 
   private closeVoiceKeepMic(): void {
+    this.clearTimers();
     const pc = this.pc;
     this.pc = null;
     if (pc !== null) {

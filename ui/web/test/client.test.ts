@@ -1,0 +1,355 @@
+// Unit tests of src/client.ts under Node's own test runner, with a fake server (fetch) and fake
+// browser WebRTC objects. What they pin down is the client's own logic: the order of the
+// set-up (data channel before the offer), trickle ICE held until the answer, the typed
+// errors, reconnecting with a new offer, and the SSE stream resumed with Last-Event-ID.
+// The real browser path is covered end to end by tests/e2e/test_web_demo.py.
+
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, test } from "node:test";
+
+import { InterviewError, InterviewSession, type InterviewEvent } from "../src/client";
+
+// -- a fake server ------------------------------------------------------------------------
+
+interface Call {
+  method: string;
+  path: string;
+  headers: Headers;
+  body: unknown;
+}
+
+type Route = (call: Call) => Response | Promise<Response>;
+
+const json = (status: number, body: unknown, headers: Record<string, string> = {}): Response =>
+  new Response(JSON.stringify(body), {
+    status,
+    headers: { "Content-Type": "application/json", ...headers },
+  });
+
+const apiError = (status: number, code: string, message: string, headers: Record<string, string> = {}) =>
+  json(status, { error: { code, message, details: [] } }, headers);
+
+class FakeServer {
+  calls: Call[] = [];
+  routes = new Map<string, Route>();
+
+  on(method: string, path: string, route: Route): this {
+    this.routes.set(`${method} ${path}`, route);
+    return this;
+  }
+
+  fetch: typeof fetch = async (input, init) => {
+    const url = new URL(String(input));
+    const path = url.pathname.replace(/^\/api\/interview\/s1/, "") + url.search;
+    const method = init?.method ?? "GET";
+    const call: Call = {
+      method,
+      path,
+      headers: new Headers(init?.headers),
+      body: typeof init?.body === "string" ? JSON.parse(init.body) : undefined,
+    };
+    this.calls.push(call);
+    const route = this.routes.get(`${method} ${path}`);
+    if (route === undefined) return apiError(404, "not_found", `no route ${method} ${path}`);
+    return route(call);
+  };
+
+  count(method: string, path: string): number {
+    return this.calls.filter((c) => c.method === method && c.path === path).length;
+  }
+}
+
+// -- fake browser WebRTC ------------------------------------------------------------------
+
+class FakeTrack {
+  enabled = true;
+  stopped = false;
+  stop(): void {
+    this.stopped = true;
+  }
+}
+
+class FakeStream {
+  readonly track = new FakeTrack();
+  getAudioTracks(): FakeTrack[] {
+    return [this.track];
+  }
+  getTracks(): FakeTrack[] {
+    return [this.track];
+  }
+}
+
+class FakePeer {
+  static instances: FakePeer[] = [];
+  readonly config: RTCConfiguration;
+  readonly steps: string[] = [];
+  connectionState: RTCPeerConnectionState = "new";
+  localDescription: RTCSessionDescriptionInit | null = null;
+  remoteDescription: RTCSessionDescriptionInit | null = null;
+  onicecandidate: ((event: { candidate: { toJSON(): RTCIceCandidateInit } | null }) => void) | null = null;
+  onconnectionstatechange: (() => void) | null = null;
+  ontrack: ((event: unknown) => void) | null = null;
+
+  constructor(config: RTCConfiguration) {
+    this.config = config;
+    FakePeer.instances.push(this);
+  }
+  createDataChannel(label: string): object {
+    this.steps.push(`channel:${label}`);
+    return {};
+  }
+  addTrack(): object {
+    this.steps.push("track");
+    return {};
+  }
+  async createOffer(): Promise<RTCSessionDescriptionInit> {
+    this.steps.push("offer");
+    return { type: "offer", sdp: `v=0 offer ${FakePeer.instances.length}` };
+  }
+  async setLocalDescription(description: RTCSessionDescriptionInit): Promise<void> {
+    this.localDescription = description;
+    // Gathering starts now: these candidates come before the server has answered.
+    for (const n of [1, 2]) {
+      const init = { candidate: `candidate:${n} 1 udp 1 127.0.0.1 500${n} typ host`, sdpMid: "0", sdpMLineIndex: 0 };
+      this.onicecandidate?.({ candidate: { toJSON: () => init } });
+    }
+    this.onicecandidate?.({ candidate: null });
+  }
+  async setRemoteDescription(description: RTCSessionDescriptionInit): Promise<void> {
+    this.remoteDescription = description;
+  }
+  close(): void {
+    this.connectionState = "closed";
+  }
+  setState(state: RTCPeerConnectionState): void {
+    this.connectionState = state;
+    this.onconnectionstatechange?.();
+  }
+}
+
+let microphone: FakeStream;
+let getUserMedia: () => Promise<FakeStream>;
+
+beforeEach(() => {
+  FakePeer.instances = [];
+  microphone = new FakeStream();
+  getUserMedia = async () => microphone;
+  Object.defineProperty(globalThis, "RTCPeerConnection", { value: FakePeer, configurable: true });
+  Object.defineProperty(globalThis, "navigator", {
+    value: { mediaDevices: { getUserMedia: () => getUserMedia() } },
+    configurable: true,
+  });
+});
+
+let sessions: InterviewSession[] = [];
+afterEach(() => {
+  for (const session of sessions) session.close();
+  sessions = [];
+});
+
+function voiceServer(): FakeServer {
+  return new FakeServer()
+    .on("GET", "/ice-servers", () => json(200, { iceServers: [{ urls: ["turn:127.0.0.1:3478"], username: "u", credential: "c" }], ttl: 600 }))
+    .on("POST", "/rtc/offer", () => json(200, { type: "answer", sdp: "v=0 answer" }))
+    .on("POST", "/rtc/ice-candidate", () => json(200, { status: "added" }))
+    .on("GET", "/status", () => json(200, { status: "active" }));
+}
+
+function sessionOn(server: FakeServer): { session: InterviewSession; events: InterviewEvent[] } {
+  const session = new InterviewSession("http://api.test/api/interview", { sessionId: "s1", token: "tok" }, { fetch: server.fetch });
+  sessions.push(session);
+  const events: InterviewEvent[] = [];
+  session.subscribe((event) => events.push(event));
+  return { session, events };
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+async function rejection(promise: Promise<unknown>): Promise<InterviewError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof InterviewError, `not an InterviewError: ${String(error)}`);
+    return error;
+  }
+  assert.fail("expected a rejection");
+}
+
+// -- tests --------------------------------------------------------------------------------
+
+test("the data channel and the microphone are on the offer, with the API's ICE servers", async () => {
+  const server = voiceServer();
+  const { session } = sessionOn(server);
+  await session.connectVoice({ iceTransportPolicy: "relay" });
+  const pc = FakePeer.instances[0];
+  assert.ok(pc);
+  assert.deepEqual(pc.steps, ["channel:text", "track", "offer"]);
+  assert.equal(pc.config.iceTransportPolicy, "relay");
+  assert.deepEqual(pc.config.iceServers, [{ urls: ["turn:127.0.0.1:3478"], username: "u", credential: "c" }]);
+  const offer = server.calls.find((c) => c.path === "/rtc/offer");
+  assert.deepEqual(offer?.body, { sdp: "v=0 offer 1", type: "offer" });
+  assert.equal(offer?.headers.get("Authorization"), "Bearer tok");
+  assert.deepEqual(pc.remoteDescription, { type: "answer", sdp: "v=0 answer" });
+});
+
+test("candidates found before the answer are sent after it, in order, then the end marker", async () => {
+  const server = voiceServer();
+  const { session } = sessionOn(server);
+  await session.connectVoice();
+  await until("three candidate posts", () => server.count("POST", "/rtc/ice-candidate") === 3);
+  const offerAt = server.calls.findIndex((c) => c.path === "/rtc/offer");
+  const posts = server.calls.map((c, i) => ({ ...c, i })).filter((c) => c.path === "/rtc/ice-candidate");
+  assert.ok(posts.every((c) => c.i > offerAt), "a candidate went out before the offer was answered");
+  assert.deepEqual(
+    posts.map((c) => (c.body as { candidate: string }).candidate),
+    ["candidate:1 1 udp 1 127.0.0.1 5001 typ host", "candidate:2 1 udp 1 127.0.0.1 5002 typ host", ""],
+  );
+});
+
+test("a denied microphone is microphone_denied, and no offer is made", async () => {
+  getUserMedia = async () => {
+    throw new DOMException("Permission denied", "NotAllowedError");
+  };
+  const server = voiceServer();
+  const { session } = sessionOn(server);
+  const error = await rejection(session.connectVoice());
+  assert.equal(error.kind, "microphone_denied");
+  assert.equal(server.count("POST", "/rtc/offer"), 0);
+});
+
+test("a full server is at_capacity with its Retry-After, and the microphone is released", async () => {
+  const server = voiceServer().on("POST", "/rtc/offer", () =>
+    apiError(503, "at_capacity", "The server is at capacity (2 voice interviews).", { "Retry-After": "10" }),
+  );
+  const { session } = sessionOn(server);
+  const error = await rejection(session.connectVoice());
+  assert.equal(error.kind, "at_capacity");
+  assert.equal(error.retryAfterSeconds, 10);
+  assert.equal(error.status, 503);
+  assert.ok(microphone.track.stopped);
+});
+
+test("an expired session is session_expired, an ended one session_ended", async () => {
+  const expired = voiceServer().on("GET", "/ice-servers", () => apiError(409, "session_closed", "The interview has expired."));
+  assert.equal((await rejection(sessionOn(expired).session.connectVoice())).kind, "session_expired");
+  const gone = voiceServer().on("GET", "/ice-servers", () => apiError(410, "gone", "Gone."));
+  assert.equal((await rejection(sessionOn(gone).session.connectVoice())).kind, "session_expired");
+  const ended = voiceServer().on("POST", "/rtc/offer", () => apiError(409, "session_closed", "The interview has ended."));
+  assert.equal((await rejection(sessionOn(ended).session.connectVoice())).kind, "session_ended");
+});
+
+test("a failed connection is re-offered on the same session", async () => {
+  const server = voiceServer();
+  const { session, events } = sessionOn(server);
+  await session.connectVoice();
+  FakePeer.instances[0]?.setState("connected");
+  FakePeer.instances[0]?.setState("failed");
+  await until("a second offer", () => server.count("POST", "/rtc/offer") === 2);
+  assert.equal(FakePeer.instances.length, 2);
+  assert.equal(FakePeer.instances[0]?.connectionState, "closed");
+  assert.deepEqual(FakePeer.instances[1]?.steps, ["channel:text", "track", "offer"]);
+  assert.ok(events.some((e) => e.type === "reconnecting" && e.attempt === 1));
+  assert.ok(!microphone.track.stopped, "the microphone is kept for the new connection");
+  assert.ok(!events.some((e) => e.type === "voice-error"));
+});
+
+test("a connection closed because the interview ended is not re-offered", async () => {
+  const server = voiceServer().on("GET", "/status", () => json(200, { status: "ended" }));
+  const { session, events } = sessionOn(server);
+  await session.connectVoice();
+  FakePeer.instances[0]?.setState("connected");
+  FakePeer.instances[0]?.setState("closed");
+  await until("the status check", () => server.count("GET", "/status") === 1);
+  await until("the microphone released", () => microphone.track.stopped);
+  assert.equal(server.count("POST", "/rtc/offer"), 1);
+  assert.ok(!events.some((e) => e.type === "voice-error" || e.type === "reconnecting"));
+});
+
+test("when reconnecting keeps failing, the error is connection_lost", async () => {
+  let offers = 0;
+  const server = voiceServer().on("POST", "/rtc/offer", () =>
+    ++offers === 1 ? json(200, { type: "answer", sdp: "v=0 answer" }) : apiError(503, "at_capacity", "Full.", { "Retry-After": "10" }),
+  );
+  const { session, events } = sessionOn(server);
+  await session.connectVoice({ maxReconnectAttempts: 1 });
+  FakePeer.instances[0]?.setState("failed");
+  await until("the voice error", () => events.some((e) => e.type === "voice-error"));
+  const event = events.find((e) => e.type === "voice-error");
+  assert.ok(event?.type === "voice-error");
+  assert.equal(event.error.kind, "connection_lost");
+  assert.ok(microphone.track.stopped);
+});
+
+test("live events: parsed across chunks, resumed with Last-Event-ID, stopped after results", async () => {
+  const encoder = new TextEncoder();
+  const stream = (chunks: string[]) =>
+    new Response(
+      new ReadableStream({
+        start(controller) {
+          for (const chunk of chunks) controller.enqueue(encoder.encode(chunk));
+          controller.close();
+        },
+      }),
+      { status: 200, headers: { "Content-Type": "text/event-stream" } },
+    );
+  const turn = { index: 0, role: "interviewer", kind: "question", text: "Hello.", source: "voice" };
+  const responses = [
+    // The server ends each response after a while; the client resumes after `retry` ms.
+    stream([": ping\n\nid: 7\nevent: tu", `rn\ndata: ${JSON.stringify(turn)}\nretry: 5\n\n`, "id: 8\nevent: speaking\ndata: {\"role\": \"interviewer\", \"state\": \"started\", \"index\": 0}\n\n"]),
+    stream(["id: 9\r\nevent: status\r\ndata: {\"status\": \"ended\", \"reason\": \"candidate\"}\r\n\r\n", "id: 10\nevent: results\ndata: {\"status\": \"ready\"}\n\n"]),
+  ];
+  const server = new FakeServer().on("GET", "/events", () => responses.shift() ?? json(500, {}));
+  const { session, events } = sessionOn(server);
+  session.startEvents();
+  await until("the results event", () => events.some((e) => e.type === "results"));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const requests = server.calls.filter((c) => c.path === "/events");
+  assert.equal(requests.length, 2, "no request after the results event");
+  assert.equal(requests[0]?.headers.get("Last-Event-ID"), null);
+  assert.equal(requests[1]?.headers.get("Last-Event-ID"), "8");
+  assert.equal(requests[0]?.headers.get("Authorization"), "Bearer tok");
+  assert.deepEqual(
+    events.map((e) => e.type),
+    ["turn", "speaking", "status", "results"],
+  );
+  const first = events[0];
+  assert.ok(first?.type === "turn" && first.turn.text === "Hello.");
+  const status = events[2];
+  assert.ok(status?.type === "status" && status.status === "ended" && status.reason === "candidate");
+});
+
+test("results are polled until ready; a typed answer emits both turns", async () => {
+  let polls = 0;
+  const report = { status: "ready", session_id: "s1", evaluation: null, evaluation_note: "Metrics only." };
+  const server = new FakeServer()
+    .on("GET", "/results", () => (++polls < 3 ? json(202, { status: "pending" }) : json(200, report)))
+    .on("POST", "/transcript", (call) =>
+      json(200, {
+        candidate_turn: { index: 1, role: "candidate", text: (call.body as { text: string }).text },
+        interviewer_turn: { index: 2, role: "interviewer", text: "Next?" },
+        status: "active",
+        interview_complete: false,
+      }),
+    );
+  const { session, events } = sessionOn(server);
+  const outcome = await session.waitForResults();
+  assert.equal(outcome.status, "ready");
+  assert.equal(polls, 3);
+  await session.answer("I built a queue.");
+  assert.deepEqual(
+    events.filter((e) => e.type === "turn").map((e) => (e.type === "turn" ? e.turn.index : -1)),
+    [1, 2],
+  );
+  const error = await rejection(
+    new InterviewSession("http://api.test/api/interview", { sessionId: "s1", token: "tok" }, {
+      fetch: new FakeServer().on("POST", "/transcript", () => apiError(409, "session_closed", "The interview has ended.")).fetch,
+    }).answer("late"),
+  );
+  assert.equal(error.kind, "session_ended");
+});
