@@ -79,7 +79,8 @@ class PageView:
 
 @dataclass
 class DemoUI:
-    """The page's behaviour, independent of the widgets (the tests call these directly)."""
+    """The page's behaviour, apart from its widgets: one interview per page (Gradio session
+    hash), kept in memory; the interview itself lives in the service like any other."""
 
     runtime: Runtime
     pages: OrderedDict[str, PageInterview] = field(default_factory=OrderedDict)
@@ -213,7 +214,13 @@ class DemoUI:
             voice = self.runtime.service.voice_for(row)
             page.voice_line = line.index
             page.voice_pieces = [piece for _, piece in pipeline.speech.sentences(line.text, voice)]
-        return all(piece.done() for piece in page.voice_pieces)
+        done = [piece for piece in page.voice_pieces if piece.done()]
+        for piece in done:
+            # A failed synthesis is retried by the gateway at the offer; marking its exception
+            # as seen keeps asyncio from logging it again when the future is dropped.
+            if not piece.cancelled():
+                piece.exception()
+        return len(done) == len(page.voice_pieces)
 
     async def _status(self, row: SessionRow, page: PageInterview, history: list[Any]) -> str:
         voice = self.runtime.voice
