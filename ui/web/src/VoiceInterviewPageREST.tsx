@@ -244,6 +244,10 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
     [addTurns, changePhase, finish],
   );
 
+  // The session's listener is registered once; it calls the latest handler (props may change).
+  const onEventRef = useRef(onEvent);
+  onEventRef.current = onEvent;
+
   // Tear everything down when the component goes away.
   useEffect(
     () => () => {
@@ -293,7 +297,7 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
               ).session;
           sessionRef.current = session;
           const current = session;
-          current.subscribe((e) => onEvent(current, e));
+          current.subscribe((e) => onEventRef.current(current, e));
           current.startEvents();
           addTurns(await current.transcript());
         }
@@ -306,7 +310,7 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
       }
       await connectVoice(session);
     },
-    [addTurns, apiBase, changePhase, connectVoice, metadata, name, onEvent, planId, props.session, userId],
+    [addTurns, apiBase, changePhase, connectVoice, metadata, name, planId, props.session, userId],
   );
 
   const end = useCallback(async () => {
