@@ -2,6 +2,7 @@
 
 from interview.config import InterviewerEngine, Settings
 from interview.interviewer.base import (
+    LINE_COMPLETE,
     Interviewer,
     InterviewerAction,
     InterviewerReply,
@@ -12,6 +13,7 @@ from interview.interviewer.base import (
 from interview.interviewer.scripted import ScriptedInterviewer
 
 __all__ = [
+    "LINE_COMPLETE",
     "InterviewState",
     "Interviewer",
     "InterviewerAction",

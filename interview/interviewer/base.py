@@ -55,7 +55,10 @@ class InterviewerReply:
 
 # Receives the spoken line piece by piece as it is generated, so speech can start before the
 # whole line exists. Every piece is final: the reply's text starts with all pieces, in order.
+# An empty piece says the line's words are complete, so its last sentence can be spoken before
+# the reply itself is (the model's call may still be closing, the reply not yet committed).
 TextSink = Callable[[str], None]
+LINE_COMPLETE = ""
 
 
 class Interviewer(Protocol):

@@ -17,6 +17,7 @@ import structlog
 from openai import AsyncOpenAI
 
 from interview.interviewer.base import (
+    LINE_COMPLETE,
     InterviewerReply,
     InterviewState,
     TextSink,
@@ -106,6 +107,7 @@ class LLMInterviewer:
         reply = replace(self.fallback.decide(state, answer), degraded=reason)
         if on_text is not None:
             on_text(reply.text)
+            on_text(LINE_COMPLETE)
         return reply
 
     async def _attempt(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from interview.interviewer.base import (
+    LINE_COMPLETE,
     InterviewerAction,
     InterviewerReply,
     InterviewState,
@@ -58,6 +59,7 @@ class ScriptedInterviewer:
         reply = self.decide(state, answer)
         if on_text is not None:
             on_text(reply.text)
+            on_text(LINE_COMPLETE)
         return reply
 
     def decide(self, state: InterviewState, answer: str) -> InterviewerReply:

@@ -13,7 +13,7 @@ import re
 
 from jiter import from_json
 
-from interview.interviewer.base import TextSink
+from interview.interviewer.base import LINE_COMPLETE, TextSink
 from interview.interviewer.prompts import MAX_SAY_CHARS, TurnAction
 
 _MARKDOWN = re.compile(r"[*_#`~]")
@@ -40,6 +40,7 @@ class TurnStream:
         self.arguments = ""
         self.action: TurnAction | None = None
         self.emitted = ""
+        self.said_all = False
 
     def feed(self, piece: str) -> None:
         self.arguments += piece
@@ -55,6 +56,10 @@ class TurnStream:
             self.action = self._valid_action(partial["action"])
         if self.action is not None and isinstance(partial.get("say"), str):
             self._emit(partial["say"])
+            if not self.said_all and "say" in from_json(self.arguments.encode(), partial_mode="on"):
+                # The string is closed (only complete strings survive this mode): the line's
+                # words are all here though the call has not ended; its last sentence may go.
+                self._complete()
 
     def finish(self) -> tuple[TurnAction, str]:
         """The decision and the whole line, once the call is complete; strict from here on."""
@@ -75,7 +80,15 @@ class TurnStream:
         line = spoken(say).strip()[:MAX_SAY_CHARS].strip()
         if not line:
             raise MalformedTurn("'say' is empty")
+        self._complete()
         return action, line
+
+    def _complete(self) -> None:
+        if self.said_all:
+            return
+        self.said_all = True
+        if self.on_text is not None:
+            self.on_text(LINE_COMPLETE)
 
     def _valid_action(self, value: object) -> TurnAction:
         allowed = [a.value for a in self.allowed]

@@ -14,6 +14,7 @@ import numpy as np
 import structlog
 from numpy.typing import NDArray
 
+from interview.interviewer.base import LINE_COMPLETE
 from interview.speech.sentences import MIN_CHARS, SENTENCE_END, split_sentences
 from interview.voice.speech_cache import SpeechCache
 
@@ -40,6 +41,12 @@ class StreamedLine:
         return line
 
     def add(self, text: str) -> None:
+        if text == LINE_COMPLETE:
+            # No more words: the last sentence needs no following one to count as complete.
+            for piece in split_sentences(self._pending):
+                self._queue(piece)
+            self._pending = ""
+            return
         if self.first_text_at is None and text.strip():
             self.first_text_at = time.time()
         self._pending += text

@@ -6,7 +6,13 @@ import pytest
 import structlog
 
 from interview.config import PACKAGE_DIR, Settings
-from interview.interviewer import InterviewerAction, InterviewState, PastTurn, build_interviewer
+from interview.interviewer import (
+    LINE_COMPLETE,
+    InterviewerAction,
+    InterviewState,
+    PastTurn,
+    build_interviewer,
+)
 from interview.interviewer.llm import LLMInterviewer
 from interview.interviewer.scripted import ScriptedInterviewer
 from interview.openai_client import async_client
@@ -96,6 +102,9 @@ async def test_the_first_sentence_is_handed_on_before_the_completion_ends(fake_o
     assert "".join(p for _, p in pieces) == reply.text
     first_sentence_at = next(t for t, _ in pieces if "?" in "".join(p for u, p in pieces if u <= t))
     assert first_sentence_at < completed - 0.5
+    # The whole line is known (its string closed) well before the call itself ends.
+    complete_at = next(t for t, p in pieces if p == LINE_COMPLETE)
+    assert complete_at < completed - 0.5
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from interview.interviewer import LINE_COMPLETE
 from interview.interviewer.prompts import MAX_SAY_CHARS, TurnAction
 from interview.interviewer.turn_stream import MalformedTurn, TurnStream, spoken
 
@@ -79,3 +80,17 @@ def test_spoken_cleaning_keeps_prefixes_true():
     text = "## Hi *there*,\n\tcould you  explain?"
     for cut in range(len(text)):
         assert spoken(text).startswith(spoken(text[:cut]).rstrip())
+
+
+def test_the_line_is_complete_when_its_string_closes_not_when_the_call_ends():
+    pieces: list[str] = []
+    stream = TurnStream(ALLOWED, pieces.append)
+    arguments = json.dumps({"action": "follow_up", "say": "Tell me more. Who decided?"})
+    feed_all(stream, arguments[:-2])  # everything but the closing quote and brace
+    assert LINE_COMPLETE not in pieces
+    stream.feed(arguments[-2])  # the closing quote of "say"
+    assert pieces[-1] == LINE_COMPLETE and stream.said_all
+    stream.feed(arguments[-1])
+    stream.finish()
+    assert pieces.count(LINE_COMPLETE) == 1
+    assert "".join(pieces) == "Tell me more. Who decided?"

@@ -2,6 +2,7 @@ import asyncio
 
 import pytest
 
+from interview.interviewer import LINE_COMPLETE
 from interview.voice.streamed_line import StreamedLine
 
 
@@ -94,3 +95,14 @@ async def test_pieces_always_add_up_to_the_line(cut):
         line.add(text[i : i + cut])
     line.finish(text)
     assert " ".join(texts(line)) == text
+
+
+async def test_the_last_sentence_goes_as_soon_as_the_line_is_complete():
+    line = StreamedLine(Synthesis(), None)
+    line.add("Thank you for that answer. How do you debug a failing service?")
+    assert texts(line) == ["Thank you for that answer."]
+    line.add(LINE_COMPLETE)  # the reply is not committed yet, but no more words will come
+    assert texts(line) == ["Thank you for that answer.", "How do you debug a failing service?"]
+    assert not line.done
+    line.finish("Thank you for that answer. How do you debug a failing service?")
+    assert len(line.pieces) == 2 and line.done
