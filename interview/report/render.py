@@ -6,6 +6,7 @@ escapes everything from the interview, so a candidate's words cannot inject mark
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
@@ -48,13 +49,13 @@ def _number(value: float | None) -> str:
     return f"{value:g}" if value is not None else "n/a"
 
 
-def _cell(text: str) -> str:
-    """Markdown table cells: one line, and a pipe cannot open a new column."""
-    return " ".join(text.split()).replace("|", "\\|")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|!~])")
 
 
-def _quote(text: str) -> str:
-    return " ".join(text.split())
+def _text(text: str | None) -> str:
+    """Words from the interview (or the model) as literal Markdown text: one line, and no
+    emphasis, link, image, heading, table cell or raw HTML can come out of them."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join((text or "").split()))
 
 
 def _environment() -> Environment:
@@ -72,8 +73,7 @@ def _environment() -> Environment:
         percent=_percent,
         seconds=_seconds,
         number=_number,
-        cell=_cell,
-        quote=_quote,
+        text=_text,
         recommendation=lambda v: _RECOMMENDATIONS.get(v, v),
         reason=lambda v: _REASONS.get(v, v or "unknown"),
     )

@@ -65,3 +65,14 @@ def test_metrics_only_report_says_why_there_is_no_evaluation():
     report = build_report(PLAN, SESSION, TURNS, now=T0)
     assert NO_EVALUATION in render(report, "md")
     assert NO_EVALUATION in render(report, "html")
+
+
+def test_markdown_cannot_be_shaped_by_the_interview():
+    turns = [*TURNS, turn(4, "interviewer", PLAN.questions[2].text, q=2)]
+    turns.append(
+        turn(5, "candidate", "[click](https://evil.example) **bold** <b>x</b> | # no", q=2)
+    )
+    text = render(build_report(PLAN, SESSION, turns, now=T0), "md")
+    assert (
+        "> \\[click\\](https://evil.example) \\*\\*bold\\*\\* \\<b\\>x\\</b\\> \\| \\# no" in text
+    )
