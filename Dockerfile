@@ -33,6 +33,11 @@ RUN make models WHISPER_MODEL="${WHISPER_MODEL}" \
     && rm -rf models/downloads \
     && .venv/bin/python -m interview.models verify --whisper "${WHISPER_MODEL}"
 
+# The React demo served at /demo: npm ci from the lock file, type-checked and bundled by the same
+# `make web` as `make run`; only its dist/ reaches the runtime image.
+COPY ui/web ui/web
+RUN make web && rm -rf ui/web/node_modules
+
 
 FROM python:3.11-slim AS runtime
 
@@ -58,6 +63,8 @@ COPY --from=builder /app/.venv /app/.venv
 COPY --from=builder /app/models /app/models
 COPY app.py ./
 COPY interview ./interview
+COPY ui ./ui
+COPY --from=builder /app/ui/web/dist ./ui/web/dist
 # data/ holds the default SQLite file and the speech cache: the only place the app writes.
 RUN mkdir -p /app/data && chown spool:spool /app/data \
     && python -m interview.models verify --whisper "${WHISPER_MODEL}"

@@ -7,6 +7,7 @@ pinned packages the image's venv is built from.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -281,3 +282,31 @@ def test_the_cmd_serves_health_with_the_image_environment(stages: list[Stage], t
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+def test_the_image_holds_every_local_package_the_app_imports(stages: list[Stage]):
+    """A package app.py imports but the image lacks would only fail when the container starts."""
+    builder, final = stages[0], stages[-1]
+    local = set()
+    for path in [ROOT / "app.py", *ROOT.glob("ui/*.py"), *ROOT.glob("interview/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
+            for name in names:
+                top = name.split(".")[0]
+                if (ROOT / top / "__init__.py").exists():
+                    local.add(top)
+    assert {"interview", "ui"} <= local
+    copied = {i.args.split()[0] for i in final.all("COPY") if not i.args.startswith("--from=")}
+    assert "app.py" in copied
+    assert local <= copied, local - copied
+    # The React demo is built in the builder by `make web`; only its bundle is copied over.
+    assert any(re.search(r"\bmake web\b", i.args) for i in builder.all("RUN"))
+    assert f"--from={builder.name} /app/ui/web/dist ./ui/web/dist" in {
+        i.args for i in final.all("COPY")
+    }
