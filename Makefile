@@ -15,10 +15,13 @@ run: setup models web
 test: lint system-deps models cdk-cli web
 	$(PY) -m pytest
 
-# The voice pipeline benchmark (benchmarks/README.md), about 6 minutes: real server, aiortc clients
-# speaking espeak-ng answers. Writes benchmarks/results/voice.json and the table in its README.
+# The voice pipeline benchmarks (benchmarks/README.md), about 16 minutes: real servers, aiortc
+# clients speaking espeak-ng answers. voice_bench: latency, CPU and memory with 1, 4 and 8
+# sessions; llm_overhead: end of turn -> first reply audio, LLM (a local instant model) next to
+# scripted. Write benchmarks/results/{voice,llm_overhead}.json and the tables in the README.
 bench: dev-setup system-deps models
 	$(PY) -m benchmarks.voice_bench
+	$(PY) -m benchmarks.llm_overhead
 
 setup: $(RUNTIME_STAMP)
 dev-setup: $(DEV_STAMP)

@@ -59,7 +59,13 @@ ANSWERS = (
     "The customer was angry about a late delivery, so I listened and apologized first.",
     "I search our knowledge base, and if nothing fits I escalate to the product team.",
 )
-STAGES = ("end_of_turn_ms", "handoff_ms", "stt_ms", "interviewer_ms", "tts_first_audio_ms")
+STAGES = (
+    "end_of_turn_ms",
+    "handoff_ms",
+    "stt_ms",
+    "interviewer_first_text_ms",
+    "tts_first_audio_ms",
+)
 TARGETS = {
     "v2v_p50_1_s": 1.5,
     "v2v_p95_8_s": 2.5,
@@ -187,17 +193,19 @@ class Session:
                         self.queued.append(time.monotonic())
                         self.changed.notify_all()
 
-    async def hear_line(self, number: int, after: float | None) -> tuple[float, float]:
+    async def hear_line(
+        self, number: int, after: float | None, silence: float = REPLY_SILENCE
+    ) -> tuple[float, float]:
         """(first loud frame, last loud frame) of the interviewer's `number`th line (from 1)."""
         started = await self.client.wait_for_speech(60, after=after)
         async with asyncio.timeout(120), self.changed:
             await self.changed.wait_for(lambda: len(self.queued) >= number)
         queued = self.queued[number - 1]
-        return started, await self.client.wait_for_silence(REPLY_SILENCE, 60, after=queued)
+        return started, await self.client.wait_for_silence(silence, 60, after=queued)
 
 
-async def open_session(api: str, label: str) -> Session:
-    session_id, token = await start_session(api, user_id=label, plan_id=PLAN)
+async def open_session(api: str, label: str, plan: str = PLAN) -> Session:
+    session_id, token = await start_session(api, user_id=label, plan_id=plan)
     started = time.perf_counter()
     async with OfferTimer() as http:
         client = await VoiceClient.connect(api, session_id, token, http=http, connect_timeout=30)
@@ -208,18 +216,26 @@ async def open_session(api: str, label: str) -> Session:
     return session
 
 
+async def answer(
+    session: Session, audio: Audio, line: int, reply_silence: float = REPLY_SILENCE
+) -> None:
+    """Say one answer and wait until the interviewer's `line`th line (from 1) has ended,
+    recording the latency of its first audible frame. Raises TimeoutError, VoiceClientError."""
+    client = session.client
+    said = await client.say(audio, trailing_silence=reply_silence)
+    assert said.speech_ended_at is not None
+    heard, _ended = await session.hear_line(line, after=said.speech_ended_at, silence=reply_silence)
+    first = await client.wait_for_speech(1, after=said.speech_ended_at, threshold=-1.0)
+    session.latencies.append(heard - said.speech_ended_at)
+    session.first_frames.append(first - said.speech_ended_at)
+
+
 async def converse(session: Session, answers: list[Audio], delay: float) -> None:
     """Answer the questions one by one, each after the previous reply has finished."""
     await asyncio.sleep(delay)
-    client = session.client
     for line, audio in enumerate(answers, start=2):  # the greeting was line 1
         try:
-            said = await client.say(audio, trailing_silence=REPLY_SILENCE)
-            assert said.speech_ended_at is not None
-            heard, _ended = await session.hear_line(line, after=said.speech_ended_at)
-            first = await client.wait_for_speech(1, after=said.speech_ended_at, threshold=-1.0)
-            session.latencies.append(heard - said.speech_ended_at)
-            session.first_frames.append(first - said.speech_ended_at)
+            await answer(session, audio, line)
         except (TimeoutError, VoiceClientError) as exc:
             session.errors.append(f"answer {len(session.latencies) + 1}: {exc}")
             print(f"!! session {session.id}: {session.errors[-1]}", flush=True)
@@ -648,11 +664,15 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(table: str) -> None:
-    text = README_PATH.read_text() if README_PATH.exists() else f"{BEGIN_MARK}\n{END_MARK}\n"
-    head, rest = text.split(BEGIN_MARK, 1)
-    _old, tail = rest.split(END_MARK, 1)
-    README_PATH.write_text(f"{head}{BEGIN_MARK}\n{table}\n{END_MARK}{tail}")
+def write_readme(table: str, begin: str = BEGIN_MARK, end: str = END_MARK) -> None:
+    """Replace what lies between the `begin` and `end` marks of the README with `table`
+    (the marks are appended first when missing)."""
+    text = README_PATH.read_text() if README_PATH.exists() else ""
+    if begin not in text:
+        text = f"{text.rstrip()}\n\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    _old, tail = rest.split(end, 1)
+    README_PATH.write_text(f"{head}{begin}\n{table}\n{end}{tail}")
 
 
 # -- main ------------------------------------------------------------------------------------
