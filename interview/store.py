@@ -22,11 +22,12 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     func,
+    inspect,
     select,
     text,
     update,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -72,6 +73,8 @@ class SessionRow(Base):
     question_index: Mapped[int] = mapped_column(Integer, default=0)
     follow_ups_used: Mapped[int] = mapped_column(Integer, default=0)
     connection_state: Mapped[str] = mapped_column(String(16), default="none")
+    # The voice chosen at /start; None speaks with the plan's voice (or TTS_VOICE).
+    voice: Mapped[str | None] = mapped_column(String(64))
 
 
 class TurnRow(Base):
@@ -121,6 +124,7 @@ class Store:
     async def create_schema(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
+            await conn.run_sync(_add_missing_columns)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -240,6 +244,28 @@ class Store:
                 )
             else:
                 row.status, row.body, row.error, row.updated_at = status, body, error, at
+
+
+# Columns added after a release, with their DDL type. create_all makes missing tables but never
+# adds a column to a table that exists, so a database made by an older version gets these here.
+# Only nullable, additive columns belong in this list: the next change that alters, renames or
+# drops a column (or needs a backfill) needs real migrations (Alembic), not a longer list.
+ADDED_COLUMNS: dict[str, dict[str, str]] = {
+    "interview_sessions": {"voice": "VARCHAR(64)"},
+}
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    inspector = inspect(conn)
+    for table, columns in ADDED_COLUMNS.items():
+        present = {column["name"] for column in inspector.get_columns(table)}
+        for name, ddl_type in columns.items():
+            if name in present:
+                continue
+            # PostgreSQL's IF NOT EXISTS keeps two instances starting at once from failing on
+            # each other's ALTER; SQLite has no such clause, and its writes are serialized.
+            guard = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {guard}{name} {ddl_type}"))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

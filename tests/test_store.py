@@ -4,10 +4,11 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import Connection, MetaData, Table, insert, inspect
 from sqlalchemy.exc import IntegrityError
 
 from interview.config import to_async_database_url
-from interview.store import SessionRow, Store, TurnRow
+from interview.store import ReportRow, SessionRow, Store, TurnRow
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
@@ -111,3 +112,50 @@ async def test_expiry_and_report_queries(store: Store):
 
 async def test_ping(store: Store):
     await store.ping()
+
+
+def schema_before_voice() -> MetaData:
+    """The tables as the release before the session's voice column made them."""
+    old = MetaData()
+    sessions = SessionRow.__table__
+    Table(sessions.name, old, *(c._copy() for c in sessions.columns if c.name != "voice"))
+    for table in (TurnRow.__table__, ReportRow.__table__):
+        table.to_metadata(old)
+    return old
+
+
+def session_columns(conn: Connection) -> set[str]:
+    return {c["name"] for c in inspect(conn).get_columns("interview_sessions")}
+
+
+async def test_an_older_database_gets_the_voice_column(database_url: str):
+    store = Store(to_async_database_url(database_url))
+    try:
+        old = schema_before_voice()
+        async with store.engine.begin() as conn:
+            await conn.run_sync(old.create_all)
+            assert "voice" not in await conn.run_sync(session_columns)
+            row = session("old")
+            # By the ORM's attribute names: the "metadata" column is the attribute `meta`.
+            values = {
+                prop.columns[0].name: getattr(row, prop.key)
+                for prop in inspect(SessionRow).column_attrs
+                if prop.key != "voice"
+            }
+            await conn.execute(insert(old.tables["interview_sessions"]).values(values))
+
+        await store.create_schema()
+        await store.create_schema()  # idempotent: a restart finds the column and adds nothing
+        async with store.engine.connect() as conn:
+            assert "voice" in await conn.run_sync(session_columns)
+
+        chosen = session("new")
+        chosen.voice = "bf_emma"
+        await store.insert_session(chosen)
+        loaded_new, loaded_old = await store.get_session("new"), await store.get_session("old")
+        assert loaded_new is not None and loaded_new.voice == "bf_emma"
+        # The row written before the column existed keeps working, with no voice of its own.
+        assert loaded_old is not None and loaded_old.voice is None
+        assert loaded_old.meta == {"team": "search", "level": 3}
+    finally:
+        await store.dispose()
