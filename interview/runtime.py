@@ -63,6 +63,8 @@ class Runtime:
             evaluator=build_evaluator(settings),
         )
         voice = VoiceGateway(settings, service, events)
+        # The gateway needs the service and knows the voices: the service asks it at /start.
+        service.available_voices = voice.available_voices
         return cls(settings, store, plans, issuer, service, events, voice)
 
     async def start(self) -> None:

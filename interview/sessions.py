@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import secrets
 import weakref
 from collections.abc import Callable, Sequence
@@ -34,6 +35,13 @@ from interview.turn_credentials import IceServers, TurnCredentialIssuer
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
+# Which voices the loaded speech engine has, or None while none is loaded (voice disabled,
+# loading or failed): then a chosen voice is only checked for its form.
+VoiceList = Callable[[], Sequence[str] | None]
+
+# How Kokoro names its voices: language and gender letters, "_", a name ("af_heart"). Checked
+# even without a loaded engine, so nothing else is stored as a session's voice.
+VOICE_PATTERN = re.compile(r"^[a-z]{2}_[a-z0-9]+$")
 
 
 def utcnow() -> datetime:
@@ -69,6 +77,18 @@ class SessionClosed(Exception):
 
 class InvalidAnswer(ValueError):
     pass
+
+
+class UnknownVoice(LookupError):
+    """A chosen voice not named like a voice, or that the loaded speech engine does not have.
+
+    `valid` lists the engine's voices, or is None when no engine is loaded to ask.
+    """
+
+    def __init__(self, voice: str, valid: Sequence[str] | None) -> None:
+        super().__init__(voice)
+        self.voice = voice
+        self.valid = list(valid) if valid is not None else None
 
 
 class InterviewRunning(Exception):
@@ -107,6 +127,7 @@ class SessionStatusView:
     question_count: int
     elapsed_seconds: float
     interviewer: InterviewerHealth
+    voice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,8 +153,12 @@ class InterviewService:
         clock: Clock = utcnow,
         events: EventBus | None = None,
         evaluator: LLMEvaluator | None = None,
+        voices: VoiceList | None = None,
     ) -> None:
         self.events = events
+        # Set after construction by the Runtime: the voice gateway that loads the speech engine
+        # is itself built with this service.
+        self.available_voices = voices
         self.evaluator = evaluator
         self.settings = settings
         self.store = store
@@ -154,8 +179,13 @@ class InterviewService:
         plan_id: str | None = None,
         candidate_name: str | None = None,
         metadata: dict[str, Any] | None = None,
+        voice: str | None = None,
     ) -> StartedSession:
+        """A new session; `voice` overrides the plan's for this session (UnknownVoice if it is
+        not one)."""
         plan = self.plans.get(plan_id or self.settings.default_plan_id)
+        if voice is not None:
+            self._check_voice(voice)
         now = self.clock()
         token = secrets.token_urlsafe(32)
         row = SessionRow(
@@ -171,13 +201,14 @@ class InterviewService:
             question_index=0,
             follow_ups_used=0,
             connection_state="none",
+            voice=voice,
         )
         # The opening line is stored with the session so text and voice clients find the first
         # question in the transcript; a voice connection speaks it when it comes up.
         opening = await self.interviewer.opening(self._state(row, plan, []))
         turn = self._interviewer_turn(row, opening, index=0, at=now)
         await self.store.insert_session(row, turn)
-        log.info("session_started", session_id=row.id, plan_id=plan.id)
+        log.info("session_started", session_id=row.id, plan_id=plan.id, voice=voice)
         self._publish(row.id, "status", status=SessionStatus.created, reason=None)
         self._publish_turn(turn)
         return StartedSession(session=row, token=token)
@@ -198,6 +229,7 @@ class InterviewService:
             question_count=len(plan.questions),
             elapsed_seconds=self._elapsed(row),
             interviewer=self.interviewer_health(row.id),
+            voice=self.voice_for(row),
         )
 
     def interviewer_health(self, session_id: str) -> InterviewerHealth:
@@ -293,7 +325,18 @@ class InterviewService:
         return self.interviewer.anticipate(self._state(row, plan, ()))
 
     def voice_for(self, row: SessionRow) -> str | None:
-        return self.plans.get(row.plan_id).voice
+        """The session's voice, else its plan's; None speaks the engine's default (TTS_VOICE)."""
+        return row.voice or self.plans.get(row.plan_id).voice
+
+    def voices(self) -> list[str] | None:
+        """The voices a session may choose, sorted; None while no speech engine is loaded."""
+        known = self.available_voices() if self.available_voices is not None else None
+        return sorted(known) if known is not None else None
+
+    def _check_voice(self, voice: str) -> None:
+        known = self.voices()
+        if not VOICE_PATTERN.fullmatch(voice) or (known is not None and voice not in known):
+            raise UnknownVoice(voice, known)
 
     async def current_line(self, session_id: str) -> TurnRow | None:
         """The interviewer's latest line: what a (re)connected candidate should hear."""

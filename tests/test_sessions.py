@@ -18,6 +18,7 @@ from interview.sessions import (
     ResultsNotReady,
     SessionClosed,
     SessionNotFound,
+    UnknownVoice,
 )
 from interview.store import Store
 from interview.turn_credentials import TurnCredentialIssuer
@@ -139,6 +140,44 @@ async def test_answers_are_validated(service: InterviewService):
 async def test_unknown_plan(service: InterviewService):
     with pytest.raises(UnknownPlan):
         await service.start("u", plan_id="nope")
+
+
+async def test_a_session_speaks_with_its_chosen_voice(service: InterviewService):
+    chosen = await service.start("u", plan_id="customer-support-screen", voice="bm_george")
+    stored = await service.store.get_session(chosen.session.id)
+    assert stored is not None and stored.voice == "bm_george"
+    assert service.voice_for(stored) == "bm_george"
+    assert (await service.status(stored)).voice == "bm_george"
+
+    # Without a choice: the plan's voice; a plan naming none leaves it to TTS_VOICE (None).
+    plain = (await service.start("u", plan_id="customer-support-screen")).session
+    assert plain.voice is None and service.voice_for(plain) == "af_sarah"
+    plan = service.plans.get("customer-support-screen")
+    service.plans = PlanCatalog([plan.model_copy(update={"voice": None})])
+    assert service.voice_for(plain) is None
+    assert service.voice_for(stored) == "bm_george"
+
+
+async def test_a_voice_is_checked_against_the_loaded_engine(service: InterviewService):
+    # No engine loaded (voice disabled or loading): only the name's form is checked.
+    assert service.voices() is None
+    assert (await service.start("u", voice="zz_unheard")).session.voice == "zz_unheard"
+    for bad in ("Af_heart", "af-heart", "af_", "a_heart", "af_heart ", ""):
+        with pytest.raises(UnknownVoice) as raised:
+            await service.start("u", voice=bad)
+        assert raised.value.valid is None
+
+    service.available_voices = lambda: ["bf_emma", "af_heart"]
+    assert service.voices() == ["af_heart", "bf_emma"]
+    assert (await service.start("u", voice="bf_emma")).session.voice == "bf_emma"
+    with pytest.raises(UnknownVoice) as raised:
+        await service.start("u", voice="zz_unheard")
+    assert (raised.value.voice, raised.value.valid) == ("zz_unheard", ["af_heart", "bf_emma"])
+    # A refused start stores nothing: only the two accepted sessions exist.
+    later = service.clock() + timedelta(days=1)
+    assert len(await service.store.open_sessions_expired_by(later)) == 2
+    with pytest.raises(UnknownVoice):
+        await service.start("u", voice="bf_emma; drop table")
 
 
 async def test_end_is_idempotent_and_keeps_first_reason(service: InterviewService):

@@ -15,7 +15,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from interview.api.schemas import ErrorBody, ErrorDetail, ErrorResponse
 from interview.plans import UnknownPlan
-from interview.sessions import InterviewRunning, InvalidAnswer, SessionClosed, SessionNotFound
+from interview.sessions import (
+    InterviewRunning,
+    InvalidAnswer,
+    SessionClosed,
+    SessionNotFound,
+    UnknownVoice,
+)
 from interview.voice.errors import (
     AlreadyConnected,
     AtCapacity,
@@ -93,6 +99,19 @@ def install_error_handlers(app: FastAPI) -> None:
         message = f"Unknown plan_id {e.plan_id!r}; valid plans: {', '.join(e.valid)}."
         return error_response(
             422, "unknown_plan", message, [ErrorDetail(field="plan_id", message=message)]
+        )
+
+    @app.exception_handler(UnknownVoice)
+    async def _unknown_voice(_r: Request, e: UnknownVoice) -> JSONResponse:
+        if e.valid is None:  # no speech engine loaded: only the name's form was checked
+            message = (
+                f"Invalid voice {e.voice!r}; a voice is named like 'af_heart' (two lowercase "
+                "letters, '_', then lowercase letters or digits)."
+            )
+        else:
+            message = f"Unknown voice {e.voice!r}; valid voices: {', '.join(e.valid)}."
+        return error_response(
+            422, "unknown_voice", message, [ErrorDetail(field="voice", message=message)]
         )
 
     @app.exception_handler(VoiceUnavailable)

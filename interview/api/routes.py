@@ -127,7 +127,9 @@ async def list_plans(runtime: Annotated[Runtime, Depends(get_runtime)]) -> PlanL
     "/start",
     status_code=status.HTTP_201_CREATED,
     response_model=StartResponse,
-    responses={422: {"model": ErrorResponse, "description": "Invalid body or unknown plan."}},
+    responses={
+        422: {"model": ErrorResponse, "description": "Invalid body, unknown plan or voice."}
+    },
 )
 async def start(body: StartRequest, service: Service) -> StartResponse:
     started = await service.start(
@@ -135,6 +137,7 @@ async def start(body: StartRequest, service: Service) -> StartResponse:
         plan_id=body.plan_id,
         candidate_name=body.candidate_name,
         metadata=body.metadata,
+        voice=body.voice,
     )
     return StartResponse.of(started)
 

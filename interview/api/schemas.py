@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, field_validator
 
-from interview.sessions import AnswerOutcome, SessionStatusView, StartedSession
+from interview.sessions import VOICE_PATTERN, AnswerOutcome, SessionStatusView, StartedSession
 from interview.store import TurnRow
 from interview.turn_credentials import IceServers
 
@@ -67,6 +67,16 @@ class StartRequest(BaseModel):
     user_id: Text = Field(min_length=1, max_length=200, examples=["test-user"])
     plan_id: Text | None = Field(default=None, max_length=100)
     candidate_name: Text | None = Field(default=None, max_length=200)
+    voice: Text | None = Field(
+        default=None,
+        max_length=64,
+        pattern=VOICE_PATTERN.pattern,
+        examples=["bf_emma"],
+        description="The interviewer's voice for this session, a Kokoro voice such as "
+        "'af_heart' or 'bf_emma'; without it, the plan's voice (or TTS_VOICE). When voice is "
+        "enabled it must be one the server has (a 422 lists them). With TTS_ENGINE=openai the "
+        "OpenAI engine speaks OPENAI_TTS_VOICE and this voice is the local fallback's.",
+    )
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Free-form JSON kept with the session."
     )
@@ -130,6 +140,10 @@ class StatusResponse(BaseModel):
     question_count: int
     connection_state: str
     interviewer: InterviewerStatus
+    voice: str | None = Field(
+        description="The interviewer's voice: the session's, else the plan's; null is the "
+        "server's default (TTS_VOICE)."
+    )
 
     @classmethod
     def of(cls, view: SessionStatusView) -> StatusResponse:
@@ -154,6 +168,7 @@ class StatusResponse(BaseModel):
                 degraded_turns=view.interviewer.degraded_turns,
                 last_reason=view.interviewer.last_reason,
             ),
+            voice=view.voice,
         )
 
 

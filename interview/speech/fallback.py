@@ -146,6 +146,14 @@ class FallbackTextToSpeech:
     def primary_state(self) -> str:
         return self._health.state
 
+    @property
+    def voices(self) -> frozenset[str]:
+        # Plans and sessions name the local engine's voices ("af_heart"): the local engine
+        # speaks them when it answers, and the primary speaks its own default for them
+        # (OPENAI_TTS_VOICE, see OpenAITextToSpeech.voice_for). So the choosable names are the
+        # fallback's.
+        return self.fallback.voices
+
     def served_by_fallback(self) -> bool:
         """Whether this thread's last `synthesize` was answered by the fallback engine: its
         audio must not be stored on disk under the primary's key."""

@@ -55,6 +55,7 @@ class VoiceGateway:
         self.detail = "loading models" if settings.voice_enabled else "VOICE_ENABLED is false"
         self.stream: Stream | None = None
         self.pipeline: VoicePipeline | None = None
+        self._voices: list[str] = []
         self._answers: dict[str, dict[str, str]] = {}
         self._offer_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -93,6 +94,7 @@ class VoiceGateway:
 
         engines = build_engines(self.settings)
         engines.warmup()
+        self._voices = sorted(engines.tts.voices)
         speech = SpeechCache(
             engines.tts,
             self.tts_worker,
@@ -134,6 +136,11 @@ class VoiceGateway:
         await self.close_all()
         self.compute.shutdown(wait=False, cancel_futures=True)
         self.tts_worker.shutdown()
+
+    def available_voices(self) -> list[str] | None:
+        """The loaded speech engine's voices, sorted; None while no engine is ready (disabled,
+        loading or failed), when there is nothing to check a voice against."""
+        return list(self._voices) if self.state == "ready" else None
 
     # signaling
 

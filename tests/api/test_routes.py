@@ -6,6 +6,8 @@ import subprocess
 import httpx
 import pytest
 
+from app import create_app
+from interview.config import Settings
 from tests.api.helpers import auth, start, wait_for_results
 from tests.support.app_server import AppServer
 
@@ -163,6 +165,48 @@ def test_start_validation_and_plans(api: httpx.Client):
 
     chosen = start(api, plan_id="customer-support-screen", metadata={"req": "R-1"})
     assert chosen["plan_id"] == "customer-support-screen"
+
+
+def test_a_session_keeps_its_chosen_voice(api: httpx.Client):
+    chosen = start(api, plan_id="customer-support-screen", voice="bm_george")
+    status = api.get(f"/{chosen['session_id']}/status", headers=auth(chosen["token"])).json()
+    assert status["voice"] == "bm_george"
+    plain = start(api, plan_id="customer-support-screen")
+    status = api.get(f"/{plain['session_id']}/status", headers=auth(plain["token"])).json()
+    assert status["voice"] == "af_sarah"  # the plan's
+
+    # These servers run without voice: only the name's form is checked, before the database.
+    for voice in ("Bm_george", "bm-george", "bm_", "bm_george\n", "x" * 65, 7, ""):
+        response = api.post("/start", json={"user_id": "u", "voice": voice})
+        assert response.status_code == 422, voice
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request"
+        assert [d["field"] for d in error["details"]] == ["voice"]
+    assert start(api, voice=None)["status"] == "created"
+
+
+async def test_an_unknown_voice_is_refused_with_the_valid_ones(tmp_path):
+    # In process, with the voice list the loaded speech engine would give: loading the real
+    # models here would cost a minute (the e2e start-up test checks them end to end).
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/spool.db", voice_enabled=False))
+    runtime = app.state.runtime
+    await runtime.store.create_schema()
+    runtime.service.available_voices = lambda: ["bf_emma", "af_heart"]
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t/api/interview") as c:
+            refused = await c.post("/start", json={"user_id": "u", "voice": "zz_unheard"})
+            assert refused.status_code == 422
+            error = refused.json()["error"]
+            assert error["code"] == "unknown_voice"
+            assert error["message"] == (
+                "Unknown voice 'zz_unheard'; valid voices: af_heart, bf_emma."
+            )
+            assert error["details"] == [{"field": "voice", "message": error["message"]}]
+            accepted = await c.post("/start", json={"user_id": "u", "voice": "bf_emma"})
+            assert accepted.status_code == 201, accepted.text
+    finally:
+        await runtime.store.dispose()
 
 
 def test_results_wait_for_the_end(api: httpx.Client):

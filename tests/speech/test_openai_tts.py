@@ -7,13 +7,15 @@ import time
 import numpy as np
 import openai
 import pytest
+from numpy.typing import NDArray
 
 from interview.speech.errors import SpeechOutputError
+from interview.speech.fallback import FallbackTextToSpeech
 from interview.speech.stt.base import STT_SAMPLE_RATE
 from interview.speech.stt.local_whisper import LocalWhisper
 from interview.speech.tts import TextToSpeech
 from interview.speech.tts.kokoro import KOKORO_SAMPLE_RATE
-from interview.speech.tts.openai_tts import OpenAITextToSpeech
+from interview.speech.tts.openai_tts import OPENAI_VOICES, OpenAITextToSpeech
 from tests.speech.openai_support import espeak_pcm, settings_for
 from tests.speech.test_engines import words_recognized
 from tests.support.fake_openai import Fail, FakeOpenAI, Raw, Speech
@@ -60,6 +62,25 @@ def test_kokoro_voice_names_are_replaced_by_the_configured_openai_voice(
 
     body = openai_fake.speech_requests()[0].body
     assert (body["voice"], body["model"]) == (sent, "tts-x")
+
+
+def test_sessions_choose_among_the_local_voices_behind_openai(openai_fake: FakeOpenAI) -> None:
+    class LocalVoices:  # the local engine's voice list is all that is asked of it here
+        sample_rate = KOKORO_SAMPLE_RATE
+        voices = frozenset({"af_heart", "bf_emma"})
+
+        def synthesize(self, text: str, voice: str | None = None) -> NDArray[np.float32]:
+            raise AssertionError("never called")
+
+        def warmup(self) -> None:
+            raise AssertionError("never called")
+
+    remote = OpenAITextToSpeech(settings_for(openai_fake))
+    assert remote.voices == OPENAI_VOICES  # the names it passes on to the speech API
+    # A session names a Kokoro voice: the fallback speaks it, OpenAI its configured voice.
+    engine: TextToSpeech = FallbackTextToSpeech(remote, LocalVoices())
+    assert engine.voices == {"af_heart", "bf_emma"}
+    assert openai_fake.speech_requests() == []
 
 
 def test_streamed_speech_is_intelligible(

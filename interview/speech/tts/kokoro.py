@@ -31,7 +31,7 @@ class KokoroTTS:
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._kokoro = Kokoro.from_session(session, str(voices_path))
-        self.voices = set(self._kokoro.get_voices())
+        self.voices = frozenset(self._kokoro.get_voices())
         if default_voice not in self.voices:
             raise ValueError(f"unknown voice {default_voice!r}; known: {sorted(self.voices)}")
         self.default_voice = default_voice

@@ -33,6 +33,7 @@ MIN_AUDIO_SECONDS = 0.05
 class OpenAITextToSpeech:
     name = "openai"
     sample_rate = OPENAI_TTS_SAMPLE_RATE
+    voices = OPENAI_VOICES  # what voice_for() passes on; any other name speaks the default
 
     def __init__(self, settings: Settings, client: OpenAI | None = None) -> None:
         self.model = settings.openai_tts_model
