@@ -31,6 +31,7 @@ from interview.sessions import (
     ResultsNotReady,
     SessionClosed,
     SessionNotFound,
+    UnknownVoice,
 )
 from interview.store import SessionRow
 from ui.voice_component import GatewaySignaling
@@ -100,23 +101,36 @@ class DemoUI:
     # Actions
 
     def voice_for_plan(self, plan_id: str) -> str:
-        """The voice the interviewer will speak with: the plan's, else TTS_VOICE."""
+        """The voice the interviewer speaks with unless another is picked: the plan's, else
+        TTS_VOICE."""
         return self.runtime.plans.get(plan_id).voice or self.runtime.settings.tts_voice
 
-    async def start(self, page_key: str, plan_id: str) -> PageView:
+    def voice_choices(self) -> list[str]:
+        """The voices to pick from: the loaded speech engine's; without one (voice off), the
+        plans' voices and TTS_VOICE, so a session started here may still name one."""
+        known = self.runtime.service.voices()
+        if known is not None:
+            return known
+        defaults = {self.voice_for_plan(p.id) for p in self.runtime.plans.all()}
+        return sorted({*defaults, self.runtime.settings.tts_voice})
+
+    async def start(self, page_key: str, plan_id: str, voice: str | None = None) -> PageView:
         if self.runtime.draining:
             raise gr.Error("This server is shutting down; start the interview on another one.")
         previous = self.pages.pop(page_key, None)
         if previous is not None:
             # A page has one interview: the previous one's voice connection is let go.
             await self.runtime.voice.close(previous.session_id)
-        started = await self.runtime.service.start(
-            user_id=USER_ID, plan_id=plan_id, metadata={"client": "gradio-ui"}
-        )
+        try:
+            started = await self.runtime.service.start(
+                user_id=USER_ID, plan_id=plan_id, metadata={"client": "gradio-ui"}, voice=voice
+            )
+        except UnknownVoice as exc:
+            raise gr.Error(f"The voice {exc.voice!r} is not one this server has.") from exc
         self.pages[page_key] = PageInterview(started.session.id, started.token)
         while len(self.pages) > MAX_PAGES:
             self.pages.popitem(last=False)
-        log.info("ui_session_started", session_id=started.session.id, plan_id=plan_id)
+        log.info("ui_session_started", session_id=started.session.id, plan_id=plan_id, voice=voice)
         view = await self.view(page_key)
         assert view is not None
         return view
@@ -170,12 +184,15 @@ class DemoUI:
         results = ""
         if row.status not in ("created", "active"):
             results = await self._results(row)
+        speaks_with = self.runtime.service.voice_for(row) or self.runtime.settings.tts_voice
         return PageView(
             status=await self._status(row, page, history),
             transcript=transcript,
             results=results,
             session=(
-                f"Session `{row.id}` (plan `{row.plan_id}`, user `{row.user_id}`). "
+                f"Session `{row.id}` (plan `{row.plan_id}`, "
+                f"voice `{speaks_with}`, "
+                f"user `{row.user_id}`). "
                 f"Its API token: `{page.token}`"
             ),
         )
@@ -282,17 +299,17 @@ def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, DemoUI]:
     default_plan = runtime.settings.default_plan_id
     voice_on = runtime.voice.state == "ready"
 
-    def voice_choices(plan_id: str) -> gr.Dropdown:
-        voice = ui.voice_for_plan(plan_id)
-        return gr.Dropdown(choices=[voice], value=voice)
+    def plan_voice(plan_id: str) -> gr.Dropdown:
+        # A new plan brings its own voice; the list to pick from stays the same.
+        return gr.Dropdown(value=ui.voice_for_plan(plan_id))
 
     def outputs_of(view: PageView | None) -> tuple[Any, ...]:
         if view is None:
             return (gr.skip(),) * 4
         return view.status, view.transcript, view.results, view.session
 
-    async def on_start(plan_id: str, request: gr.Request) -> tuple[Any, ...]:
-        return outputs_of(await ui.start(request.session_hash or "", plan_id))
+    async def on_start(plan_id: str, voice: str | None, request: gr.Request) -> tuple[Any, ...]:
+        return outputs_of(await ui.start(request.session_hash or "", plan_id, voice or None))
 
     async def on_answer(text: str, request: gr.Request) -> tuple[Any, ...]:
         view = await ui.answer(request.session_hash or "", text)
@@ -313,9 +330,9 @@ def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, DemoUI]:
     ) as blocks:
         gr.Markdown(
             "# Spool Interview: demo\n"
-            "Pick a plan, start the interview, then talk through your microphone or type your "
-            "answers. Sessions started here are ordinary interview sessions (user "
-            f"`{USER_ID}`): the API shows their transcript and results."
+            "Pick a plan and the interviewer's voice, start the interview, then talk through your "
+            "microphone or type your answers. Sessions started here are ordinary interview "
+            f"sessions (user `{USER_ID}`): the API shows their transcript and results."
         )
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
@@ -325,14 +342,13 @@ def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, DemoUI]:
                     label="Interview plan",
                     elem_id="plan",
                 )
-                first_voice = ui.voice_for_plan(default_plan)
                 voice = gr.Dropdown(
-                    choices=[first_voice],
-                    value=first_voice,
+                    choices=ui.voice_choices(),
+                    value=ui.voice_for_plan(default_plan),
                     label="Interviewer voice",
-                    info="The plan's voice (or TTS_VOICE when it names none); a per-session "
-                    "voice needs a session option in the service.",
-                    interactive=False,
+                    info="Starts as the plan's voice (or TTS_VOICE when it names none); the "
+                    "one picked is this interview's.",
+                    interactive=True,
                     elem_id="voice",
                 )
                 start = gr.Button("Start interview", variant="primary", elem_id="start")
@@ -380,8 +396,8 @@ def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, DemoUI]:
         timer = gr.Timer(REFRESH_SECONDS)
 
         view_outputs = [status, transcript, results, session]
-        plan.change(voice_choices, inputs=plan, outputs=voice, api_name=False)
-        start.click(on_start, inputs=plan, outputs=view_outputs, api_name="start")
+        plan.change(plan_voice, inputs=plan, outputs=voice, api_name=False)
+        start.click(on_start, inputs=[plan, voice], outputs=view_outputs, api_name="start")
         send.click(on_answer, inputs=answer, outputs=[answer, *view_outputs], api_name="answer")
         answer.submit(on_answer, inputs=answer, outputs=[answer, *view_outputs], api_name=False)
         end.click(on_end, outputs=view_outputs, api_name="end")

@@ -84,7 +84,7 @@ def test_a_session_started_in_the_ui_is_an_api_session(api_server: AppServer) ->
     plans = httpx.get(f"{api_server.api}/plans", timeout=10).json()
     plan_id = plans["default_plan_id"]
 
-    started = call(api_server, "start", [plan_id], page)
+    started = call(api_server, "start", [plan_id, None], page)
     session_id, token = session_of(started)
     status_md, transcript, results, _ = started
     assert "Interview created" in status_md
@@ -138,8 +138,8 @@ def test_a_page_only_acts_on_its_own_interview(api_server: AppServer) -> None:
     wait_for_ui(api_server)
     first, second = uuid.uuid4().hex[:11], uuid.uuid4().hex[:11]
     plan_id = httpx.get(f"{api_server.api}/plans", timeout=10).json()["default_plan_id"]
-    one, _ = session_of(call(api_server, "start", [plan_id], first))
-    two, _ = session_of(call(api_server, "start", [plan_id], second))
+    one, _ = session_of(call(api_server, "start", [plan_id, None], first))
+    two, _ = session_of(call(api_server, "start", [plan_id, None], second))
     assert one != two
     call(api_server, "answer", [LONG_ANSWER], first)
     ended = call(api_server, "end", [], second)
@@ -147,3 +147,23 @@ def test_a_page_only_acts_on_its_own_interview(api_server: AppServer) -> None:
     again = "Another answer from the first page, which is still open."
     still_open = call(api_server, "answer", [again], first)
     assert [m["role"] for m in still_open[2]].count("user") == 2
+
+
+def test_the_voice_picked_in_the_ui_is_the_sessions(api_server: AppServer) -> None:
+    wait_for_ui(api_server)
+    config = httpx.get(f"{api_server.base_url}/ui/config", timeout=10).json()
+    [dropdown] = [c for c in config["components"] if c["props"].get("elem_id") == "voice"]
+    # Voice is off on these servers: the plans' voices and TTS_VOICE are offered, and the
+    # default plan's voice is picked until the user picks another.
+    offered = [choice[1] for choice in dropdown["props"]["choices"]]
+    assert {"af_heart", "af_sarah"} <= set(offered)
+    assert dropdown["props"]["interactive"] is True
+    assert dropdown["props"]["value"] == "af_heart"
+
+    page = uuid.uuid4().hex[:11]
+    started = call(api_server, "start", ["backend-engineer-screen", "af_sarah"], page)
+    session_id, token = session_of(started)
+    assert "voice `af_sarah`" in started[-1]
+    auth = {"Authorization": f"Bearer {token}"}
+    status = httpx.get(f"{api_server.api}/{session_id}/status", headers=auth, timeout=10).json()
+    assert (status["plan_id"], status["voice"]) == ("backend-engineer-screen", "af_sarah")
