@@ -34,6 +34,8 @@ export interface VoiceInterviewPageRESTProps {
   askName?: boolean;
   /** Free-form JSON kept with the session. */
   metadata?: Record<string, unknown>;
+  /** The interviewer's voice (e.g. "bf_emma"); the plan's when omitted. */
+  voice?: string;
   /** Join a session your backend already started, instead of POST /start. */
   session?: SessionCredentials;
   /** "relay" forces media through TURN (for networks that need it). */
@@ -106,6 +108,7 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
     planId,
     askName = true,
     metadata,
+    voice,
     iceTransportPolicy,
     audioConstraints,
     title = "Voice interview",
@@ -293,6 +296,7 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
                   ...(planId ? { planId } : {}),
                   ...(name.trim() ? { candidateName: name.trim() } : {}),
                   ...(metadata ? { metadata } : {}),
+                  ...(voice ? { voice } : {}),
                 })
               ).session;
           sessionRef.current = session;
@@ -310,7 +314,18 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
       }
       await connectVoice(session);
     },
-    [addTurns, apiBase, changePhase, connectVoice, metadata, name, planId, props.session, userId],
+    [
+      addTurns,
+      apiBase,
+      changePhase,
+      connectVoice,
+      metadata,
+      name,
+      planId,
+      props.session,
+      userId,
+      voice,
+    ],
   );
 
   const end = useCallback(async () => {

@@ -23,6 +23,8 @@ export interface StartOptions {
   planId?: string;
   candidateName?: string;
   metadata?: Record<string, unknown>;
+  /** The interviewer's voice for this session (e.g. "bf_emma"); the plan's when omitted. */
+  voice?: string;
 }
 
 export interface StartedSession {
@@ -64,6 +66,8 @@ export interface StatusResponse {
   question_index: number;
   question_count: number;
   connection_state: string;
+  /** The session's voice, else the plan's; null is the server's default. */
+  voice: string | null;
 }
 
 export interface AnswerResponse {
@@ -466,6 +470,7 @@ export class InterviewSession {
     if (start.planId) body["plan_id"] = start.planId;
     if (start.candidateName) body["candidate_name"] = start.candidateName;
     if (start.metadata) body["metadata"] = start.metadata;
+    if (start.voice) body["voice"] = start.voice;
     let response: Response;
     try {
       response = await fetchImpl(`${apiBase.replace(/\/+$/, "")}/start`, {

@@ -44,6 +44,7 @@ createRoot(container).render(
         userId={demoUserId()}
         {...(query.get("plan") ? { planId: query.get("plan") as string } : {})}
         {...(query.get("name") ? { candidateName: query.get("name") as string } : {})}
+        {...(query.get("voice") ? { voice: query.get("voice") as string } : {})}
         {...(session ? { session } : {})}
         {...(query.get("relay") === "1" ? { iceTransportPolicy: "relay" as const } : {})}
         title="Spool Interview: voice demo"

@@ -353,3 +353,22 @@ test("results are polled until ready; a typed answer emits both turns", async ()
   );
   assert.equal(error.kind, "session_ended");
 });
+
+test("start sends the session options in the API's names, the voice among them", async () => {
+  const server = new FakeServer().on("POST", "/api/interview/start", () =>
+    json(201, { session_id: "s1", token: "tok", status: "created", plan_id: "p" }),
+  );
+  const { session, started } = await InterviewSession.start(
+    "http://api.test/api/interview",
+    { userId: "u", planId: "p", candidateName: "Ada", voice: "bf_emma" },
+    { fetch: server.fetch },
+  );
+  sessions.push(session);
+  assert.equal(started.session_id, "s1");
+  assert.deepEqual(server.calls[0]?.body, {
+    user_id: "u",
+    plan_id: "p",
+    candidate_name: "Ada",
+    voice: "bf_emma",
+  });
+});
