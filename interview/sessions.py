@@ -156,8 +156,8 @@ class InterviewService:
         voices: VoiceList | None = None,
     ) -> None:
         self.events = events
-        # Set after construction by the Runtime: the voice gateway that loads the speech engine
-        # is itself built with this service.
+        # The Runtime sets this after construction: the voice gateway that loads the speech
+        # engine, and so knows its voices, is itself built with this service.
         self.available_voices = voices
         self.evaluator = evaluator
         self.settings = settings

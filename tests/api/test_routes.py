@@ -191,6 +191,9 @@ async def test_an_unknown_voice_is_refused_with_the_valid_ones(tmp_path):
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/spool.db", voice_enabled=False))
     runtime = app.state.runtime
     await runtime.store.create_schema()
+    # Wired to the voice gateway, which has no engine to ask with voice off.
+    assert runtime.service.available_voices == runtime.voice.available_voices
+    assert runtime.voice.available_voices() is None and runtime.service.voices() is None
     runtime.service.available_voices = lambda: ["bf_emma", "af_heart"]
     transport = httpx.ASGITransport(app=app)
     try:
