@@ -27,6 +27,11 @@ def test_health_reports_loading_until_the_models_are_warm(tmp_path: Path):
         )
         assert early.status_code == 503 and early.headers["retry-after"] == "5"
         assert early.json()["error"]["code"] == "voice_loading"
+        # No engine to ask yet: a voice is only checked for its form, so /start never waits.
+        unchecked = httpx.post(
+            f"{server.api}/start", json={"user_id": "early", "voice": "zz_unheard"}, timeout=10
+        )
+        assert unchecked.status_code == 201, unchecked.text
 
         deadline = time.monotonic() + 120
         while httpx.get(f"{server.api}/health", timeout=10).status_code != 200:
@@ -34,6 +39,24 @@ def test_health_reports_loading_until_the_models_are_warm(tmp_path: Path):
             time.sleep(0.5)
         ready = httpx.get(f"{server.api}/health", timeout=10).json()
         assert ready["checks"]["voice"]["detail"].startswith("ready")
+
+        # Warm, the voices are Kokoro's own: an unknown one is refused with the list.
+        unknown = httpx.post(
+            f"{server.api}/start", json={"user_id": "u", "voice": "zz_unheard"}, timeout=10
+        )
+        assert unknown.status_code == 422
+        error = unknown.json()["error"]
+        assert error["code"] == "unknown_voice" and "zz_unheard" in error["message"]
+        assert all(f"{voice}," in error["message"] for voice in ("af_heart", "bf_emma"))
+        chosen = httpx.post(
+            f"{server.api}/start", json={"user_id": "u", "voice": "bf_emma"}, timeout=10
+        ).json()
+        status = httpx.get(
+            f"{server.api}/{chosen['session_id']}/status",
+            headers={"Authorization": f"Bearer {chosen['token']}"},
+            timeout=10,
+        ).json()
+        assert status["voice"] == "bf_emma"
     finally:
         server.stop()
 
