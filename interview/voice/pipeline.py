@@ -221,7 +221,10 @@ class VoicePipeline:
             was_ready = future.done()
             audio = await asyncio.shield(future)
             piece_seconds = len(audio) / self.speech.sample_rate
-            if line.next_ready(k) is False:
+            # The first piece of a reply is never held: the candidate is waiting in silence,
+            # and a pause after an opening "Thank you." sounds natural (benchmarks/README.md).
+            answering = heard_at is not None and k == 0
+            if line.next_ready(k) is False and not answering:
                 # Hold this piece back just long enough that the next one is likely ready
                 # before it has played out: a later start sounds better than a gap mid-line.
                 following = line.pieces[k + 1]
