@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from dataclasses import replace
 
+import httpx
 import openai
 import structlog
 from openai import AsyncOpenAI
@@ -31,15 +32,27 @@ from interview.interviewer.prompts import (
     tool_choice,
 )
 from interview.interviewer.scripted import ScriptedInterviewer
-from interview.interviewer.turn_stream import MalformedTurn, TurnStream
+from interview.interviewer.turn_stream import MalformedTurn, TurnStream, spoken
 from interview.openai_client import describe_failure
+from interview.speech.sentences import SENTENCE_END
 
 log = structlog.get_logger(__name__)
 
+# What ends one attempt, not the turn. Besides the client's own errors: the SDK lets transport
+# errors that happen mid-stream through unwrapped (httpx), and a server that is merely
+# "compatible" can send an event it cannot parse (JSONDecodeError, a ValueError) or a chunk
+# without the expected fields (TypeError, AttributeError).
+ATTEMPT_FAILURES = (
+    openai.APIError,
+    httpx.HTTPError,
+    TimeoutError,
+    ValueError,
+    TypeError,
+    AttributeError,
+)
+
 # What a retry waits after a failure without Retry-After, doubled per attempt.
 FIRST_BACKOFF_SECONDS = 0.25
-
-TurnFailure = openai.APIError | TimeoutError | MalformedTurn
 
 
 class LLMInterviewer:
@@ -85,7 +98,7 @@ class LLMInterviewer:
             try:
                 action, line = await self._attempt(messages, allowed, stream, deadline)
                 return self._reply(state, action, line)
-            except (openai.APIError, TimeoutError, MalformedTurn) as exc:
+            except ATTEMPT_FAILURES as exc:
                 reason = describe(exc)
                 failures.append(reason)
                 log.warning("llm_turn_failed", attempt=attempt, reason=reason)
@@ -95,7 +108,7 @@ class LLMInterviewer:
                     return self._reply(
                         state,
                         stream.action,
-                        _whole_sentences(stream.emitted),
+                        _completed_line(state, stream),
                         degraded=f"{reason}; kept the part of the line already spoken",
                     )
                 wait = _backoff(exc, attempt)
@@ -166,11 +179,34 @@ def describe(exc: BaseException) -> str:
     return describe_failure(exc)
 
 
+def _completed_line(state: InterviewState, stream: TurnStream) -> str:
+    """The line of a turn whose stream broke after part of it was handed to speech.
+
+    The session moves on by the decision, so the candidate must hear what the decision means:
+    a line cut before its question ("Thanks, that's helpful. Now,") would move to question 2
+    without asking it. The part already spoken is kept up to its last whole sentence, and the
+    plan's own line for the decision follows it.
+    """
+    if stream.said_all:
+        return spoken(stream.emitted).strip()
+    kept = _whole_sentences(spoken(stream.emitted))
+    plan = state.plan
+    if stream.action is TurnAction.follow_up:
+        ending = plan.questions[state.question_index].follow_ups[state.follow_ups_used]
+    elif stream.action is TurnAction.next_question:
+        ending = plan.questions[state.question_index + 1].text
+    else:
+        ending = plan.closing
+    return f"{kept} {ending}".strip()
+
+
 def _whole_sentences(text: str) -> str:
-    """The text up to its last complete sentence (all of it if none is complete): a line cut
-    mid-sentence ends where the speech can end naturally."""
-    cut = max(text.rfind(mark) for mark in ".!?")
-    return text[: cut + 1] if cut >= 0 else text
+    """The text up to its last complete sentence (nothing if none is complete)."""
+    text = text.strip()
+    if text.endswith((".", "!", "?")):
+        return text
+    ends = [m.start() for m in SENTENCE_END.finditer(text)]
+    return text[: ends[-1]].strip() if ends else ""
 
 
 def _backoff(exc: BaseException, attempt: int) -> float:

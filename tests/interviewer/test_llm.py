@@ -17,7 +17,7 @@ from interview.interviewer.llm import LLMInterviewer
 from interview.interviewer.scripted import ScriptedInterviewer
 from interview.openai_client import async_client
 from interview.plans import PlanCatalog
-from tests.support.fake_openai import Fail, FakeOpenAI, Hang, Text, ToolCall
+from tests.support.fake_openai import Fail, FakeOpenAI, Hang, Raw, Text, ToolCall
 from tests.support.interview_model import FOLLOW_UP
 
 PLAN = PlanCatalog.load(PACKAGE_DIR / "plans").get("backend-engineer-screen")
@@ -187,8 +187,68 @@ async def test_a_stream_that_breaks_after_speech_started_keeps_what_was_said(fak
     pieces: list[str] = []
     reply = await interviewer(fake_openai).reply(state("Fine."), "Fine.", pieces.append)
     assert reply.action is InterviewerAction.follow_up
-    # The unfinished sentence is dropped: the speech ends where a sentence ends.
+    # The unfinished sentence is dropped, and the plan's follow-up is asked after what was
+    # already said: the turn counts as a follow-up, so the candidate must hear one.
     assert "".join(pieces) == "Tell me more. What was your"
-    assert reply.text == "Tell me more."
+    assert reply.text == f"Tell me more. {PLAN.questions[0].follow_ups[0]}"
     assert reply.degraded and "kept the part of the line already spoken" in reply.degraded
     assert len(fake_openai.chat_requests()) == 1  # no second line over the first
+
+
+async def test_a_stream_cut_before_its_question_still_asks_the_next_question(fake_openai):
+    # The session moves to question 2 on this decision: a line that ends before the question
+    # would leave question 2 counted as asked but never heard.
+    fake_openai.chat.append(
+        ToolCall("next_turn", '{"action": "next_question", "say": "Thanks, that is helpful. Now,')
+    )
+    pieces: list[str] = []
+    reply = await interviewer(fake_openai).reply(state(FULL), FULL, pieces.append)
+    assert (reply.action, reply.question_index) == (InterviewerAction.question, 1)
+    assert reply.text == f"Thanks, that is helpful. {PLAN.questions[1].text}"
+    assert "".join(pieces) == "Thanks, that is helpful. Now,"
+
+
+async def test_a_stream_cut_mid_sentence_keeps_no_half_sentence(fake_openai):
+    # "version 2.5" has a full stop inside a word: not the end of a sentence.
+    fake_openai.chat.append(
+        ToolCall("next_turn", '{"action": "close", "say": "We moved to version 2.5 of the')
+    )
+    last = len(PLAN.questions) - 1
+    reply = await interviewer(fake_openai).reply(
+        state(FULL, question_index=last), FULL, lambda piece: None
+    )
+    assert reply.closes and reply.text == PLAN.closing
+
+
+async def test_a_line_whose_words_all_arrived_is_kept_whole_when_the_call_breaks(fake_openai):
+    say = "Thanks for your time today. We will be in touch soon."
+    fake_openai.chat.append(ToolCall("next_turn", f'{{"action": "close", "say": "{say}"'))
+    last = len(PLAN.questions) - 1
+    pieces: list[str] = []
+    reply = await interviewer(fake_openai).reply(
+        state(FULL, question_index=last), FULL, pieces.append
+    )
+    assert reply.closes and reply.text == say
+    assert pieces[-1] == LINE_COMPLETE
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"data: {not json\n\n",
+        b'data: {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",'
+        b' "choices": null}\n\n',
+        b'data: {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",'
+        b' "choices": [{"index": 0}]}\n\n',
+    ],
+    ids=["event-not-json", "choices-null", "choice-without-delta"],
+)
+async def test_an_unreadable_stream_from_a_compatible_server_is_retried(fake_openai, body):
+    # Servers that are only "OpenAI-compatible" send events the SDK cannot read; the turn
+    # must still end with a line, never an exception out of reply().
+    fake_openai.chat.append(Raw(body, "text/event-stream"))
+    with structlog.testing.capture_logs() as logs:
+        reply = await interviewer(fake_openai).reply(state(FULL), FULL)
+    assert reply.degraded is None and reply.question_index == 1
+    assert len(fake_openai.chat_requests()) == 2
+    assert [e["event"] for e in logs] == ["llm_turn_failed"]
