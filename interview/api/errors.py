@@ -80,7 +80,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SessionClosed)
     async def _closed(_r: Request, e: SessionClosed) -> JSONResponse:
-        return error_response(409, "session_closed", f"The interview has {e.status}.")
+        # Its own code when the time ran out, so a client need not read the message.
+        code = "session_expired" if e.status == "expired" else "session_closed"
+        return error_response(409, code, f"The interview has {e.status}.")
 
     @app.exception_handler(InterviewRunning)
     async def _running(_r: Request, _e: InterviewRunning) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -273,6 +274,42 @@ def test_no_relay_credentials_after_the_end(api: httpx.Client):
     api.post(f"/{sid}/end", headers=headers)
     response = api.get(f"/{sid}/ice-servers", headers=headers)
     assert response.status_code == 409
+    assert response.json()["error"] == {
+        "code": "session_closed",
+        "message": "The interview has ended.",
+        "details": [],
+    }
+
+
+async def test_an_expired_session_has_its_own_error_code(tmp_path):
+    # In process, with the service's clock moved past the session's time limit.
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/spool.db", voice_enabled=False))
+    runtime = app.state.runtime
+    await runtime.store.create_schema()
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t/api/interview") as c:
+            started = await c.post("/start", json={"user_id": "u"})
+            sid, headers = started.json()["session_id"], auth(started.json()["token"])
+            later = datetime.fromisoformat(started.json()["expires_at"]) + timedelta(seconds=1)
+            runtime.service.clock = lambda: later
+            # Expired on an answer, then refused alike on every route that needs an open session.
+            for method, route, body in (
+                ("POST", "transcript", {"text": LONG}),
+                ("POST", "transcript", {"text": LONG}),
+                ("GET", "ice-servers", None),
+            ):
+                response = await c.request(method, f"/{sid}/{route}", json=body, headers=headers)
+                assert response.status_code == 409, response.text
+                assert response.json()["error"] == {
+                    "code": "session_expired",
+                    "message": "The interview has expired.",
+                    "details": [],
+                }
+            status = (await c.get(f"/{sid}/status", headers=headers)).json()
+            assert (status["status"], status["end_reason"]) == ("expired", "timeout")
+    finally:
+        await runtime.store.dispose()
 
 
 def test_health(api: httpx.Client):
