@@ -1,18 +1,28 @@
 """The shipped turn/turnserver.conf, run by a real coturn the way docker-compose.turn.yml runs it.
 
+The compose service's entrypoint (turn/coturn-entrypoint.sh) runs first, as compose would start
+it: its mounts and the compose secret moved to a temporary directory, and a stand-in
+`turnserver` that records what it was started with. The real coturn then runs the config file
+the entrypoint rendered (shipped file plus the secret) with the entrypoint's arguments.
+
 Only the settings in tests/support/coturn.py's TEST_OVERRIDES change for the test (loopback
 addresses, free ports, a throwaway certificate, loopback peers): authentication, the denied peer
-ranges, quotas and TLS are the shipped ones. The client is aioice's TURN client, which signs
-every request with the long-term credential (MESSAGE-INTEGRITY) as a browser does.
+ranges, quotas and TLS are the shipped ones. The client is aioice's TURN
+client, which signs every request with the long-term credential (MESSAGE-INTEGRITY) as a
+browser does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import ssl
+import stat
+import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,9 +37,11 @@ from tests.support.coturn import TEST_OVERRIDES, CoturnServer, config_key
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "turn" / "turnserver.conf"
 COMPOSE = ROOT / "turn" / "docker-compose.turn.yml"
+ENTRYPOINT = ROOT / "turn" / "coturn-entrypoint.sh"
 SECRET = "shipped-conf-test-secret-4b1d"
 REALM = "turn.spool.test"
-TEST_ENV = {"TURN_SECRET": SECRET, "TURN_REALM": REALM, "TURN_EXTERNAL_IP": "127.0.0.1"}
+# What `docker compose up` interpolates into the file: the secret is not among it.
+TEST_ENV = {"TURN_REALM": REALM, "TURN_EXTERNAL_IP": "127.0.0.1"}
 SESSION = "sess-turn-conf-test"
 
 TurnProtocol = TurnClientUdpProtocol | TurnClientTcpProtocol
@@ -57,18 +69,98 @@ def interpolate(value: str, env: dict[str, str]) -> str:
 
 
 def compose_args() -> list[str]:
-    """The compose command's options after `-c <file>`, with the test's environment."""
-    command = [interpolate(part, TEST_ENV) for part in compose_service()["command"]]
-    assert command[:2] == ["-c", "/etc/coturn/turnserver.conf"]
-    return command[2:]
+    """The compose command (the entrypoint's arguments), with the test's environment."""
+    return [interpolate(part, TEST_ENV) for part in compose_service()["command"]]
+
+
+def mounted(container_path: str) -> Path:
+    """The repository file compose mounts at `container_path` (a bind mount of the service)."""
+    for volume in compose_service()["volumes"]:
+        source, target, *_ = volume.split(":")
+        if target == container_path and source.startswith("./"):
+            return COMPOSE.parent / source
+    raise AssertionError(f"nothing of the repository is mounted at {container_path}")
+
+
+def script_default(variable: str) -> str:
+    """The container path the entrypoint uses unless `variable` moves it."""
+    match = re.search(rf"\$\{{{variable}:-([^}}]+)\}}", ENTRYPOINT.read_text())
+    assert match, variable
+    return match.group(1)
+
+
+@dataclass
+class EntrypointRun:
+    returncode: int
+    stderr: str
+    argv: list[str] | None  # what the stand-in turnserver was started with; None: not started
+    environ: str
+    run_dir: Path
+
+
+STAND_IN = """#!/bin/sh
+printf '%s\\n' "$@" > "$STAND_IN_DIR/argv"
+env > "$STAND_IN_DIR/environ"
+"""
+
+
+def run_entrypoint(directory: Path, secret: str | None, config: Path = CONF) -> EntrypointRun:
+    """The compose service's entrypoint and command, as compose starts them: the config mounted
+    read-only, the compose secret as a file, an empty private tmpfs, `turnserver` on PATH (a
+    stand-in recording its arguments and environment)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    bin_dir, run_dir = directory / "bin", directory / "run"
+    bin_dir.mkdir()
+    run_dir.mkdir(mode=0o700)
+    (bin_dir / "turnserver").write_text(STAND_IN)
+    (bin_dir / "turnserver").chmod(0o755)
+    secret_file = directory / "turn_secret"
+    if secret is not None:
+        secret_file.write_text(secret)
+    service = compose_service()
+    shell, script = service["entrypoint"]
+    command = [shell, str(mounted(script)), *compose_args()]
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "STAND_IN_DIR": str(directory),
+        "COTURN_CONFIG": str(config),
+        "COTURN_SECRET_FILE": str(secret_file),
+        "COTURN_RUN_DIR": str(run_dir),
+    }
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    argv_file = directory / "argv"
+    argv = argv_file.read_text().splitlines() if argv_file.exists() else None
+    environ = (directory / "environ").read_text() if argv is not None else ""
+    return EntrypointRun(result.returncode, result.stderr, argv, environ, run_dir)
 
 
 @pytest.fixture(scope="module")
-def coturn() -> Iterator[CoturnServer]:
-    server = CoturnServer(SECRET, realm=REALM, config_file=CONF, args=compose_args())
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> EntrypointRun:
+    run = run_entrypoint(tmp_path_factory.mktemp("compose"), SECRET + "\n")
+    assert run.returncode == 0, run.stderr
+    return run
+
+
+@pytest.fixture(scope="module")
+def coturn(rendered: EntrypointRun) -> Iterator[CoturnServer]:
+    # The real coturn on the file the entrypoint wrote, with the arguments it passed on.
+    assert rendered.argv is not None and rendered.argv[0] == "-c"
+    server = CoturnServer(
+        SECRET, realm=REALM, config_file=Path(rendered.argv[1]), args=rendered.argv[2:]
+    )
     server.start()
     yield server
     server.stop()
+
+
+def shipped_settings() -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in CONF.read_text().splitlines():
+        key = config_key(line)
+        if key:
+            value = line.split("=", 1)[1].strip() if "=" in line else ""
+            settings.setdefault(key, []).append(value)
+    return settings
 
 
 def credentials(now: datetime | None = None, ttl: int = 600) -> tuple[str, str]:
@@ -242,12 +334,7 @@ def test_loopback_stays_denied_without_the_test_allowance():
 
 
 def test_the_shipped_settings_harden_the_server():
-    settings: dict[str, list[str]] = {}
-    for line in CONF.read_text().splitlines():
-        key = config_key(line)
-        if key:
-            value = line.split("=", 1)[1].strip() if "=" in line else ""
-            settings.setdefault(key, []).append(value)
+    settings = shipped_settings()
     for flag in (
         "use-auth-secret",
         "fingerprint",
@@ -282,16 +369,80 @@ def test_the_shipped_settings_harden_the_server():
     assert "static-auth-secret" not in settings
 
 
-def test_compose_runs_the_config_read_only_with_the_secret_from_the_environment():
+def test_compose_runs_the_config_read_only_with_the_secret_as_a_compose_secret():
     service = compose_service()
     assert service["image"].startswith("coturn/coturn:")
     assert service["network_mode"] == "host"
     assert service["restart"] == "unless-stopped"
     assert "./turnserver.conf:/etc/coturn/turnserver.conf:ro" in service["volumes"]
     assert all(volume.endswith(":ro") for volume in service["volumes"])
-    command = service["command"]
-    assert any(part.startswith("--static-auth-secret=${TURN_SECRET:?") for part in command)
-    # Without the secret, compose refuses to start rather than run an open relay.
-    with pytest.raises(KeyError, match="TURN_SECRET"):
-        [interpolate(part, {}) for part in command]
+    # The secret is a compose secret made from TURN_SECRET: a file in the container, neither an
+    # environment variable of the container nor an argument, and never interpolated into the
+    # file (where `docker compose config` would print it).
+    assert yaml.safe_load(COMPOSE.read_text())["secrets"] == {
+        "turn_secret": {"environment": "TURN_SECRET"}
+    }
+    assert service["secrets"] == ["turn_secret"]
+    assert "environment" not in service
+    assert "TURN_SECRET" not in " ".join(service["command"])
+    assert "${TURN_SECRET" not in COMPOSE.read_text()
+    assert not any("secret" in part for part in service["command"])
     assert SECRET not in COMPOSE.read_text()
+    # The entrypoint is the repository's script, and the paths it uses are the service's: the
+    # mounted config, the secret's file (/run/secrets/<name>) and a private tmpfs.
+    assert service["entrypoint"][0] == "/bin/sh"
+    assert mounted(service["entrypoint"][1]) == ENTRYPOINT
+    assert mounted(script_default("COTURN_CONFIG")) == CONF
+    assert script_default("COTURN_SECRET_FILE") == "/run/secrets/turn_secret"
+    run_dir = script_default("COTURN_RUN_DIR")
+    [tmpfs] = service["tmpfs"]
+    path, options = tmpfs.split(":")
+    assert path == run_dir
+    assert "mode=0700" in options.split(",")
+    assert "uid=65534" in options.split(",")  # the image's user, nobody
+
+
+def test_the_entrypoint_renders_the_secret_into_a_private_config(rendered: EntrypointRun):
+    assert rendered.argv is not None
+    config = Path(rendered.argv[1])
+    assert rendered.argv[0] == "-c" and config.parent == rendered.run_dir
+    # Only the owner may read it, on the tmpfs.
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    text = config.read_text()
+    # The shipped file unchanged, then the secret (without the secret file's newline).
+    assert text.startswith(CONF.read_text())
+    assert text.splitlines()[-1] == f"static-auth-secret={SECRET}"
+    # The secret is in no argument and no environment variable of coturn.
+    assert rendered.argv[2:] == [f"--realm={REALM}", "--external-ip=127.0.0.1"]
+    assert SECRET not in " ".join(rendered.argv)
+    assert SECRET not in rendered.environ
+    # Without a compose secret, compose fails on the remaining variables before starting.
+    with pytest.raises(KeyError, match="TURN_REALM"):
+        [interpolate(part, {}) for part in compose_service()["command"]]
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        (None, "cannot read the secret"),
+        ("", "is empty"),
+        ("\n", "is empty"),
+        ("one\ntwo", "must be one line"),
+    ],
+)
+def test_the_entrypoint_refuses_to_start_without_a_usable_secret(
+    tmp_path: Path, secret: str | None, message: str
+):
+    run = run_entrypoint(tmp_path, secret)
+    assert run.returncode != 0
+    assert message in run.stderr
+    assert run.argv is None  # coturn was never started (it would run without a secret)
+    assert not list(run.run_dir.iterdir())
+
+
+def test_the_entrypoint_refuses_a_config_that_carries_a_secret(tmp_path: Path):
+    config = tmp_path / "turnserver.conf"
+    config.write_text(CONF.read_text() + "static-auth-secret=committed-by-mistake\n")
+    run = run_entrypoint(tmp_path / "run", SECRET, config=config)
+    assert run.returncode != 0 and "must not set static-auth-secret" in run.stderr
+    assert run.argv is None
