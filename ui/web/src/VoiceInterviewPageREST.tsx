@@ -61,6 +61,7 @@ const ERROR_TITLE: Record<InterviewError["kind"], string> = {
   microphone_denied: "Microphone blocked",
   microphone_unavailable: "Microphone unavailable",
   at_capacity: "Server busy",
+  busy: "Server busy",
   voice_unavailable: "Voice unavailable",
   session_expired: "Session expired",
   session_ended: "Interview already ended",
@@ -79,10 +80,14 @@ function asInterviewError(error: unknown): InterviewError {
   });
 }
 
-function describeError(error: InterviewError): string {
+function describeError(error: InterviewError, hasSession: boolean): string {
+  const wait = error.retryAfterSeconds ? ` Try again in about ${error.retryAfterSeconds} seconds.` : "";
+  const typing = hasSession ? " You can answer by typing meanwhile." : "";
   if (error.kind === "at_capacity") {
-    const wait = error.retryAfterSeconds ? ` Try again in about ${error.retryAfterSeconds} seconds.` : "";
-    return `All voice interview slots are in use right now.${wait} You can answer by typing meanwhile.`;
+    return `All voice interview slots are in use right now.${wait}${typing}`;
+  }
+  if (error.kind === "busy") {
+    return `${error.message}${wait}${typing}`;
   }
   if (error.kind === "session_expired") {
     return "This interview session has expired: its time limit passed. Please start a new interview.";
@@ -95,6 +100,7 @@ const SESSION_STILL_USABLE = new Set<InterviewError["kind"]>([
   "microphone_denied",
   "microphone_unavailable",
   "at_capacity",
+  "busy",
   "voice_unavailable",
   "already_connected",
   "connection_lost",
@@ -439,7 +445,7 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
 
       {error !== null && (
         <div className="spool-error" role="alert" data-testid="error" data-error-kind={error.kind}>
-          <strong>{ERROR_TITLE[error.kind]}.</strong> {describeError(error)}
+          <strong>{ERROR_TITLE[error.kind]}.</strong> {describeError(error, hasSession && !endedRef.current)}
         </div>
       )}
       {reconnecting !== null && (

@@ -10,7 +10,11 @@
 // Every failure is an InterviewError with a `kind` the UI can switch on (microphone denied,
 // at capacity, session expired, connection lost, ...). A dropped voice connection is
 // reconnected automatically with a new offer on the same session; the interview resumes where
-// it was.
+// it was. After maxReconnectAttempts attempts in a row that do not come up, it gives up with a
+// connection_lost "voice-error" (typed answers still work).
+//
+// Requests carry cookies when the API is on another origin (see SessionOptions.credentials):
+// behind a load balancer, its stickiness cookie keeps a session on one server.
 
 // ---------------------------------------------------------------------------------------------
 // API types (see /openapi.json)
@@ -217,6 +221,7 @@ export type ErrorKind =
   | "microphone_denied" // the user (or policy) refused the microphone
   | "microphone_unavailable" // no microphone, it is busy, or the page is not on HTTPS
   | "at_capacity" // 503: every voice slot is taken; retry after `retryAfterSeconds`
+  | "busy" // 503 draining (the server is restarting) or 429 (too many requests): retry shortly
   | "voice_unavailable" // 503: voice is loading or disabled on this server
   | "session_expired" // the session's time ran out
   | "session_ended" // the interview is over; no more answers or voice
@@ -270,12 +275,32 @@ async function errorFromResponse(response: Response, what: string): Promise<Inte
   };
   const status = response.status;
   if (status === 503 && code === "at_capacity") return new InterviewError("at_capacity", message, meta);
+  if (status === 503 && code === "draining") {
+    // This server is shutting down; the next request lands on one that stays.
+    return new InterviewError(
+      "busy",
+      "The interview server is restarting. Retrying in a moment reaches another one; nothing said so far is lost.",
+      meta,
+    );
+  }
+  if (status === 429) {
+    // A gateway's throttle (its body is not ours): the same request succeeds a little later.
+    return new InterviewError(
+      "busy",
+      "The interview server is handling too many requests right now. Please try again in a few seconds.",
+      meta,
+    );
+  }
   if (status === 503 && code?.startsWith("voice_")) {
     return new InterviewError("voice_unavailable", message, meta);
   }
   if (status === 410) return new InterviewError("session_expired", message, meta);
+  if (status === 409 && code === "session_expired") {
+    return new InterviewError("session_expired", message, meta);
+  }
   if (status === 409 && code === "session_closed") {
-    // "The interview has expired." / "... has ended." / "... has failed."
+    // "... has ended." / "... has failed." (servers before the session_expired code also
+    // said "The interview has expired." here)
     const kind = /expired/i.test(message) ? "session_expired" : "session_ended";
     return new InterviewError(kind, message, meta);
   }
@@ -418,15 +443,42 @@ export interface VoiceOptions {
   audio?: MediaTrackConstraints | boolean;
   /** "relay" sends media only through TURN. Default: what the server says, else "all". */
   iceTransportPolicy?: RTCIceTransportPolicy;
-  /** How often a dropped connection is re-offered before giving up (default 5). */
+  /**
+   * How many connection attempts in a row may fail before giving up with a "voice-error"
+   * event of kind connection_lost (default 5). An attempt fails when its offer is refused, or
+   * when its connection fails or does not come up within connectTimeoutSeconds; the first
+   * connection counts too. The count starts over only once a connection is "connected".
+   */
   maxReconnectAttempts?: number;
-  /** Seconds to wait for "connected" after the answer (default 30). */
+  /** Seconds to wait for "connected" after the answer (default 30); then the attempt failed. */
   connectTimeoutSeconds?: number;
+  /**
+   * The first reconnect's delay in milliseconds (default 1000), doubled for each failure in a
+   * row up to 10 s; a server's Retry-After is waited for when it is longer.
+   */
+  reconnectDelayMs?: number;
 }
 
 export interface SessionOptions {
   /** Replace window.fetch (tests, instrumentation). */
   fetch?: typeof fetch;
+  /**
+   * Cookies on every request. Default: "include" when apiBase is on another origin than the
+   * page (a load balancer's stickiness cookie must travel with a session's signaling, ICE and
+   * events, so they reach the server that holds its connection; the API must then answer
+   * with Access-Control-Allow-Credentials), else "same-origin".
+   */
+  credentials?: RequestCredentials;
+}
+
+/** "include" when `apiBase` is on another origin than the page, else "same-origin". */
+export function defaultCredentials(apiBase: string, pageUrl: string | undefined = globalThis.location?.href): RequestCredentials {
+  if (pageUrl === undefined) return "same-origin"; // not in a browser: no page origin
+  try {
+    return new URL(apiBase, pageUrl).origin === new URL(pageUrl).origin ? "same-origin" : "include";
+  } catch {
+    return "same-origin";
+  }
 }
 
 const DISCONNECTED_GRACE_MS = 4000; // ICE often recovers from "disconnected" by itself
@@ -438,6 +490,8 @@ export class InterviewSession {
   readonly sessionId: string;
   readonly token: string;
 
+  readonly credentials: RequestCredentials;
+
   private readonly fetchImpl: typeof fetch;
   private readonly listeners = new Set<Listener>();
   private eventsAbort: AbortController | null = null;
@@ -448,6 +502,9 @@ export class InterviewSession {
   private voiceOptions: VoiceOptions = {};
   private voiceWanted = false; // between connectVoice() and end()/disconnectVoice()
   private reconnecting: Promise<void> | null = null;
+  private voiceStop: AbortController | null = null; // aborted on hang-up: ends a reconnect's wait
+  private failures = 0; // connection attempts in a row that did not come up (0 once connected)
+  private pcConnected = false; // the current peer connection has been "connected"
   private disconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private connectTimer: ReturnType<typeof setTimeout> | null = null;
   private finished = false;
@@ -457,6 +514,7 @@ export class InterviewSession {
     this.sessionId = credentials.sessionId;
     this.token = credentials.token;
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.credentials = options.credentials ?? defaultCredentials(this.apiBase);
   }
 
   /** POST /start: a new interview session. */
@@ -477,6 +535,7 @@ export class InterviewSession {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify(body),
+        credentials: options.credentials ?? defaultCredentials(apiBase),
       });
     } catch (error) {
       throw new InterviewError("network", "The interview server could not be reached.", { cause: error });
@@ -519,6 +578,7 @@ export class InterviewSession {
         ...init,
         headers,
         cache: "no-store",
+        credentials: this.credentials,
       });
     } catch (error) {
       if (isAbort(error)) throw error;
@@ -690,6 +750,9 @@ export class InterviewSession {
   async connectVoice(options: VoiceOptions = {}): Promise<void> {
     this.voiceOptions = options;
     this.finished = false;
+    this.failures = 0;
+    this.voiceStop?.abort();
+    this.voiceStop = new AbortController();
     // ICE servers first: a closed or expired session fails here, before asking for the mic.
     const ice = await this.iceServers();
     if (this.microphone === null) {
@@ -754,6 +817,7 @@ export class InterviewSession {
       pc.close();
       this.emit({ type: "peer", state: "closed" });
     }
+    if (!this.voiceWanted) this.voiceStop?.abort();
     if (!this.voiceWanted && this.microphone !== null) {
       for (const track of this.microphone.getTracks()) track.stop();
       this.microphone = null;
@@ -770,6 +834,7 @@ export class InterviewSession {
     // An explicit list, even empty: nothing but the API's own servers is contacted.
     const pc = new RTCPeerConnection({ iceServers: ice.iceServers, iceTransportPolicy: policy });
     this.pc = pc;
+    this.pcConnected = false;
 
     // The data channel MUST exist before the offer: the server's media pipeline starts only
     // once it is open (an offer without one is refused). "text" is fastrtc's own label.
@@ -844,6 +909,8 @@ export class InterviewSession {
     this.emit({ type: "peer", state });
     if (state === "connected") {
       this.clearTimers();
+      this.pcConnected = true;
+      this.failures = 0; // only a connection that really came up starts the count over
     } else if (state === "disconnected") {
       // Often a brief network blip that ICE repairs; reconnect only if it lasts.
       this.disconnectTimer ??= setTimeout(() => {
@@ -857,24 +924,27 @@ export class InterviewSession {
 
   private onDropped(pc: RTCPeerConnection, why: string): void {
     if (this.pc !== pc || !this.voiceWanted || this.reconnecting !== null) return;
+    // A connection that never came up (it timed out or failed while connecting) is a failed
+    // attempt; one that worked and then dropped is not: its reconnects count from 1.
+    if (!this.pcConnected) this.failures += 1;
     this.reconnecting = this.reconnect(why).finally(() => {
       this.reconnecting = null;
     });
   }
 
-  /** A new offer on the same session, with backoff, unless the interview is over. */
+  /**
+   * New offers on the same session, with backoff, unless the interview is over. Returns once
+   * an offer is answered: then that connection's "connected" starts the count over, and its
+   * failure or timeout comes back here as the next failed attempt. After maxReconnectAttempts
+   * failures in a row, a "voice-error" (connection_lost) ends the voice connection.
+   */
   private async reconnect(why: string): Promise<void> {
-    const attempts = this.voiceOptions.maxReconnectAttempts ?? 5;
-    this.clearTimers();
-    const old = this.pc;
-    this.pc = null;
-    if (old !== null) {
-      old.onconnectionstatechange = null;
-      old.onicecandidate = null;
-      old.close();
-    }
+    const maxFailures = this.voiceOptions.maxReconnectAttempts ?? 5;
+    const baseMs = this.voiceOptions.reconnectDelayMs ?? RECONNECT_BASE_MS;
+    const stop = this.voiceStop?.signal;
+    this.closeVoiceKeepMic();
     let lastError: InterviewError | null = null;
-    for (let attempt = 1; attempt <= attempts && this.voiceWanted && !this.finished; attempt += 1) {
+    while (this.voiceWanted && !this.finished && this.failures < maxFailures) {
       // The server hangs up by itself after its closing line, and on /end: then the
       // interview is over and there is nothing to reconnect.
       try {
@@ -890,24 +960,32 @@ export class InterviewSession {
           break;
         }
       }
-      const delayMs = Math.min(RECONNECT_BASE_MS * 2 ** (attempt - 1), RECONNECT_MAX_MS);
+      const attempt = this.failures + 1;
+      const backoffMs = Math.min(baseMs * 2 ** (attempt - 1), RECONNECT_MAX_MS);
+      // A busy or restarting server says when to come back.
+      const delayMs = Math.max(backoffMs, (lastError?.retryAfterSeconds ?? 0) * 1000);
       this.emit({ type: "reconnecting", attempt, delayMs });
-      await sleep(delayMs);
-      if (!this.voiceWanted) return;
+      try {
+        await sleep(delayMs, stop);
+      } catch {
+        return; // hung up meanwhile
+      }
+      if (!this.voiceWanted || this.finished) return;
       try {
         await this.offer(await this.iceServers());
         return;
       } catch (error) {
+        this.failures += 1;
         lastError =
           error instanceof InterviewError
             ? error
             : new InterviewError("connection_lost", String(error), { cause: error });
         this.closeVoiceKeepMic();
-        // Closed, expired, unknown: retrying cannot help. Busy (409, 503): it may.
+        // Closed, expired, unknown: retrying cannot help. Busy (409, 429, 503): it may.
         if (["session_ended", "session_expired", "not_found", "invalid_request"].includes(lastError.kind)) break;
       }
     }
-    if (!this.voiceWanted) return;
+    if (!this.voiceWanted || this.finished) return;
     this.voiceWanted = false;
     this.closeVoice();
     const error =

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, test } from "node:test";
 
-import { InterviewError, InterviewSession, type InterviewEvent } from "../src/client";
+import { InterviewError, InterviewSession, defaultCredentials, type InterviewEvent } from "../src/client";
 
 // -- a fake server ------------------------------------------------------------------------
 
@@ -16,6 +16,7 @@ interface Call {
   path: string;
   headers: Headers;
   body: unknown;
+  credentials: RequestCredentials | undefined;
 }
 
 type Route = (call: Call) => Response | Promise<Response>;
@@ -47,6 +48,7 @@ class FakeServer {
       path,
       headers: new Headers(init?.headers),
       body: typeof init?.body === "string" ? JSON.parse(init.body) : undefined,
+      credentials: init?.credentials,
     };
     this.calls.push(call);
     const route = this.routes.get(`${method} ${path}`);
@@ -236,8 +238,16 @@ test("a full server is at_capacity with its Retry-After, and the microphone is r
 });
 
 test("an expired session is session_expired, an ended one session_ended", async () => {
-  const expired = voiceServer().on("GET", "/ice-servers", () => apiError(409, "session_closed", "The interview has expired."));
+  const expired = voiceServer().on("GET", "/ice-servers", () => apiError(409, "session_expired", "The interview has expired."));
   assert.equal((await rejection(sessionOn(expired).session.connectVoice())).kind, "session_expired");
+  // The code decides, not the message's wording.
+  const reworded = voiceServer().on("POST", "/rtc/offer", () => apiError(409, "session_expired", "Time is up."));
+  const timeUp = await rejection(sessionOn(reworded).session.connectVoice());
+  assert.equal(timeUp.kind, "session_expired");
+  assert.equal(timeUp.code, "session_expired");
+  // A server from before the session_expired code said so only in the message.
+  const older = voiceServer().on("GET", "/ice-servers", () => apiError(409, "session_closed", "The interview has expired."));
+  assert.equal((await rejection(sessionOn(older).session.connectVoice())).kind, "session_expired");
   const gone = voiceServer().on("GET", "/ice-servers", () => apiError(410, "gone", "Gone."));
   assert.equal((await rejection(sessionOn(gone).session.connectVoice())).kind, "session_expired");
   const ended = voiceServer().on("POST", "/rtc/offer", () => apiError(409, "session_closed", "The interview has ended."));
@@ -277,12 +287,14 @@ test("when reconnecting keeps failing, the error is connection_lost", async () =
     ++offers === 1 ? json(200, { type: "answer", sdp: "v=0 answer" }) : apiError(503, "at_capacity", "Full.", { "Retry-After": "10" }),
   );
   const { session, events } = sessionOn(server);
-  await session.connectVoice({ maxReconnectAttempts: 1 });
+  await session.connectVoice({ maxReconnectAttempts: 1, reconnectDelayMs: 10 });
+  FakePeer.instances[0]?.setState("connected");
   FakePeer.instances[0]?.setState("failed");
   await until("the voice error", () => events.some((e) => e.type === "voice-error"));
   const event = events.find((e) => e.type === "voice-error");
   assert.ok(event?.type === "voice-error");
   assert.equal(event.error.kind, "connection_lost");
+  assert.equal(server.count("POST", "/rtc/offer"), 2);
   assert.ok(microphone.track.stopped);
 });
 
@@ -371,4 +383,202 @@ test("start sends the session options in the API's names, the voice among them",
     candidate_name: "Ada",
     voice: "bf_emma",
   });
+});
+
+// -- giving up: failures counted across reconnect cycles ----------------------------------
+
+const reconnectAttempts = (events: InterviewEvent[]): number[] =>
+  events.flatMap((e) => (e.type === "reconnecting" ? [e.attempt] : []));
+
+test("a first connection that never comes up ends in connection_lost, not Connecting… forever", async () => {
+  // TURN blocked: every offer is answered, no connection ever reaches "connected".
+  const server = voiceServer();
+  const { session, events } = sessionOn(server);
+  await session.connectVoice({ connectTimeoutSeconds: 0.05, maxReconnectAttempts: 3, reconnectDelayMs: 10 });
+  await until("the voice error", () => events.some((e) => e.type === "voice-error"));
+  const event = events.find((e) => e.type === "voice-error");
+  assert.ok(event?.type === "voice-error");
+  assert.equal(event.error.kind, "connection_lost");
+  assert.match(event.error.message, /answer by typing/);
+  // Three attempts in all: the first connection and two reconnects, each timed out.
+  assert.equal(server.count("POST", "/rtc/offer"), 3);
+  assert.deepEqual(reconnectAttempts(events), [2, 3]);
+  assert.ok(microphone.track.stopped);
+  assert.ok(FakePeer.instances.every((pc) => pc.connectionState === "closed"));
+  // And it stays given up: no more offers.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(server.count("POST", "/rtc/offer"), 3);
+});
+
+test("failed attempts count across reconnect cycles, and only a real connection resets them", async () => {
+  const server = voiceServer();
+  const { session, events } = sessionOn(server);
+  await session.connectVoice({ connectTimeoutSeconds: 0.1, maxReconnectAttempts: 5, reconnectDelayMs: 10 });
+  FakePeer.instances[0]?.setState("connected");
+  FakePeer.instances[0]?.setState("failed");
+  // Reconnect 1 is answered, then times out: that is failure 1, so the next is attempt 2.
+  await until("the third offer", () => server.count("POST", "/rtc/offer") === 3);
+  // Attempt 2's connection fails while connecting: failure 2.
+  FakePeer.instances[2]?.setState("connecting");
+  FakePeer.instances[2]?.setState("failed");
+  await until("the fourth offer", () => server.count("POST", "/rtc/offer") === 4);
+  assert.deepEqual(reconnectAttempts(events), [1, 2, 3]);
+  // Attempt 3 comes up: the count starts over, and the next drop's reconnect is attempt 1.
+  FakePeer.instances[3]?.setState("connected");
+  FakePeer.instances[3]?.setState("failed");
+  await until("the fifth offer", () => server.count("POST", "/rtc/offer") === 5);
+  FakePeer.instances[4]?.setState("connected");
+  assert.deepEqual(reconnectAttempts(events), [1, 2, 3, 1]);
+  assert.ok(!events.some((e) => e.type === "voice-error"));
+});
+
+test("a reconnect waits as long as the server's Retry-After asks", async () => {
+  let offers = 0;
+  const server = voiceServer().on("POST", "/rtc/offer", () =>
+    ++offers === 2
+      ? apiError(503, "draining", "This server is shutting down; retry shortly.", { "Retry-After": "1" })
+      : json(200, { type: "answer", sdp: "v=0 answer" }),
+  );
+  const { session, events } = sessionOn(server);
+  await session.connectVoice({ reconnectDelayMs: 10 });
+  FakePeer.instances[0]?.setState("connected");
+  FakePeer.instances[0]?.setState("failed");
+  await until("the second reconnect", () => reconnectAttempts(events).length === 2);
+  const delays = events.flatMap((e) => (e.type === "reconnecting" ? [e.delayMs] : []));
+  assert.deepEqual(delays, [10, 1000]); // not the backoff's 20 ms
+  const asked = Date.now();
+  await until("the third offer", () => server.count("POST", "/rtc/offer") === 3);
+  assert.ok(Date.now() - asked >= 900, "the third offer did not wait for Retry-After");
+});
+
+test("a restarting or throttling server is busy (retryable), with its Retry-After", async () => {
+  const draining = voiceServer().on("POST", "/rtc/offer", () =>
+    apiError(503, "draining", "This server is shutting down; retry shortly and another one will take it.", {
+      "Retry-After": "5",
+    }),
+  );
+  const restarting = await rejection(sessionOn(draining).session.connectVoice());
+  assert.equal(restarting.kind, "busy");
+  assert.equal(restarting.retryAfterSeconds, 5);
+  assert.match(restarting.message, /restarting/);
+  // API Gateway's throttle: 429 with a body that is not the API's.
+  const throttled = voiceServer().on("GET", "/ice-servers", () => json(429, { message: "Too Many Requests" }));
+  const tooMany = await rejection(sessionOn(throttled).session.connectVoice());
+  assert.equal(tooMany.kind, "busy");
+  assert.equal(tooMany.status, 429);
+  assert.match(tooMany.message, /too many requests/i);
+  const startThrottled = new FakeServer().on("POST", "/api/interview/start", () => json(429, { message: "Too Many Requests" }));
+  const refused = await rejection(
+    InterviewSession.start("http://api.test/api/interview", { userId: "u" }, { fetch: startThrottled.fetch }),
+  );
+  assert.equal(refused.kind, "busy");
+});
+
+test("a busy server's refusal is retried by reconnecting, not given up at once", async () => {
+  let offers = 0;
+  const server = voiceServer().on("POST", "/rtc/offer", () =>
+    ++offers === 2 ? json(429, { message: "Too Many Requests" }) : json(200, { type: "answer", sdp: "v=0 answer" }),
+  );
+  const { session, events } = sessionOn(server);
+  await session.connectVoice({ reconnectDelayMs: 10 });
+  FakePeer.instances[0]?.setState("connected");
+  FakePeer.instances[0]?.setState("failed");
+  await until("the third offer", () => server.count("POST", "/rtc/offer") === 3);
+  FakePeer.instances[2]?.setState("connected");
+  assert.deepEqual(reconnectAttempts(events), [1, 2]);
+  assert.ok(!events.some((e) => e.type === "voice-error"));
+});
+
+// -- cookies ------------------------------------------------------------------------------
+
+function withPage(href: string | undefined): void {
+  Object.defineProperty(globalThis, "location", {
+    value: href === undefined ? undefined : new URL(href),
+    configurable: true,
+  });
+}
+
+afterEach(() => withPage(undefined));
+
+/** One of every request the client makes, on a session of `apiBase`. */
+async function everyRequest(apiBase: string, options: { credentials?: RequestCredentials } = {}): Promise<FakeServer> {
+  const encoder = new TextEncoder();
+  const server = voiceServer()
+    .on("POST", "/api/interview/start", () => json(201, { session_id: "s1", token: "tok", status: "created", plan_id: "p" }))
+    .on("GET", "/transcript", () => json(200, { turns: [] }))
+    .on("POST", "/transcript", () =>
+      json(200, {
+        candidate_turn: { index: 1, role: "candidate", text: "a" },
+        interviewer_turn: { index: 2, role: "interviewer", text: "b" },
+        status: "active",
+        interview_complete: false,
+      }),
+    )
+    .on("GET", "/events", () =>
+      new Response(
+        new ReadableStream({
+          start(controller) {
+            controller.enqueue(encoder.encode('id: 1\nevent: results\ndata: {"status": "ready"}\n\n'));
+            controller.close();
+          },
+        }),
+        { status: 200, headers: { "Content-Type": "text/event-stream" } },
+      ),
+    )
+    .on("POST", "/end", () => json(200, { session_id: "s1", status: "ended", end_reason: "candidate", ended_at: null }))
+    .on("GET", "/results", () => json(200, { status: "ready", session_id: "s1" }))
+    .on("GET", "/results?format=html", () => new Response("<p>report</p>", { headers: { "Content-Type": "text/html" } }));
+  const { session } = await InterviewSession.start(apiBase, { userId: "u" }, { fetch: server.fetch, ...options });
+  sessions.push(session);
+  const events: InterviewEvent[] = [];
+  session.subscribe((event) => events.push(event));
+  session.startEvents();
+  await until("the results event", () => events.some((e) => e.type === "results"));
+  await session.connectVoice();
+  await until("the candidates", () => server.count("POST", "/rtc/ice-candidate") === 3);
+  await session.status();
+  await session.transcript();
+  await session.answer("a");
+  await session.end();
+  await session.results();
+  await session.printableReport();
+  return server;
+}
+
+const EVERY_ROUTE = [
+  "POST /api/interview/start",
+  "GET /events",
+  "GET /ice-servers",
+  "POST /rtc/offer",
+  "POST /rtc/ice-candidate",
+  "GET /status",
+  "GET /transcript",
+  "POST /transcript",
+  "POST /end",
+  "GET /results",
+  "GET /results?format=html",
+];
+
+test("an API on another origin gets cookies on every request (the load balancer's stickiness)", async () => {
+  withPage("https://app.example.com/interview");
+  const server = await everyRequest("https://api.example.com/api/interview");
+  assert.deepEqual([...new Set(server.calls.map((c) => `${c.method} ${c.path}`))].sort(), [...EVERY_ROUTE].sort());
+  assert.deepEqual(
+    server.calls.filter((c) => c.credentials !== "include").map((c) => `${c.method} ${c.path}`),
+    [],
+  );
+});
+
+test("the same origin's API gets same-origin cookies, and an explicit option wins", async () => {
+  withPage("https://app.example.com/demo/");
+  const same = await everyRequest("https://app.example.com/api/interview");
+  assert.ok(same.calls.length >= EVERY_ROUTE.length);
+  assert.ok(same.calls.every((c) => c.credentials === "same-origin"));
+  const omitted = await everyRequest("https://api.example.com/api/interview", { credentials: "omit" });
+  assert.ok(omitted.calls.every((c) => c.credentials === "omit"));
+
+  assert.equal(defaultCredentials("../api/interview", "https://app.example.com/demo/"), "same-origin");
+  assert.equal(defaultCredentials("https://app.example.com:8443/api", "https://app.example.com/"), "include");
+  withPage(undefined); // not in a browser: fetch's own default
+  assert.equal(defaultCredentials("https://api.example.com/api"), "same-origin");
 });
