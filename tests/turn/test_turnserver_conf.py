@@ -7,7 +7,7 @@ the entrypoint rendered (shipped file plus the secret) with the entrypoint's arg
 
 Only the settings in tests/support/coturn.py's TEST_OVERRIDES change for the test (loopback
 addresses, free ports, a throwaway certificate, loopback peers): authentication, the denied peer
-ranges, quotas and TLS are the shipped ones. The client is aioice's TURN
+ranges, quotas, bandwidth limits and TLS are the shipped ones. The client is aioice's TURN
 client, which signs every request with the long-term credential (MESSAGE-INTEGRITY) as a
 browser does.
 """
@@ -15,6 +15,7 @@ browser does.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import ssl
@@ -29,7 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 from aioice import stun
-from aioice.turn import TurnClientTcpProtocol, TurnClientUdpProtocol
+from aioice.turn import TCP_TRANSPORT, TurnClientTcpProtocol, TurnClientUdpProtocol
 
 from interview.turn_credentials import TurnCredentialIssuer, turn_password
 from tests.support.coturn import TEST_OVERRIDES, CoturnServer, config_key
@@ -339,6 +340,7 @@ def test_the_shipped_settings_harden_the_server():
         "use-auth-secret",
         "fingerprint",
         "no-multicast-peers",
+        "no-tcp-relay",
         "no-cli",
         "no-tlsv1",
         "no-tlsv1_1",
@@ -351,6 +353,12 @@ def test_the_shipped_settings_harden_the_server():
     assert int(settings["user-quota"][0]) > 0 and int(settings["total-quota"][0]) > 0
     assert int(settings["stale-nonce"][0]) > 0
     assert settings["realm"][0]
+    # Bandwidth, in bytes per second: room for Opus speech (64 kbit/s = 8000 B/s, twice over for
+    # bursts and overhead), not for bulk transfer (at most 500 kbit/s per allocation); the server
+    # total leaves room for about 100 interviews (2-3 allocations each).
+    max_bps, capacity = int(settings["max-bps"][0]), int(settings["bps-capacity"][0])
+    assert 16_000 <= max_bps <= 62_500
+    assert capacity // max_bps >= 300
     denied = settings["denied-peer-ip"]
     for entry in (
         "0.0.0.0-0.255.255.255",
@@ -446,3 +454,64 @@ def test_the_entrypoint_refuses_a_config_that_carries_a_secret(tmp_path: Path):
     run = run_entrypoint(tmp_path / "run", SECRET, config=config)
     assert run.returncode != 0 and "must not set static-auth-secret" in run.stderr
     assert run.argv is None
+
+
+async def test_a_tcp_relay_is_refused(coturn: CoturnServer):
+    """RFC 6062: an allocation relaying over TCP would let anyone with credentials (any visitor
+    of the service) open TCP connections from this host to any public host and port."""
+    username, password = credentials()
+    loop = asyncio.get_running_loop()
+    address = ("127.0.0.1", coturn.port)
+    _, protocol = await loop.create_connection(
+        lambda: TurnClientTcpProtocol(address, username, password, 600, 300), *address
+    )
+    try:
+        request = stun.Message(
+            message_method=stun.Method.ALLOCATE, message_class=stun.Class.REQUEST
+        )
+        request.attributes["LIFETIME"] = 600
+        request.attributes["REQUESTED-TRANSPORT"] = TCP_TRANSPORT
+        with pytest.raises(stun.TransactionFailed) as refused:
+            await asyncio.wait_for(protocol.request_with_retry(request), timeout=10)
+        # 442 Unsupported Transport Protocol, after authenticating (not a 401).
+        assert refused.value.response.error_code == 442
+        # The same client, over the same TCP connection, still gets the UDP relay WebRTC uses.
+        relayed = await asyncio.wait_for(protocol.connect(), timeout=10)
+        assert relayed[0] == "127.0.0.1"
+    finally:
+        await close(protocol)
+
+
+async def test_a_relay_carries_speech_but_not_a_flood(coturn: CoturnServer):
+    max_bps = int(shipped_settings().get("max-bps", ["0"])[0])  # coturn: 0 is unlimited
+    loop = asyncio.get_running_loop()
+    received: dict[bytes, int] = {b"s": 0, b"f": 0}
+
+    class Peer(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            received[data[:1]] = received.get(data[:1], 0) + len(data)
+
+    peer_transport, _ = await loop.create_datagram_endpoint(Peer, local_addr=("127.0.0.1", 0))
+    peer = peer_transport.get_extra_info("sockname")
+    protocol = await allocate(coturn, *credentials())
+    try:
+        await protocol.send_data(b"bind", peer)  # binds the channel, outside the counts
+        # Speech: an Opus packet every 20 ms for a second (200 bytes: 80 kbit/s), all relayed.
+        for _ in range(50):
+            await protocol.send_data(b"s" * 200, peer)
+            await asyncio.sleep(0.02)
+        # A flood: 300 kB as fast as the client can send.
+        flood = 300 * 1000
+        started = time.monotonic()
+        for _ in range(300):
+            await protocol.send_data(b"f" * 1000, peer)
+        seconds = time.monotonic() - started
+        await asyncio.sleep(1.5)
+        assert received[b"s"] == 50 * 200
+        # coturn passes max-bps per second and drops the rest.
+        allowed = max_bps * (math.ceil(seconds) + 1)
+        assert allowed < flood, f"sending took {seconds:.1f} s: too slow to tell"
+        assert 0 < received[b"f"] <= allowed, (received, seconds)
+    finally:
+        await close(protocol)
+        peer_transport.close()
