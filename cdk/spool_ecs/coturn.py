@@ -19,6 +19,13 @@ DEFAULT_MAX_PORT = 65535
 # and the public address is only known in the account.
 MANAGED_KEYS = frozenset({"static-auth-secret", "external-ip"})
 
+# What keeps an internet-facing coturn from being an open relay, given that its credentials are
+# as good as public (any visitor of the service gets some): turn/turnserver.conf sets each of
+# them and says why. A config given with -c turn_config=... must set them too.
+HARDENING_FLAGS = ("no-tcp-relay", "no-multicast-peers", "no-cli")
+# Bytes per second, per allocation and for the whole server.
+BANDWIDTH_KEYS = ("max-bps", "bps-capacity")
+
 _HEREDOC_MARK = "SPOOL_TURNSERVER_CONF"
 
 
@@ -79,6 +86,20 @@ def load_turn_config(path: Path) -> TurnConfig:
     if "use-auth-secret" not in values:
         # The app hands out TURN REST credentials; without this coturn would refuse all of them.
         raise ValueError(f"{path} must set use-auth-secret (the app issues TURN REST credentials)")
+    missing = [key for key in (*HARDENING_FLAGS, *BANDWIDTH_KEYS) if key not in values]
+    if "denied-peer-ip" not in values:
+        missing.append("denied-peer-ip")
+    if missing:
+        raise ValueError(
+            f"{path} must set {', '.join(missing)}: anyone can get TURN credentials from the "
+            "service, so the relay must refuse TCP relays and internal peers and cap bandwidth "
+            "(see turn/turnserver.conf)"
+        )
+    for key in BANDWIDTH_KEYS:
+        raw = values[key].strip('"')
+        if not raw.isdigit() or int(raw) <= 0:
+            # coturn reads 0 (or nonsense) as unlimited.
+            raise ValueError(f"{path}: {key}={values[key]!r} must be a positive number of bytes/s")
     min_port = _port(values, "min-port", DEFAULT_MIN_PORT, path)
     max_port = _port(values, "max-port", DEFAULT_MAX_PORT, path)
     if min_port > max_port:

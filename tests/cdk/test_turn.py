@@ -9,11 +9,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spool_ecs.coturn import boot_script, load_turn_config
+from spool_ecs.coturn import BANDWIDTH_KEYS, HARDENING_FLAGS, boot_script, load_turn_config
 
 from tests.cdk.conftest import REPO_DIR, Synth
+from tests.support.coturn import config_key
+from tests.turn.test_turnserver_conf import run_entrypoint
 
 SHIPPED_CONF = REPO_DIR / "turn" / "turnserver.conf"
+HARDENING_KEYS = (*HARDENING_FLAGS, *BANDWIDTH_KEYS, "denied-peer-ip")
+# The least a config given with -c turn_config=... must set besides its own lines.
+HARDENED = (
+    "use-auth-secret\nno-tcp-relay\nno-multicast-peers\nno-cli\nmax-bps=37500\n"
+    "bps-capacity=12500000\ndenied-peer-ip=10.0.0.0-10.255.255.255\n"
+)
+
+
+def _hardening_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if config_key(line) in HARDENING_KEYS]
 
 
 def _user_data(synth: Synth) -> str:
@@ -97,6 +109,25 @@ def test_boot_script_installs_coturn_with_the_shared_secret(turn_instance: Synth
     # The shipped hardening arrives intact.
     for line in ("use-auth-secret", "denied-peer-ip=169.254.0.0-169.254.255.255", "no-cli"):
         assert f"\n{line}\n" in script
+    shipped = _hardening_lines(SHIPPED_CONF.read_text())
+    assert {"no-tcp-relay", "max-bps=37500", "bps-capacity=12500000"} <= set(shipped)
+    for line in shipped:
+        assert f"\n{line}\n" in script, line
+
+
+def test_the_instance_and_the_compose_service_carry_the_same_hardening(tmp_path: Path) -> None:
+    """Both TURN servers run turn/turnserver.conf: the EC2 instance from its boot script, the
+    compose service from the file its entrypoint renders. Neither may lose a hardening line."""
+    script = boot_script(
+        load_turn_config(SHIPPED_CONF), region="r", secret_arn="a", public_ip="203.0.113.10"
+    )
+    run = run_entrypoint(tmp_path, "compose-secret")
+    assert run.returncode == 0 and run.argv is not None, run.stderr
+    compose = Path(run.argv[1]).read_text()
+    shipped = _hardening_lines(SHIPPED_CONF.read_text())
+    assert {config_key(line) for line in shipped} == set(HARDENING_KEYS)
+    assert _hardening_lines(script) == shipped
+    assert _hardening_lines(compose) == shipped
 
 
 def test_instance_role_reads_only_the_app_secret(turn_instance: Synth) -> None:
@@ -136,7 +167,7 @@ def _conf(tmp_path: Path, text: str) -> Path:
 
 
 def test_config_ports_and_defaults(tmp_path: Path) -> None:
-    config = load_turn_config(_conf(tmp_path, "use-auth-secret\nmin-port=50000\nmax-port=50100\n"))
+    config = load_turn_config(_conf(tmp_path, HARDENED + "min-port=50000\nmax-port=50100\n"))
     assert (config.min_port, config.max_port) == (50000, 50100)
     assert (config.listening_port, config.tls_listening_port) == (3478, 5349)
     assert config.cert is None
@@ -146,9 +177,19 @@ def test_config_ports_and_defaults(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("min-port=50000\n", "use-auth-secret"),
-        ("use-auth-secret\nmin-port=60000\nmax-port=50000\n", "above max-port"),
-        ("use-auth-secret\nlistening-port=http\n", "not a port"),
-        ("use-auth-secret\n# SPOOL_TURNSERVER_CONF\n", "must not contain"),
+        (HARDENED + "min-port=60000\nmax-port=50000\n", "above max-port"),
+        (HARDENED + "listening-port=http\n", "not a port"),
+        (HARDENED + "# SPOOL_TURNSERVER_CONF\n", "must not contain"),
+        # An open relay: TCP relays, no bandwidth caps, internal peers reachable.
+        (HARDENED.replace("no-tcp-relay\n", ""), "must set no-tcp-relay:"),
+        (HARDENED.replace("max-bps=37500\n", ""), "must set max-bps:"),
+        (HARDENED.replace("bps-capacity=12500000\n", ""), "must set bps-capacity:"),
+        (HARDENED.replace("no-multicast-peers\n", ""), "must set no-multicast-peers:"),
+        (HARDENED.replace("no-cli\n", ""), "must set no-cli:"),
+        (HARDENED.split("denied-peer-ip")[0], "must set denied-peer-ip:"),
+        ("use-auth-secret\n", "no-tcp-relay, no-multicast-peers, no-cli, max-bps, bps-capacity"),
+        (HARDENED.replace("max-bps=37500", "max-bps=0"), "max-bps='0' must be a positive"),
+        (HARDENED.replace("bps-capacity=12500000", "bps-capacity=lots"), "bps-capacity="),
     ],
 )
 def test_config_refuses_what_would_break_the_relay(tmp_path: Path, text: str, message: str) -> None:
@@ -162,7 +203,7 @@ def test_missing_config_is_named(tmp_path: Path) -> None:
 
 
 def test_secret_and_address_in_the_file_are_replaced(tmp_path: Path) -> None:
-    text = "use-auth-secret\nstatic-auth-secret=leaked\n--external-ip=1.2.3.4\nrealm=x\n"
+    text = HARDENED + "static-auth-secret=leaked\n--external-ip=1.2.3.4\nrealm=x\n"
     script = boot_script(
         load_turn_config(_conf(tmp_path, text)), region="r", secret_arn="a", public_ip="p"
     )
