@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import Literal
 
+import httpx
 import openai
 import structlog
 from openai import AsyncOpenAI
@@ -106,7 +107,7 @@ class LLMEvaluator:
                 async with asyncio.timeout(self.timeout_seconds):
                     raw = await self._ask(plan, messages)
                 return check(raw, plan, questions, turns, self.model)
-            except (openai.APIError, TimeoutError, InvalidEvaluation) as exc:
+            except (openai.APIError, httpx.HTTPError, TimeoutError, InvalidEvaluation) as exc:
                 reason = (
                     f"invalid evaluation: {exc}"
                     if isinstance(exc, InvalidEvaluation)
@@ -133,12 +134,17 @@ class LLMEvaluator:
             tool_choice=tool_choice(),  # type: ignore[arg-type]
             **({} if self.temperature is None else {"temperature": self.temperature}),
         )
-        calls = [
-            call
-            for choice in completion.choices[:1]
-            for call in choice.message.tool_calls or ()
-            if call.type == "function" and call.function.name == TOOL_NAME
-        ]
+        try:
+            calls = [
+                call
+                for choice in completion.choices[:1]
+                for call in choice.message.tool_calls or ()
+                if call.type == "function" and call.function.name == TOOL_NAME
+            ]
+        except (TypeError, AttributeError):
+            # The SDK does not validate answers: a proxy's HTML page arrives as a str, a
+            # merely "compatible" server's chunk may lack choices or their message.
+            raise InvalidEvaluation("the answer is not a chat completion") from None
         if not calls:
             raise InvalidEvaluation(f"the model did not call {TOOL_NAME}")
         try:
@@ -197,8 +203,8 @@ def check(
             )
         evidence: list[Evidence] = []
         for quote in item.evidence:
-            turn_index = find_quote(quote, candidate_turns)
-            if turn_index is None:
+            match = find_quote(quote, candidate_turns)
+            if match is None:
                 flagged.append(
                     FlaggedQuote(
                         competency=competency.id,
@@ -207,7 +213,7 @@ def check(
                     )
                 )
             else:
-                evidence.append(Evidence(quote=quote.strip(), turn_index=turn_index))
+                evidence.append(Evidence(quote=match.text, turn_index=match.turn_index))
         scores.append(
             CompetencyScore(
                 id=competency.id,

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
 _NOT_WORD = re.compile(r"[^\w']+")
+# Punctuation around the first and last word that the quote itself did not need.
+_EDGE = ' ,;:()[]"\u201c\u201d'
 
 
 def normalize(text: str) -> str:
@@ -20,17 +23,36 @@ def normalize(text: str) -> str:
     return " ".join(_NOT_WORD.sub(" ", text).split())
 
 
-def find_quote(quote: str, turns: Sequence[tuple[int, str]]) -> int | None:
-    """The index of the first candidate turn that contains `quote`, or None.
+@dataclass(frozen=True)
+class QuoteMatch:
+    turn_index: int
+    # The candidate's own words as the transcript has them: the model's copy may differ in
+    # case and punctuation, and the report calls its evidence verbatim.
+    text: str
+
+
+def find_quote(quote: str, turns: Sequence[tuple[int, str]]) -> QuoteMatch | None:
+    """The first candidate turn that contains `quote`, with the matching words, or None.
 
     `turns` are (turn index, text) of the candidate's turns only: a line the interviewer said
     is not evidence about the candidate.
     """
-    needle = normalize(quote)
+    needle = normalize(quote).split()
     if not needle:
         return None
     for index, text in turns:
-        # Padded with spaces so a quote must match whole words ("art" is not in "start").
-        if f" {needle} " in f" {normalize(text)} ":
-            return index
+        # Word by word, so a quote must match whole words ("art" is not in "start").
+        words = _words(text)
+        for start in range(len(words) - len(needle) + 1):
+            if [w for w, _, _ in words[start : start + len(needle)]] == needle:
+                first, last = words[start], words[start + len(needle) - 1]
+                return QuoteMatch(index, text[first[1] : last[2]].strip(_EDGE))
     return None
+
+
+def _words(text: str) -> list[tuple[str, int, int]]:
+    """The normalized words of `text`, each with the span of the original token it is in."""
+    words = []
+    for token in re.finditer(r"\S+", text):
+        words += [(word, token.start(), token.end()) for word in normalize(token.group()).split()]
+    return words

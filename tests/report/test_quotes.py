@@ -1,6 +1,6 @@
 import pytest
 
-from interview.report.quotes import find_quote, normalize
+from interview.report.quotes import QuoteMatch, find_quote, normalize
 
 TURNS = [
     (1, "I built the billing service in Go, and I owned its data model."),
@@ -9,16 +9,22 @@ TURNS = [
 
 
 @pytest.mark.parametrize(
-    ("quote", "turn"),
+    ("quote", "turn", "verbatim"),
     [
-        ("I built the billing service in Go", 1),
-        ("i BUILT the billing service in go,", 1),  # case and punctuation do not count
-        ("\u201cwe rolled back within ten minutes\u201d", 3),
-        ("rolled back within ten minutes then I wrote", 3),
+        ("I built the billing service in Go", 1, "I built the billing service in Go"),
+        # Case and punctuation do not count; the evidence is the candidate's own spelling.
+        ("i BUILT the billing service in go,", 1, "I built the billing service in Go"),
+        ("\u201cwe rolled back within ten minutes\u201d", 3, "We rolled back within ten minutes"),
+        (
+            "rolled back within ten minutes then I wrote",
+            3,
+            "rolled back within ten minutes; then I wrote",
+        ),
+        ("the post mortem", 3, "the post-mortem."),
     ],
 )
-def test_verbatim_quotes_are_found_in_their_turn(quote, turn):
-    assert find_quote(quote, TURNS) == turn
+def test_verbatim_quotes_are_found_in_their_turn(quote, turn, verbatim):
+    assert find_quote(quote, TURNS) == QuoteMatch(turn, verbatim)
 
 
 @pytest.mark.parametrize(

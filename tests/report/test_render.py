@@ -76,3 +76,11 @@ def test_markdown_cannot_be_shaped_by_the_interview():
     assert (
         "> \\[click\\](https://evil.example) \\*\\*bold\\*\\* \\<b\\>x\\</b\\> \\| \\# no" in text
     )
+
+
+def test_markdown_escapes_the_models_follow_ups():
+    # In LLM mode a follow-up is the model's own words, which may echo the candidate's.
+    follow_up = turn(4, "interviewer", "See [this](https://evil.example) | **now**", q=1)
+    follow_up.kind = "follow_up"
+    text = render(build_report(PLAN, SESSION, [*TURNS, follow_up], now=T0), "md")
+    assert "Follow-up: See \\[this\\](https://evil.example) \\| \\*\\*now\\*\\*" in text
