@@ -169,7 +169,7 @@ class InterviewService:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._report_tasks: dict[str, asyncio.Task[None]] = {}
         # Per process, like the locks: a restarted service reports "normal" until a turn fails.
-        self._health: dict[str, InterviewerHealth] = {}
+        self._announced_mode: dict[str, str] = {}
 
     # lifecycle
 
@@ -228,12 +228,21 @@ class InterviewService:
             turn_count=await self.store.count_turns(row.id),
             question_count=len(plan.questions),
             elapsed_seconds=self._elapsed(row),
-            interviewer=self.interviewer_health(row.id),
+            interviewer=await self.interviewer_health(row.id),
             voice=self.voice_for(row),
         )
 
-    def interviewer_health(self, session_id: str) -> InterviewerHealth:
-        return self._health.get(session_id) or InterviewerHealth(engine=self.interviewer.engine)
+    async def interviewer_health(self, session_id: str) -> InterviewerHealth:
+        # From the stored lines, not this process's memory: true after the interview has
+        # ended, after a restart, and on any instance.
+        reasons = await self.store.degraded_reasons(session_id)
+        degraded = [r for r in reasons if r is not None]
+        return InterviewerHealth(
+            engine=self.interviewer.engine,
+            mode="degraded" if reasons and reasons[-1] is not None else "normal",
+            degraded_turns=len(degraded),
+            last_reason=degraded[-1] if degraded else None,
+        )
 
     async def transcript(self, row: SessionRow) -> Sequence[TurnRow]:
         return await self.store.list_turns(row.id)
@@ -494,6 +503,7 @@ class InterviewService:
             question_index=reply.question_index,
             started_at=at,
             ended_at=at,
+            degraded_reason=reply.degraded,
         )
 
     async def _commit_interviewer_turn(
@@ -516,16 +526,13 @@ class InterviewService:
         return turn
 
     def _note_interviewer(self, session_id: str, reply: InterviewerReply) -> None:
-        health = self._health.setdefault(
-            session_id, InterviewerHealth(engine=self.interviewer.engine)
-        )
         mode: Literal["normal", "degraded"] = "degraded" if reply.degraded else "normal"
         if reply.degraded:
-            health.degraded_turns += 1
-            health.last_reason = reply.degraded
             log.warning("interviewer_degraded", session_id=session_id, reason=reply.degraded)
-        if mode != health.mode:
-            health.mode = mode
+        # Only a change of mode is an event; what this process last announced is enough to
+        # tell, since the status reads the stored lines.
+        if mode != self._announced_mode.get(session_id, "normal"):
+            self._announced_mode[session_id] = mode
             self._publish(session_id, "interviewer", mode=mode, reason=reply.degraded)
 
     def _due(self, row: SessionRow) -> bool:
@@ -559,8 +566,8 @@ class InterviewService:
         try:
             await self._write_report(session_id)
         finally:
-            # The interview is over: its interviewer's health is no longer worth keeping.
-            self._health.pop(session_id, None)
+            # The interview is over: no more interviewer events will be announced for it.
+            self._announced_mode.pop(session_id, None)
 
     async def _write_report(self, session_id: str) -> None:
         try:

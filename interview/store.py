@@ -95,6 +95,10 @@ class TurnRow(Base):
     ended_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # For a spoken interviewer turn: end of the candidate's speech -> first reply audio.
     reply_latency_ms: Mapped[int | None] = mapped_column(Integer)
+    # Why this interviewer line is the scripted interviewer's stand-in (the language model
+    # failed); None for the interviewer's own lines. Kept with the turn so the status and the
+    # report can say so after the interview, a restart, or on another instance.
+    degraded_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class ReportRow(Base):
@@ -197,6 +201,16 @@ class Store:
                     .values(**session_values)
                 )
 
+    async def degraded_reasons(self, session_id: str) -> list[str | None]:
+        """Each interviewer line's degraded reason (None when the interviewer's own), in order."""
+        async with self._sessions() as db:
+            rows = await db.scalars(
+                select(TurnRow.degraded_reason)
+                .where(TurnRow.session_id == session_id, TurnRow.role == "interviewer")
+                .order_by(TurnRow.index)
+            )
+            return list(rows.all())
+
     async def update_turn(self, session_id: str, index: int, **values: Any) -> None:
         async with self._sessions() as db, db.begin():
             await db.execute(
@@ -252,6 +266,7 @@ class Store:
 # drops a column (or needs a backfill) needs real migrations (Alembic), not a longer list.
 ADDED_COLUMNS: dict[str, dict[str, str]] = {
     "interview_sessions": {"voice": "VARCHAR(64)"},
+    "interview_turns": {"degraded_reason": "TEXT"},
 }
 
 

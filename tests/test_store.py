@@ -2,13 +2,14 @@
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, MetaData, Table, insert, inspect
 from sqlalchemy.exc import IntegrityError
 
 from interview.config import to_async_database_url
-from interview.store import ReportRow, SessionRow, Store, TurnRow
+from interview.store import ADDED_COLUMNS, ReportRow, SessionRow, Store, TurnRow
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
@@ -114,48 +115,71 @@ async def test_ping(store: Store):
     await store.ping()
 
 
-def schema_before_voice() -> MetaData:
-    """The tables as the release before the session's voice column made them."""
+def schema_before_added_columns() -> MetaData:
+    """The tables as the first release made them: without any of the columns added since."""
     old = MetaData()
-    sessions = SessionRow.__table__
-    Table(sessions.name, old, *(c._copy() for c in sessions.columns if c.name != "voice"))
-    for table in (TurnRow.__table__, ReportRow.__table__):
-        table.to_metadata(old)
+    for table in (SessionRow.__table__, TurnRow.__table__, ReportRow.__table__):
+        added = ADDED_COLUMNS.get(table.name, {})
+        Table(table.name, old, *(c._copy() for c in table.columns if c.name not in added))
     return old
 
 
-def session_columns(conn: Connection) -> set[str]:
-    return {c["name"] for c in inspect(conn).get_columns("interview_sessions")}
+def columns(conn: Connection) -> dict[str, set[str]]:
+    found = inspect(conn)
+    return {t: {c["name"] for c in found.get_columns(t)} for t in ADDED_COLUMNS}
 
 
-async def test_an_older_database_gets_the_voice_column(database_url: str):
+def old_values(row: Any, mapped: type) -> dict[str, Any]:
+    # By the ORM's attribute names: the "metadata" column is the attribute `meta`.
+    added = ADDED_COLUMNS.get(mapped.__tablename__, {})
+    return {
+        prop.columns[0].name: getattr(row, prop.key)
+        for prop in inspect(mapped).column_attrs
+        if prop.columns[0].name not in added and getattr(row, prop.key) is not None
+    }
+
+
+async def test_an_older_database_gets_the_added_columns(database_url: str):
     store = Store(to_async_database_url(database_url))
     try:
-        old = schema_before_voice()
+        old = schema_before_added_columns()
         async with store.engine.begin() as conn:
             await conn.run_sync(old.create_all)
-            assert "voice" not in await conn.run_sync(session_columns)
+            before = await conn.run_sync(columns)
+            assert all(not set(added) & before[t] for t, added in ADDED_COLUMNS.items())
             row = session("old")
-            # By the ORM's attribute names: the "metadata" column is the attribute `meta`.
-            values = {
-                prop.columns[0].name: getattr(row, prop.key)
-                for prop in inspect(SessionRow).column_attrs
-                if prop.key != "voice"
-            }
-            await conn.execute(insert(old.tables["interview_sessions"]).values(values))
+            await conn.execute(
+                insert(old.tables["interview_sessions"]).values(old_values(row, SessionRow))
+            )
+            line = TurnRow(
+                session_id="old", index=0, role="interviewer", kind="question", text="Hi.",
+                source="text", question_index=0, started_at=T0, ended_at=T0,
+            )  # fmt: skip
+            await conn.execute(
+                insert(old.tables["interview_turns"]).values(old_values(line, TurnRow))
+            )
 
         await store.create_schema()
-        await store.create_schema()  # idempotent: a restart finds the column and adds nothing
+        await store.create_schema()  # idempotent: a restart finds the columns and adds nothing
         async with store.engine.connect() as conn:
-            assert "voice" in await conn.run_sync(session_columns)
+            after = await conn.run_sync(columns)
+        assert all(set(added) <= after[t] for t, added in ADDED_COLUMNS.items())
 
         chosen = session("new")
         chosen.voice = "bf_emma"
         await store.insert_session(chosen)
         loaded_new, loaded_old = await store.get_session("new"), await store.get_session("old")
         assert loaded_new is not None and loaded_new.voice == "bf_emma"
-        # The row written before the column existed keeps working, with no voice of its own.
+        # The rows written before the columns existed keep working, with nothing of their own.
         assert loaded_old is not None and loaded_old.voice is None
         assert loaded_old.meta == {"team": "search", "level": 3}
+        assert await store.degraded_reasons("old") == [None]
+        stand_in = TurnRow(
+            session_id="new", index=0, role="interviewer", kind="question", text="Hi.",
+            source="text", question_index=0, started_at=T0, ended_at=T0,
+            degraded_reason="timed out",
+        )  # fmt: skip
+        await store.add_turn(stand_in)
+        assert await store.degraded_reasons("new") == ["timed out"]
     finally:
         await store.dispose()

@@ -88,6 +88,7 @@ def build_report(
             mean_response_delay_seconds=round(mean(delays), 2) if delays else None,
             questions_covered=sum(q.answered for q in questions),
             questions_total=len(questions),
+            interviewer_fallback_lines=sum(t.degraded_reason is not None for t in interviewer),
         ),
         evaluation_note=NO_EVALUATION,
         generated_at=now,
@@ -95,6 +96,11 @@ def build_report(
 
 
 def _talk_time_ratio(turns: Sequence[TurnRow]) -> float | None:
+    # The report of a voice interview is made as soon as the closing line is saved, before it
+    # is played and timed: the conversation's time is what was spoken up to it.
+    turns = list(turns)
+    while turns and turns[-1].role == "interviewer" and turns[-1].source != "voice":
+        turns.pop()
     # Typed answers and unspoken lines have no duration, so a time ratio would be made up.
     if not turns or any(t.source != "voice" for t in turns):
         return None

@@ -50,6 +50,8 @@ class Metrics(BaseModel):
     mean_response_delay_seconds: float | None
     questions_covered: int
     questions_total: int
+    # The interviewer's lines that are the scripted stand-in because the language model failed.
+    interviewer_fallback_lines: int = 0
 
 
 class Evidence(BaseModel):

@@ -254,11 +254,30 @@ async def test_a_spoken_interview_with_the_model_streams_follows_up_and_closes(
         async with httpx.AsyncClient(base_url=server.api, timeout=10) as api:
             turns = (await api.get(f"/{sid}/transcript", headers=auth(token))).json()["turns"]
             status = (await api.get(f"/{sid}/status", headers=auth(token))).json()
+            report = await voice_results(api, sid, token)
         assert [t["kind"] for t in turns] == [
             "question", "answer", "question", "answer", "follow_up", "answer", "close",
         ]  # fmt: skip
         assert all(t["source"] == "voice" for t in turns)
         assert (status["status"], status["end_reason"]) == ("ended", "plan_finished")
         assert status["interviewer"]["mode"] == "normal"
+        # The report is made when the closing line is saved, before it is played: the spoken
+        # conversation up to it still gives the time ratio, and the model's evaluation is in.
+        metrics = report["metrics"]
+        assert 0 < metrics["talk_time_ratio"] < 1, metrics
+        assert metrics["speaking_seconds"] > 0 and metrics["words_per_minute"] > 0, metrics
+        assert (metrics["questions_covered"], metrics["questions_total"]) == (2, 2), metrics
+        assert report["evaluation"] is not None, report["evaluation_note"]
     finally:
         server.stop()
+
+
+async def voice_results(api: httpx.AsyncClient, sid: str, token: str) -> dict:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        response = await api.get(f"/{sid}/results", headers=auth(token))
+        if response.status_code == 200:
+            return response.json()
+        assert response.status_code == 202, response.text
+        await asyncio.sleep(0.2)
+    raise AssertionError("the report was not ready in time")

@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 from interview.config import PACKAGE_DIR
 from interview.plans import PlanCatalog
 from interview.report import build_report
+from interview.report.render import render
 from interview.store import SessionRow, TurnRow
 
 PLAN = PlanCatalog.load(PACKAGE_DIR / "plans").get("backend-engineer-screen")
@@ -97,3 +98,30 @@ def test_no_talk_time_ratio_when_a_turn_was_typed():
     ]
     m = build_report(PLAN, session, turns, now=at(61)).metrics
     assert m.talk_time_ratio is None and m.talk_ratio == 0.5
+
+
+def test_talk_time_ratio_of_a_voice_interview_reported_before_its_closing_line_played():
+    # The closing line is saved (as text) and the report made before the line is spoken.
+    session = SessionRow(id="s", user_id="u", plan_id=PLAN.id, started_at=at(0), ended_at=at(30))
+    turns = [
+        t(0, "interviewer", "question", "Q1", 0, 8),
+        t(1, "candidate", "answer", "one two three four", 10, 18),
+        t(2, "interviewer", "close", "Thanks, goodbye.", 19, 19, source="text"),
+    ]
+    m = build_report(PLAN, session, turns, now=at(31)).metrics
+    assert m.talk_time_ratio == 0.5
+
+
+def test_the_report_counts_the_interviewer_lines_that_were_the_scripted_stand_in():
+    session = SessionRow(id="s", user_id="u", plan_id=PLAN.id, started_at=at(0), ended_at=at(30))
+    stand_in = t(2, "interviewer", "question", "Q2", 12, 14, q=1)
+    stand_in.degraded_reason = "APIStatusError (HTTP 500)"
+    turns = [
+        t(0, "interviewer", "question", "Q1", 0, 8),
+        t(1, "candidate", "answer", "one two three four", 9, 11),
+        stand_in,
+    ]
+    report = build_report(PLAN, session, turns, now=at(31))
+    assert report.metrics.interviewer_fallback_lines == 1
+    assert "| Interviewer lines from the scripted fallback" in render(report, "md")
+    assert "scripted fallback" not in render(build_report(PLAN, session, turns[:2], at(31)), "md")
