@@ -745,7 +745,8 @@ export class InterviewSession {
 
   /**
    * Open the microphone and connect to the interviewer. Resolves once the offer is answered
-   * (the media flows shortly after: watch the "peer" events). Throws InterviewError.
+   * (the media flows shortly after: watch the "peer" events), or without connecting when
+   * close() is called meanwhile. Throws InterviewError.
    */
   async connectVoice(options: VoiceOptions = {}): Promise<void> {
     this.voiceOptions = options;
@@ -770,6 +771,11 @@ export class InterviewSession {
       } catch (error) {
         throw microphoneError(error);
       }
+    }
+    if (this.finished) {
+      // close() while the browser asked for the microphone: release it, connect nothing.
+      this.closeVoice();
+      return;
     }
     this.voiceWanted = true;
     try {

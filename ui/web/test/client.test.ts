@@ -582,3 +582,19 @@ test("the same origin's API gets same-origin cookies, and an explicit option win
   withPage(undefined); // not in a browser: fetch's own default
   assert.equal(defaultCredentials("https://api.example.com/api"), "same-origin");
 });
+
+test("close() while the browser asks for the microphone connects nothing and releases it", async () => {
+  let grant: (stream: FakeStream) => void = () => undefined;
+  getUserMedia = () => new Promise((resolve) => (grant = resolve));
+  const server = voiceServer();
+  const { session } = sessionOn(server);
+  const connecting = session.connectVoice();
+  await until("the microphone prompt", () => server.count("GET", "/ice-servers") === 1);
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  session.close(); // the page went away
+  grant(microphone);
+  await connecting;
+  assert.equal(server.count("POST", "/rtc/offer"), 0);
+  assert.equal(FakePeer.instances.length, 0);
+  assert.ok(microphone.track.stopped);
+});
