@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from tests.api.helpers import auth
 from tests.e2e.conftest import COTURN_SECRET, recall, start_voice_server
@@ -193,7 +193,10 @@ def run_spoken_turn(
     save_screenshot(page, f"{name}-ready")
 
     start(page)
-    expect(page.get_by_test_id("phase")).to_have_text("Live", timeout=CONNECT_MS)
+    phase = page.get_by_test_id("phase")
+    expect(phase).to_have_text("Live", timeout=CONNECT_MS)
+    # The start form went away with the focus in it: the focus is on the status line, not lost.
+    expect(phase).to_be_focused()
     transcript = page.get_by_test_id("transcript")
     expect(transcript.locator("li").first).to_contain_text(GREETING)
 
@@ -208,6 +211,8 @@ def run_spoken_turn(
 
     # When the indicator says the interviewer has finished, the candidate answers.
     speaking = page.get_by_test_id("speaking")
+    # It is not a live region: a screen reader would read every change over the interviewer.
+    expect(speaking).to_have_attribute("aria-live", "off")
     wait_until(
         "the interviewer to finish the greeting",
         lambda: (
@@ -236,8 +241,18 @@ def run_spoken_turn(
     if while_live is not None:
         while_live(page)
 
+    # Mute is a toggle button: one name, its state in aria-pressed.
+    mute = page.get_by_role("button", name="Mute microphone", exact=True)
+    expect(mute).to_have_attribute("aria-pressed", "false")
+    mute.click()
+    expect(mute).to_have_attribute("aria-pressed", "true")
+    mute.click()
+    expect(mute).to_have_attribute("aria-pressed", "false")
+
     page.get_by_role("button", name="End interview").click()
     expect(page.get_by_test_id("phase")).to_have_text("Interview ended")
+    # The controls went away with the focus on End: it moves to the status line.
+    expect(page.get_by_test_id("phase")).to_be_focused()
     results = page.get_by_test_id("results")
     expect(results).to_be_visible(timeout=RESULTS_MS)
     expect(results.get_by_test_id("metrics")).to_contain_text("1 of 2")
@@ -329,6 +344,38 @@ def test_a_denied_microphone_is_explained_and_typing_still_works(
     expect(transcript.locator('li[data-role="candidate"]')).to_contain_text("nightly jobs")
     expect(transcript.locator("li").nth(2)).to_contain_text(NEXT_QUESTION)
     assert requests.external() == [], requests.external()
+
+
+def test_ending_stops_the_live_events_even_without_their_results_event(
+    voice_server: AppServer, chromium_launcher: Callable[..., Browser]
+):
+    browser = chromium_launcher(allow_microphone=False)  # typing only: no voice slot taken
+    _context, page, _requests = new_page(browser)
+    # Every /events response ends at once without the `results` event (as when it is missed),
+    # asking the client to come back after 100 ms.
+    followed: list[str] = []
+
+    def no_results(route: Route) -> None:
+        followed.append(route.request.url)
+        route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"},
+            body="retry: 100\nevent: keepalive\ndata: {}\n\n",
+        )
+
+    page.route("**/events", no_results)
+    page.goto(demo_url(voice_server, plan="quick-engineer"))
+    start(page)
+    phase = page.get_by_test_id("phase")
+    expect(phase).to_have_text("Voice off: you can type your answers")
+    page.get_by_role("button", name="End interview").click()
+    expect(phase).to_have_text("Interview ended")
+    expect(page.get_by_test_id("results")).to_be_visible(timeout=RESULTS_MS)
+    expect(phase).to_be_focused()
+    assert len(followed) >= 2, followed  # the stream was followed while the interview ran
+    seen = len(followed)
+    page.wait_for_timeout(1500)
+    assert len(followed) == seen, f"/events requested {len(followed) - seen} more times after End"
 
 
 class HeldConnections:
@@ -426,6 +473,7 @@ def test_an_expired_session_says_so(short_lived_server: AppServer, page: Page):
     expect(alert).to_contain_text("has expired")
     expect(alert).to_have_attribute("data-error-kind", "session_expired")
     expect(page.get_by_role("button", name="Start a new interview")).to_be_visible()
+    expect(page.get_by_test_id("phase")).to_be_focused()  # not lost with the start form
     save_screenshot(page, "react-demo-session-expired")
     assert all(token not in url for url in requests.urls)
     assert requests.external() == [], requests.external()

@@ -6,7 +6,7 @@
 // States: ready -> connecting -> live -> ended; "error" shows what went wrong (announced to
 // screen readers) and what can still be done (retry voice, answer by typing, end).
 
-import { useCallback, useEffect, useId, useMemo, useRef, useState } from "react";
+import { useCallback, useEffect, useId, useLayoutEffect, useMemo, useRef, useState } from "react";
 import type { FormEvent, ReactElement } from "react";
 
 import {
@@ -42,6 +42,11 @@ export interface VoiceInterviewPageRESTProps {
   iceTransportPolicy?: RTCIceTransportPolicy;
   /** getUserMedia audio constraints. */
   audioConstraints?: MediaTrackConstraints | boolean;
+  /**
+   * Cookies on the API's requests. Default: "include" when apiBase is on another origin (a
+   * load balancer's stickiness cookie keeps the session on one server), else "same-origin".
+   */
+  credentials?: RequestCredentials;
   title?: string;
   onPhaseChange?: (phase: Phase) => void;
   onResults?: (results: Report | FailedResults) => void;
@@ -117,6 +122,7 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
     voice,
     iceTransportPolicy,
     audioConstraints,
+    credentials,
     title = "Voice interview",
     onPhaseChange,
     onResults,
@@ -140,6 +146,10 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
   const speakingStarted = useRef(0);
   const endedRef = useRef(false);
   const phaseRef = useRef<Phase>("ready");
+  const mountedRef = useRef(true);
+  const sectionRef = useRef<HTMLElement | null>(null);
+  const statusRef = useRef<HTMLParagraphElement | null>(null);
+  const endButtonRef = useRef<HTMLButtonElement | null>(null);
 
   const changePhase = useCallback(
     (next: Phase) => {
@@ -177,6 +187,9 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
       endedRef.current = true;
       setSpeaker(null);
       setReconnecting(null);
+      // Nothing more to follow live (the results are polled): a missed `results` event must
+      // not keep the stream re-requested.
+      session.stopEvents();
       session.disconnectVoice();
       changePhase("ended");
       void fetchResults(session);
@@ -258,13 +271,30 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
   onEventRef.current = onEvent;
 
   // Tear everything down when the component goes away.
-  useEffect(
-    () => () => {
+  useEffect(() => {
+    mountedRef.current = true;
+    return () => {
+      mountedRef.current = false;
       sessionRef.current?.close();
       if (speakingTimer.current !== null) clearTimeout(speakingTimer.current);
-    },
-    [],
-  );
+    };
+  }, []);
+
+  // Keep keyboard focus when the element holding it goes away (the start form on Start, the
+  // controls on End): move it to End while that is usable, else to the status line.
+  const focusWasInside = useRef(false);
+  focusWasInside.current =
+    typeof document !== "undefined" &&
+    sectionRef.current !== null &&
+    sectionRef.current.contains(document.activeElement);
+  useLayoutEffect(() => {
+    if (!focusWasInside.current) return;
+    const active = document.activeElement;
+    if (active !== null && active !== document.body && active.isConnected) return;
+    const endButton = endButtonRef.current;
+    if (endButton !== null && !endButton.disabled) endButton.focus();
+    else statusRef.current?.focus();
+  });
 
   const connectVoice = useCallback(
     async (session: InterviewSession) => {
@@ -275,6 +305,10 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
           ...(audioConstraints === undefined ? {} : { audio: audioConstraints }),
           ...(iceTransportPolicy === undefined ? {} : { iceTransportPolicy }),
         });
+        if (!mountedRef.current) {
+          session.close(); // unmounted while connecting: hang up what was opened
+          return;
+        }
         setMuted(false);
       } catch (failure) {
         const interviewError = asInterviewError(failure);
@@ -294,17 +328,23 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
       let session = sessionRef.current;
       try {
         if (session === null) {
+          const options = credentials === undefined ? {} : { credentials };
           session = props.session
-            ? new InterviewSession(apiBase, props.session)
+            ? new InterviewSession(apiBase, props.session, options)
             : (
-                await InterviewSession.start(apiBase, {
-                  userId,
-                  ...(planId ? { planId } : {}),
-                  ...(name.trim() ? { candidateName: name.trim() } : {}),
-                  ...(metadata ? { metadata } : {}),
-                  ...(voice ? { voice } : {}),
-                })
+                await InterviewSession.start(
+                  apiBase,
+                  {
+                    userId,
+                    ...(planId ? { planId } : {}),
+                    ...(name.trim() ? { candidateName: name.trim() } : {}),
+                    ...(metadata ? { metadata } : {}),
+                    ...(voice ? { voice } : {}),
+                  },
+                  options,
+                )
               ).session;
+          if (!mountedRef.current) return; // unmounted meanwhile: follow nothing
           sessionRef.current = session;
           const current = session;
           current.subscribe((e) => onEventRef.current(current, e));
@@ -318,6 +358,7 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
         changePhase("error");
         return;
       }
+      if (!mountedRef.current) return;
       await connectVoice(session);
     },
     [
@@ -325,6 +366,7 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
       apiBase,
       changePhase,
       connectVoice,
+      credentials,
       metadata,
       name,
       planId,
@@ -427,17 +469,19 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
           ? "Transcribing your answer…"
           : speaker === "nothing_heard"
             ? "Nothing was heard; please answer again"
-            : voiceLive
-              ? "Listening"
-              : phase === "connecting"
-                ? "Connecting the microphone…"
-                : "Voice is off";
+            : voiceLive && muted
+              ? "Your microphone is muted"
+              : voiceLive
+                ? "Listening"
+                : phase === "connecting"
+                  ? "Connecting the microphone…"
+                  : "Voice is off";
 
   return (
-    <section className="spool-interview" aria-labelledby={`${ids}-title`} data-phase={phase}>
+    <section className="spool-interview" aria-labelledby={`${ids}-title`} data-phase={phase} ref={sectionRef}>
       <header className="spool-header">
         <h1 id={`${ids}-title`}>{title}</h1>
-        <p className="spool-phase" role="status" aria-live="polite" data-testid="phase">
+        <p className="spool-phase" role="status" aria-live="polite" data-testid="phase" tabIndex={-1} ref={statusRef}>
           <span className={`spool-dot spool-dot-${phase}`} aria-hidden="true" />
           {phase === "error" && canRetryVoice ? "Voice off: you can type your answers" : PHASE_LABEL[phase]}
         </p>
@@ -486,13 +530,15 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
 
       {(phase === "connecting" || phase === "live" || canRetryVoice) && (
         <div className="spool-controls" role="group" aria-label="Interview controls">
-          <p className="spool-speaking" aria-live="polite" data-testid="speaking" data-speaker={speaker ?? "none"}>
+          {/* Not a live region: announcing every change would talk over the interviewer. */}
+          <p className="spool-speaking" aria-live="off" data-testid="speaking" data-speaker={speaker ?? "none"}>
             <span className={`spool-wave ${speaker ? "spool-wave-on" : ""}`} aria-hidden="true" />
             {speakerText}
           </p>
           {voiceLive && (
-            <button type="button" aria-pressed={muted} onClick={toggleMute}>
-              {muted ? "Unmute microphone" : "Mute microphone"}
+            // A toggle: a fixed name, its state in aria-pressed (and shown by the CSS).
+            <button type="button" className="spool-mute" aria-pressed={muted} onClick={toggleMute}>
+              Mute microphone
             </button>
           )}
           {canRetryVoice && session !== null && (
@@ -500,7 +546,13 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
               Try voice again
             </button>
           )}
-          <button type="button" className="spool-danger" onClick={() => void end()} disabled={phase === "connecting" && !hasSession}>
+          <button
+            type="button"
+            className="spool-danger"
+            ref={endButtonRef}
+            onClick={() => void end()}
+            disabled={phase === "connecting" && !hasSession}
+          >
             End interview
           </button>
         </div>
