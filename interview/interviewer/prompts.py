@@ -83,8 +83,12 @@ def next_turn_tool(allowed: list[TurnAction]) -> dict[str, Any]:
     }
 
 
-def tool_choice() -> dict[str, Any]:
-    return {"type": "function", "function": {"name": TOOL_NAME}}
+def tool_choice() -> str:
+    # With a single tool offered, "required" forces that tool just as naming it does, and more
+    # OpenAI-compatible servers honour it: llama.cpp's server has been seen to fall back to
+    # "auto" silently for a named choice (ggml-org/llama.cpp#26535), so a model could answer
+    # in prose and every turn would be retried.
+    return "required"
 
 
 def candidate_section(text: str) -> str:

@@ -61,7 +61,9 @@ async def test_a_thin_answer_gets_a_follow_up(fake_openai):
     assert reply.text == FOLLOW_UP and reply.degraded is None
     request = fake_openai.chat_requests()[-1]
     assert request.body["stream"] is True and request.body["model"] == "test-model"
-    assert request.body["tool_choice"] == {"type": "function", "function": {"name": "next_turn"}}
+    # One tool, and a call to it required: that tool is forced.
+    assert request.body["tool_choice"] == "required"
+    assert [t["function"]["name"] for t in request.body["tools"]] == ["next_turn"]
     assert request.headers["authorization"] == f"Bearer {fake_openai.api_key}"
 
 

@@ -132,7 +132,8 @@ async def test_the_model_evaluates_over_real_http(fake_openai):
     assert evaluation.model == "eval-model" and evaluation.recommendation == "yes"
     assert [f.quote for f in evaluation.flagged_quotes] == [FABRICATED]
     request = fake_openai.chat_requests()[-1].body
-    assert request["tool_choice"]["function"]["name"] == "submit_evaluation"
+    assert request["tool_choice"] == "required"
+    assert [t["function"]["name"] for t in request["tools"]] == ["submit_evaluation"]
     # The injected answer is inside a candidate section and nowhere else.
     system, user = request["messages"]
     assert INJECTION not in system["content"]
