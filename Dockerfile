@@ -5,7 +5,11 @@
 # and `make models` the tests use; every model file is checked against its pinned sha256.
 # runtime: a slim image with only the venv, the models and the code, running as a non-root user.
 
-FROM python:3.11-slim AS builder
+# Both stages on the same Debian release (the venv is copied across: same Python build, same
+# glibc), named so a rebuild cannot move to another one under us. Trixie (Debian 13), because
+# the builder installs Node.js from Debian: trixie's is 20.19, as ui/web/package.json requires
+# (engines: node >=20); bookworm's is 18.
+FROM python:3.11-slim-trixie AS builder
 
 # make runs the Makefile; npm fetches the Kokoro voices (kokoro-js) that interview/models.py
 # cuts out of the npm registry. Build stage only: none of this reaches the runtime image, so the
@@ -39,10 +43,14 @@ COPY ui/web ui/web
 RUN make web && rm -rf ui/web/node_modules
 
 
-FROM python:3.11-slim AS runtime
+FROM python:3.11-slim-trixie AS runtime
 
 ARG WHISPER_MODEL=tiny.en
 # The venv lives at the same path as in the builder: its scripts name /app/.venv/bin/python.
+# SHUTDOWN_GRACE_SECONDS must stay below the time the orchestrator waits between SIGTERM and
+# SIGKILL, or the drain is killed before the transcripts are closed: ECS's stopTimeout defaults
+# to 30 s (hence 25 here; the CDK stack sets its own, larger pair), `docker stop` waits 10 s
+# unless given -t (docker stop -t 30, or stop_grace_period in compose).
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -52,7 +60,7 @@ ENV PATH=/app/.venv/bin:$PATH \
     PORT=7860 \
     WHISPER_MODEL=${WHISPER_MODEL} \
     FORWARDED_ALLOW_IPS=* \
-    SHUTDOWN_GRACE_SECONDS=30
+    SHUTDOWN_GRACE_SECONDS=25
 
 # A fixed uid, so volume permissions and ECS task definitions can name it.
 RUN groupadd --system --gid 10001 spool \
@@ -78,7 +86,8 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
 
 # ECS stops a task with SIGTERM; app.py drains (refuses new interviews, lets live ones finish or
 # closes them with every turn saved) and exits within SHUTDOWN_GRACE_SECONDS. Give the task a
-# stopTimeout of at least that. Exec form: the signal goes to python itself, not to a shell.
+# stopTimeout above that (see ENV above). Exec form: the signal goes to python itself, not to a
+# shell.
 STOPSIGNAL SIGTERM
 # app.py runs uvicorn with the proxy headers (X-Forwarded-For/-Proto) of FORWARDED_ALLOW_IPS
 # trusted: "*" here, because only the load balancer can reach the task in its private subnet.

@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 VENV_BIN = Path(sys.executable).parent
 HEALTH = "/api/interview/health"
+# The major version of Debian's own nodejs package in each release the image may build on.
+DEBIAN_NODEJS = {"bookworm": 18, "trixie": 20}
+# How long ECS waits between SIGTERM and SIGKILL unless the task sets stopTimeout.
+ECS_DEFAULT_STOP_TIMEOUT_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -129,10 +133,24 @@ def test_hadolint_finds_nothing():
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
 
-def test_multi_stage_on_python_311_slim(stages: list[Stage]):
+def test_multi_stage_on_python_311_slim_of_one_debian_release(stages: list[Stage]):
     assert len(stages) >= 2
-    assert all(stage.base == "python:3.11-slim" for stage in stages)
+    # A Debian release in the tag: `python:3.11-slim` moves to the next release when it comes
+    # out (as it moved from bookworm to trixie), changing glibc and every apt package under us.
+    releases = set()
+    for stage in stages:
+        match = re.fullmatch(r"python:3\.11-slim-([a-z]+)", stage.base)
+        assert match, stage.base
+        releases.add(match.group(1))
+    # One release for both: the builder's venv runs in the runtime stage.
+    [release] = releases
     builder, final = stages[0], stages[-1]
+    # The builder installs Node.js from that release for ui/web's build: it must be new enough.
+    assert any(re.search(r"\bnodejs\b", i.args) for i in builder.all("RUN"))
+    engines = json.loads((ROOT / "ui" / "web" / "package.json").read_text())["engines"]["node"]
+    required = re.fullmatch(r">=\s*(\d+)(?:\.\d+)*", engines)
+    assert required, engines
+    assert DEBIAN_NODEJS[release] >= int(required.group(1)), (release, engines)
     assert builder.name and final.name and builder.name != final.name
     # The runtime stage takes the venv and models from the builder, not from the build context.
     sources = {i.args for i in final.all("COPY") if i.args.startswith(f"--from={builder.name}")}
@@ -204,6 +222,17 @@ def test_environment_signals_and_exec_form_cmd(stages: list[Stage]):
     assert final.last("CMD").exec_form == ["python", "app.py"]
     assert not final.all("ENTRYPOINT")
     assert final.last("EXPOSE").args == env["PORT"]
+
+
+def test_the_drain_ends_before_ecs_kills_the_task(stages: list[Stage]):
+    """app.py drains for SHUTDOWN_GRACE_SECONDS after SIGTERM; ECS sends SIGKILL stopTimeout
+    later (30 s unless the task definition says otherwise). Equal, the drain could be killed."""
+    from app import SHUTDOWN_RESERVE_SECONDS
+
+    grace = int(stages[-1].env()["SHUTDOWN_GRACE_SECONDS"])
+    assert grace < ECS_DEFAULT_STOP_TIMEOUT_SECONDS
+    # And the drain has time of its own besides what it keeps for requests in flight.
+    assert grace > SHUTDOWN_RESERVE_SECONDS
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
