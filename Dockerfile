@@ -80,9 +80,11 @@ RUN mkdir -p /app/data && chown spool:spool /app/data \
 USER 10001:10001
 EXPOSE 7860
 
-# 503 until the models are warm (about 10 s, longer on a cold Fargate task), and while draining.
+# Liveness only: the shallow route answers while the process serves requests and pings no
+# database, so a database outage does not get every container restarted. Readiness (models warm,
+# database reachable, not draining) is the deep /api/interview/health the load balancer checks.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/api/interview/health' % os.environ.get('PORT', '7860'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/api/interview/health/live' % os.environ.get('PORT', '7860'), timeout=4)"]
 
 # ECS stops a task with SIGTERM; app.py drains (refuses new interviews, lets live ones finish or
 # closes them with every turn saved) and exits within SHUTDOWN_GRACE_SECONDS. Give the task a

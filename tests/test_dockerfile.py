@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 VENV_BIN = Path(sys.executable).parent
 HEALTH = "/api/interview/health"
+# The HEALTHCHECK's route: liveness only, no database ping (the deep HEALTH is the ALB's).
+LIVE = "/api/interview/health/live"
 # The major version of Debian's own nodejs package in each release the image may build on.
 DEBIAN_NODEJS = {"bookworm": 18, "trixie": 20}
 # How long ECS waits between SIGTERM and SIGKILL unless the task sets stopTimeout.
@@ -201,11 +203,13 @@ def test_runs_as_a_non_root_user(stages: list[Stage]):
     assert not [ins for ins in final.instructions[last_user:] if ins.keyword == "RUN"]
 
 
-def test_healthcheck_calls_the_health_route_without_curl(stages: list[Stage]):
+def test_healthcheck_calls_the_liveness_route_without_curl(stages: list[Stage]):
     check = stages[-1].last("HEALTHCHECK")
     command = check.exec_form
     assert command is not None and command[0] == "python"
-    assert HEALTH in " ".join(command)
+    # The shallow route, not the deep one: a database outage must not restart every container.
+    urls = re.findall(r"http://[^'\"]+", " ".join(command))
+    assert [url.split("%s", 1)[-1] for url in urls] == [LIVE], urls
     start_period = re.search(r"--start-period=(\d+)s", check.args)
     assert start_period and int(start_period.group(1)) >= 60  # the models load first
 
