@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.support import interview_model
-from tests.support.app_server import AppServer
+from tests.support.app_server import ENGINE_AND_SERVICE_ENV, AppServer
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.postgres import PostgresServer
 
 BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(autouse=True)
+def _no_engine_settings_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings() built in a test reads the environment: an OPENAI_API_KEY exported in a
+    developer's shell would turn the scripted interviewer into the LLM one there."""
+    for name in list(os.environ):
+        if name.upper().startswith(ENGINE_AND_SERVICE_ENV):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,13 @@ from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# The settings a developer's shell may hold that would change what a test's service does:
+# its database, TURN, CORS, voice, and which engines (model, STT, TTS, interviewer) it uses.
+ENGINE_AND_SERVICE_ENV = (
+    "TURN_", "DATABASE_", "DB_", "CORS_", "OPENAI_", "VOICE_", "INTERVIEWER", "LLM_",
+    "REPORT_EVALUATION", "EVALUATION_", "STT_ENGINE", "TTS_ENGINE",
+)  # fmt: skip
+
 
 class AppServer:
     def __init__(self, log_path: Path, env: dict[str, str]) -> None:
@@ -34,9 +41,7 @@ class AppServer:
     def start(self, timeout: float = 30, expect_healthy: bool = True) -> None:
         """Start and wait for health: 200, or any answer when `expect_healthy` is False."""
         env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("TURN_", "DATABASE_", "CORS_", "OPENAI_", "VOICE_"))
+            k: v for k, v in os.environ.items() if not k.upper().startswith(ENGINE_AND_SERVICE_ENV)
         }
         # Voice loads speech models for seconds; only the tests that speak turn it on.
         env.update({"HOST": "127.0.0.1", "PORT": str(self.port), "VOICE_ENABLED": "false"})
