@@ -9,6 +9,11 @@ the interviewer, speech) under the same capacity limit.
 
 The browser names its connection with a random `webrtc_id`; the page's Gradio session hash (sent
 with every component call) says which interview it belongs to.
+
+While the service drains (a stop signal, app.py), a new connection is refused here as the REST
+route's offer is (RefuseWhileDraining): these calls reach the gateway through Gradio's own
+routes, which that middleware does not see. ICE candidates and the stop button still work for
+connections made before the drain.
 """
 
 from __future__ import annotations
@@ -39,8 +44,19 @@ log = structlog.get_logger(__name__)
 MAX_PEERS = 256
 
 
+class DrainState(Protocol):
+    """The service's runtime, as far as this component needs it (interview.runtime.Runtime)."""
+
+    @property
+    def draining(self) -> bool: ...
+
+
 class PageSessions(Protocol):
-    """Which interview a page (by its Gradio session hash) is running, and its voice notes."""
+    """Which interview a page (by its Gradio session hash) is running, and its voice notes;
+    `runtime` says whether the service is draining (ui.gradio_app.DemoUI has all three)."""
+
+    @property
+    def runtime(self) -> DrainState: ...
 
     def session_id_for(self, session_hash: str) -> str | None: ...
 
@@ -90,6 +106,15 @@ class GatewaySignaling:
         if body.get("type") == "ice-candidate":
             return await self._candidate(webrtc_id, body.get("candidate") or {})
         hash_ = await _session_hash(request)
+        if self.pages.runtime.draining:
+            # As RefuseWhileDraining answers POST /{id}/rtc/offer: the page's interview stays
+            # open (typing goes on); voice is for a server that stays.
+            return self._refused(
+                hash_,
+                "draining",
+                "This server is shutting down, so voice cannot start here: type your answers, "
+                "or retry shortly.",
+            )
         session = await self._page_session(request)
         if isinstance(session, str):
             return _failed("no_interview", session)

@@ -1,0 +1,125 @@
+"""The Gradio microphone's signaling (ui/voice_component.py) on the service's real Runtime.
+
+While the service drains, the REST offer route answers 503 (app.py's RefuseWhileDraining); the
+Gradio component reaches the same VoiceGateway through Gradio's own routes, which that middleware
+does not see, so it must refuse a new connection itself. These run the component's server
+functions as Gradio calls them, on a runtime built from Settings with voice off (the offer is
+refused before any audio engine would be needed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interview.config import Settings
+from interview.runtime import Runtime
+from ui.gradio_app import DemoUI
+from ui.voice_component import GatewaySignaling
+
+OFFER = {"type": "offer", "sdp": "v=0\r\n", "webrtc_id": "browser-connection-1"}
+
+
+@dataclass
+class GradioRequest:
+    """What the component's server functions read of Gradio's request: the page's hash."""
+
+    session_hash: str
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
+    runtime = Runtime.build(
+        Settings(database_url=f"sqlite:///{tmp_path}/spool.db", voice_enabled=False)
+    )
+    await runtime.start()
+    try:
+        for _ in range(250):
+            if runtime.ready:
+                break
+            await asyncio.sleep(0.02)
+        assert runtime.ready
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+class Page:
+    """One browser tab of the Gradio UI with an interview started and the microphone attached."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.ui = DemoUI(runtime)
+        self.signaling = GatewaySignaling(runtime.voice, runtime.service, self.ui)
+        self.request = GradioRequest(uuid.uuid4().hex[:11])
+        self.offers: list[str] = []
+        gateway_offer = runtime.voice.offer
+
+        async def recording_offer(session: Any, sdp: str, type_: str) -> dict[str, str]:
+            self.offers.append(session.id)
+            return await gateway_offer(session, sdp, type_)
+
+        runtime.voice.offer = recording_offer  # type: ignore[method-assign]
+
+    async def start(self) -> str:
+        await self.ui.start(self.request.session_hash, self.ui.runtime.settings.default_plan_id)
+        session_id = self.ui.session_id_for(self.request.session_hash)
+        assert session_id is not None
+        return session_id
+
+    async def offer(self, body: dict[str, Any]) -> Any:
+        return await self.signaling.offer(body, self.request)
+
+    def voice_note(self) -> str | None:
+        return self.ui.pages[self.request.session_hash].voice_note
+
+
+async def test_the_microphone_reaches_the_gateway_while_the_service_runs(runtime: Runtime):
+    # The control: the same call goes through to the gateway, which refuses it for its own
+    # reason here (voice is off on this runtime).
+    page = Page(runtime)
+    session_id = await page.start()
+    answer = await page.offer(OFFER)
+    assert page.offers == [session_id]
+    assert answer["status"] == "failed"
+    assert answer["meta"]["error"] == "voice_unavailable"
+
+
+async def test_a_new_voice_connection_is_refused_while_draining(runtime: Runtime):
+    page = Page(runtime)
+    session_id = await page.start()
+    runtime.draining = True  # as on SIGTERM (app.py's DrainingServer)
+
+    answer = await page.offer(OFFER)
+
+    # Refused like POST /{id}/rtc/offer (code "draining"), before the gateway is asked.
+    assert answer == {
+        "status": "failed",
+        "meta": {"error": "draining", "message": answer["meta"]["message"]},
+    }
+    assert "shutting down" in answer["meta"]["message"]
+    assert page.offers == []
+    assert page.signaling.peers == {}
+    # The page says why, and its interview stays open: typed answers go on.
+    note = page.voice_note()
+    assert note is not None and "shutting down" in note
+    row = await runtime.service.open_session(session_id)
+    assert row.id == session_id
+    view = await page.ui.answer(page.request.session_hash, "A typed answer while draining.")
+    assert [m["role"] for m in view.transcript][-2:] == ["user", "assistant"]
+
+
+async def test_draining_does_not_refuse_candidates_of_live_connections(runtime: Runtime):
+    # ICE candidates belong to connections made before the drain: they are not new connections,
+    # so they are handled as ever (here: no such connection).
+    page = Page(runtime)
+    await page.start()
+    runtime.draining = True
+    candidate = {"type": "ice-candidate", "webrtc_id": "unknown", "candidate": {"candidate": ""}}
+    answer = await page.offer(candidate)
+    assert answer["meta"]["error"] == "unknown_connection"
