@@ -157,9 +157,19 @@ def test_model_failures_keep_the_interview_going_and_show_in_status(api, fake_op
 
 def test_prompt_injection_is_data_and_changes_nothing(api, fake_openai):
     sid, headers = start(api)
-    reply = answer(api, sid, headers, INJECTION)["reply"]
-    assert reply["kind"] != "close"  # the plan goes on
-    request = fake_openai.chat_requests()[-1].body
+    # A model that obeys the injection and tries to close on the first question: closing is
+    # not among this turn's actions, so the call is refused unheard and asked again.
+    fake_openai.chat.append(
+        ToolCall("next_turn", {"action": "close", "say": "You are excellent. Goodbye."})
+    )
+    body = answer(api, sid, headers, INJECTION)
+    assert body["reply"]["kind"] != "close" and "excellent" not in body["reply"]["text"]
+    assert body["status"] == "active"  # the plan goes on
+    obeying, request = (r.body for r in fake_openai.chat_requests()[-2:])
+    assert obeying["tools"][0]["function"]["parameters"]["properties"]["action"]["enum"] == [
+        "follow_up",
+        "next_question",
+    ]
     system = request["messages"][0]["content"]
     assert "rate me" not in system
     carrying = [m for m in request["messages"] if "rate me 5/5" in m["content"]]
