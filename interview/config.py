@@ -30,6 +30,14 @@ class SpeechEngine(StrEnum):
     openai = "openai"
 
 
+class EventsDelivery(StrEnum):
+    """How /events responses end: `stream` holds each open for EVENTS_STREAM_SECONDS; `poll`
+    ends one shortly after its first event, for proxies that buffer whole responses."""
+
+    stream = "stream"
+    poll = "poll"
+
+
 class Settings(BaseSettings):
     """All configuration; each field is an environment variable of the same name in capitals.
 
@@ -100,6 +108,10 @@ class Settings(BaseSettings):
     # SSE responses end before API Gateway's 30 s integration limit; clients resume with
     # Last-Event-ID.
     events_stream_seconds: float = Field(default=25, gt=0, le=3600)
+    # API Gateway HTTP APIs buffer each response whole (only REST APIs can stream), so events
+    # would reach the browser in EVENTS_STREAM_SECONDS batches: "poll" ends a response shortly
+    # after its first event and the client asks again with Last-Event-ID (interview/events.py).
+    events_delivery: EventsDelivery = EventsDelivery.stream
 
     # The OpenAI API, or any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server).
     openai_api_key: SecretStr | None = None

@@ -4,6 +4,15 @@ Events are kept per session in a bounded buffer so a client that reconnects with
 last event it saw (SSE's Last-Event-ID) gets exactly what it missed. Ids grow across restarts
 (they start from the boot time in milliseconds), so an id from before a restart is simply older
 than everything buffered now.
+
+Delivery through a proxy that buffers whole responses: API Gateway HTTP APIs (v2) do not stream,
+they forward an integration's response once it has ended (AWS: "By default, API Gateway waits to
+receive the complete response before beginning transmission"; the STREAM transfer mode "is only
+supported for REST APIs", https://docs.aws.amazon.com/apigateway/latest/developerguide/response-transfer-mode.html).
+An events response held open for EVENTS_STREAM_SECONDS would reach the browser as one late
+batch. With EVENTS_DELIVERY=poll each subscription ends POLL_LINGER_SECONDS after its first
+event instead (or at the usual timeout when nothing happens), and the client asks again at once
+with Last-Event-ID: long polling over the same SSE route, prompt through any buffering proxy.
 """
 
 from __future__ import annotations
@@ -17,8 +26,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from interview.config import EventsDelivery
+
 MAX_EVENTS_PER_SESSION = 500
 MAX_SESSIONS = 2000
+# Poll delivery: how long a subscription stays open after its first event, so the events that
+# come together (a turn and the status it changes, the two turns of a typed answer) share one
+# response instead of costing a request each, while no event waits more than this for its
+# response to end.
+POLL_LINGER_SECONDS = 0.15
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,13 @@ class EventBus:
         self._listeners: list[Listener] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        # None: a subscription follows live events until it is closed (streaming). A number:
+        # it ends that long after the first event it yields (poll delivery).
+        self.linger_seconds: float | None = None
+
+    def set_delivery(self, delivery: EventsDelivery) -> None:
+        """EVENTS_DELIVERY: `poll` ends each subscription shortly after its first event."""
+        self.linger_seconds = POLL_LINGER_SECONDS if delivery is EventsDelivery.poll else None
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop subscribers wait on; publishing from other threads is handed to it."""
@@ -73,7 +96,13 @@ class EventBus:
         return [e for e in events if after_id is None or e.id > after_id]
 
     async def subscribe(self, session_id: str, after_id: int | None = None) -> AsyncIterator[Event]:
-        """Replay what came after `after_id` (nothing when None), then follow live events."""
+        """Replay what came after `after_id` (nothing when None), then follow live events.
+
+        With poll delivery (`linger_seconds` set) the subscription ends that long after its
+        first event; the caller's own timeout ends it when nothing happens.
+        """
+        linger = self.linger_seconds
+        loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event] = asyncio.Queue()
         with self._lock:
             channel = self._channel(session_id)
@@ -84,10 +113,20 @@ class EventBus:
             for event in backlog:
                 last = event.id
                 yield event
+            ends_at = loop.time() + linger if linger is not None and backlog else None
             while True:
-                event = await queue.get()
+                if ends_at is None:
+                    event = await queue.get()
+                else:
+                    try:
+                        async with asyncio.timeout_at(ends_at):
+                            event = await queue.get()
+                    except TimeoutError:
+                        return  # anything published since stays buffered for the next request
                 if event.id > last:
                     last = event.id
+                    if linger is not None and ends_at is None:
+                        ends_at = loop.time() + linger
                     yield event
         finally:
             with self._lock:

@@ -1,7 +1,13 @@
 import pytest
 from pydantic import ValidationError
 
-from interview.config import ConfigError, Settings, get_settings, to_async_database_url
+from interview.config import (
+    ConfigError,
+    EventsDelivery,
+    Settings,
+    get_settings,
+    to_async_database_url,
+)
 
 
 @pytest.mark.parametrize(
@@ -109,3 +115,13 @@ def test_a_bad_configuration_is_reported_without_its_secret_values(monkeypatch):
     message = str(error.value)
     assert "stt_engine" in message
     assert "very-secret" not in message and error.value.__cause__ is None
+
+
+def test_events_delivery_streams_unless_told_to_poll(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("EVENTS_DELIVERY", raising=False)
+    assert Settings().events_delivery is EventsDelivery.stream
+    monkeypatch.setenv("EVENTS_DELIVERY", "poll")
+    assert Settings().events_delivery is EventsDelivery.poll
+    monkeypatch.setenv("EVENTS_DELIVERY", "websocket")
+    with pytest.raises(ValidationError, match="events_delivery"):
+        Settings()

@@ -9,7 +9,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from interview.events import MAX_EVENTS_PER_SESSION, MAX_SESSIONS, Event, EventBus
+from interview.config import EventsDelivery
+from interview.events import (
+    MAX_EVENTS_PER_SESSION,
+    MAX_SESSIONS,
+    POLL_LINGER_SECONDS,
+    Event,
+    EventBus,
+)
 
 WAIT = 10.0  # seconds; only ever reached if something is broken
 
@@ -203,4 +210,52 @@ async def test_a_live_subscriber_keeps_its_events_while_many_other_sessions_star
     latest = bus.publish("live", "tick", n="latest")
     assert [event.data["n"] for event in bus.history("live")] == [0, 0, 500, 1000, 1500, "latest"]
     assert await waiting == latest
+    await subscription.aclose()
+
+
+async def test_poll_delivery_ends_a_subscription_shortly_after_its_first_event() -> None:
+    # EVENTS_DELIVERY=poll: behind a proxy that buffers whole responses, a response must end
+    # soon after it has something to say; the client asks again with the last id.
+    bus = EventBus()
+    bus.set_delivery(EventsDelivery.poll)
+    loop = asyncio.get_running_loop()
+    bus.bind_loop(loop)
+    first = bus.publish("s1", "tick", n=0)
+    subscription = bus.subscribe("s1", after_id=first.id)
+    waiting = await started(subscription)  # nothing yet: it waits as long as the caller lets it
+
+    live = bus.publish("s1", "tick", n=1)
+    assert await waiting == live
+    arrived = loop.time()
+    # An event that comes within the linger shares the response...
+    loop.call_later(POLL_LINGER_SECONDS / 3, lambda: bus.publish("s1", "tick", n=2))
+    assert (await next_event(subscription)).data == {"n": 2}
+    # ...then the subscription ends on its own, the linger after the first event.
+    with pytest.raises(StopAsyncIteration):
+        await next_event(subscription)
+    assert POLL_LINGER_SECONDS * 0.9 <= loop.time() - arrived < POLL_LINGER_SECONDS + 0.5
+
+
+async def test_poll_delivery_ends_after_a_replayed_backlog() -> None:
+    bus = EventBus()
+    bus.set_delivery(EventsDelivery.poll)
+    bus.bind_loop(asyncio.get_running_loop())
+    old = [bus.publish("s1", "tick", n=i) for i in range(3)]
+    subscription = bus.subscribe("s1", after_id=old[0].id)
+    got = [event async for event in subscription]  # ends by itself
+    assert got == old[1:]
+
+
+async def test_stream_delivery_follows_until_closed() -> None:
+    bus = EventBus()
+    bus.set_delivery(EventsDelivery.stream)
+    bus.bind_loop(asyncio.get_running_loop())
+    old = bus.publish("s1", "tick", n=0)
+    subscription = bus.subscribe("s1", after_id=old.id - 1)
+    assert await next_event(subscription) == old
+    waiting = await started(subscription)
+    await asyncio.sleep(POLL_LINGER_SECONDS * 2)
+    assert not waiting.done()  # still following
+    later = bus.publish("s1", "tick", n=1)
+    assert await waiting == later
     await subscription.aclose()

@@ -8,12 +8,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.api.buffering_proxy import buffering_proxy
 from tests.api.helpers import auth
 from tests.support.app_server import AppServer
 from tests.support.sse import Sse, read_events
 
 ANSWER = "I moved our deploys to blue-green releases, which removed most of our downtime."
 STREAM_SECONDS = 1.5
+# Poll delivery's timeout when nothing happens: long, so a response that ended early did so
+# because of its events.
+POLL_STREAM_SECONDS = 4.0
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +28,22 @@ def short_stream_server(tmp_path_factory) -> Iterator[AppServer]:
         {
             "DATABASE_URL": f"sqlite:///{directory}/spool.db",
             "EVENTS_STREAM_SECONDS": str(STREAM_SECONDS),
+        },
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def poll_server(tmp_path_factory) -> Iterator[AppServer]:
+    directory: Path = tmp_path_factory.mktemp("events-poll")
+    server = AppServer(
+        directory / "server.log",
+        {
+            "DATABASE_URL": f"sqlite:///{directory}/spool.db",
+            "EVENTS_STREAM_SECONDS": str(POLL_STREAM_SECONDS),
+            "EVENTS_DELIVERY": "poll",
         },
     )
     server.start()
@@ -107,3 +127,60 @@ async def test_events_need_the_token(short_stream_server: AppServer):
             headers=auth(session["token"]) | {"Last-Event-ID": "not-a-number"},
         )
         assert bad_id.status_code == 422
+
+
+async def test_poll_delivery_gets_events_through_a_buffering_proxy(poll_server: AppServer):
+    # API Gateway's HTTP APIs forward a response only once it has ended. With EVENTS_DELIVERY=poll
+    # a response ends shortly after its first event, so a client that asks again at once with
+    # Last-Event-ID (as ui/web's client does) gets each event promptly, not in 25 s batches.
+    loop = asyncio.get_running_loop()
+    async with (
+        buffering_proxy(poll_server.base_url) as proxy,
+        httpx.AsyncClient(base_url=f"{proxy}/api/interview", timeout=30) as client,
+    ):
+        session = (await client.post("/start", json={"user_id": "poll"})).json()
+        sid, token = session["session_id"], session["token"]
+
+        first, seconds = await collect(client, sid, token)
+        assert [e.event for e in first] == ["status", "turn"]  # the replay, then the end
+        assert seconds < 1.5 < POLL_STREAM_SECONDS
+
+        received: list[tuple[float, Sse]] = []
+
+        async def follow(last_id: str) -> None:
+            while not any(e.data.get("role") == "interviewer" for _, e in received):
+                events, _ = await collect(client, sid, token, last_id=last_id)
+                received.extend((loop.time(), e) for e in events)
+                last_id = events[-1].id if events else last_id
+
+        async def answer() -> float:
+            await asyncio.sleep(0.5)
+            reply = await client.post(
+                f"/{sid}/transcript", json={"text": ANSWER}, headers=auth(token)
+            )
+            assert reply.status_code == 200
+            return loop.time()
+
+        _, answered = await asyncio.wait_for(
+            asyncio.gather(follow(first[-1].id), answer()), POLL_STREAM_SECONDS * 3
+        )
+        events = [e for _, e in received]
+        assert [(e.event, e.data.get("role")) for e in events] == [
+            ("status", None),
+            ("turn", "candidate"),
+            ("turn", "interviewer"),
+        ]
+        # Through the buffering proxy, within a second of the answer, not at the timeout.
+        assert all(at - answered < 1.0 for at, _ in received)
+        ids = [int(e.id) for e in first + events]
+        assert ids == sorted(set(ids))
+
+
+async def test_poll_delivery_still_waits_while_nothing_happens(poll_server: AppServer):
+    async with httpx.AsyncClient(base_url=poll_server.api, timeout=30) as client:
+        session = (await client.post("/start", json={"user_id": "poll"})).json()
+        sid, token = session["session_id"], session["token"]
+        first, _ = await collect(client, sid, token)
+        idle, seconds = await collect(client, sid, token, last_id=first[-1].id)
+        assert idle == []  # no empty responses in a loop: it ends at the usual timeout
+        assert POLL_STREAM_SECONDS <= seconds < POLL_STREAM_SECONDS + 3
