@@ -252,12 +252,15 @@ async def test_a_spoken_interview_with_the_model_streams_follows_up_and_closes(
             heard = transcribe(follow_up.sample_rate, follow_up.audio)
             assert recall(FOLLOW_UP, heard) >= 0.5, heard
 
+            # The model then fails for good: the scripted interviewer's closing line is spoken
+            # instead, and the interview still ends by the plan.
+            fake_openai.chat.append(Fail(500), Fail(502), Fail(503))
             said = await client.say(speech(FULL))
             closing = await client.wait_for_reply(
                 after=said.speech_ended_at, timeout=60, silence=3.0
             )
             heard = transcribe(closing.sample_rate, closing.audio)
-            assert recall("Thank you for your time today", heard) >= 0.5, heard
+            assert recall("Thank you, that is all for today. Goodbye.", heard) >= 0.5, heard
             await asyncio.wait_for(client.closed.wait(), timeout=30)  # the server hangs up
         finally:
             await client.close()
@@ -270,7 +273,10 @@ async def test_a_spoken_interview_with_the_model_streams_follows_up_and_closes(
         ]  # fmt: skip
         assert all(t["source"] == "voice" for t in turns)
         assert (status["status"], status["end_reason"]) == ("ended", "plan_finished")
-        assert status["interviewer"]["mode"] == "normal"
+        health = status["interviewer"]
+        assert (health["mode"], health["degraded_turns"]) == ("degraded", 1), health
+        assert "HTTP 500" in health["last_reason"] and "HTTP 503" in health["last_reason"]
+        assert report["metrics"]["interviewer_fallback_lines"] == 1
         # The report is made when the closing line is saved, before it is played: the spoken
         # conversation up to it still gives the time ratio, and the model's evaluation is in.
         metrics = report["metrics"]
