@@ -29,10 +29,15 @@ async def test_a_stop_signal_turns_health_to_draining(tmp_path: Path):
                     break
                 await asyncio.sleep(0.02)
             assert (await client.get("/api/interview/health")).status_code == 200
+            assert (await client.get("/api/interview/health/live")).status_code == 200
             server.handle_exit(signal.SIGTERM, None)
             response = await client.get("/api/interview/health")
             assert response.status_code == 503
             assert response.json()["checks"]["accepting"] == {"ok": False, "detail": "draining"}
+            # The load balancer's shallow check says so too.
+            live = await client.get("/api/interview/health/live")
+            assert live.status_code == 503
+            assert live.json() == {"status": "unavailable", "detail": "draining"}
         finally:
             await runtime.stop()
     assert server.should_exit
@@ -50,3 +55,19 @@ async def test_docs_need_no_internet(tmp_path: Path):
             assert (await client.get(asset)).status_code == 200, asset
         redoc = await client.get("/redoc")
         assert "https://" not in redoc.text
+
+
+async def test_liveness_waits_for_the_voice_models(tmp_path: Path):
+    # A new task takes no interviews before its models are warm (the ALB's health check).
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/spool.db", voice_enabled=True))
+    voice = app.state.runtime.voice
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert voice.state == "loading"  # nothing started: the models are not loaded
+        loading = await client.get("/api/interview/health/live")
+        assert loading.status_code == 503
+        assert loading.json() == {"status": "unavailable", "detail": "voice loading"}
+        voice.state = "failed"  # e.g. a model file missing from the image: replace the task
+        assert (await client.get("/api/interview/health/live")).status_code == 503
+        voice.state = "ready"
+        assert (await client.get("/api/interview/health/live")).status_code == 200

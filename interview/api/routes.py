@@ -20,6 +20,7 @@ from interview.api.schemas import (
     HealthCheck,
     HealthResponse,
     IceServersResponse,
+    LivenessResponse,
     PlanInfo,
     PlanListResponse,
     ResultsStatus,
@@ -104,6 +105,28 @@ async def health(runtime: Annotated[Runtime, Depends(get_runtime)]) -> JSONRespo
     healthy = all(check.ok for check in checks.values())
     body = HealthResponse(status="ok" if healthy else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
+
+
+@router.head("/health/live", include_in_schema=False)
+@router.get(
+    "/health/live",
+    response_model=LivenessResponse,
+    responses={503: {"model": LivenessResponse, "description": "Draining or loading."}},
+    description="Shallow health of this process, for the load balancer: no database or other "
+    "dependency is checked, so a database failover does not take every task out of service "
+    "(and ECS does not replace them mid-interview). 503 while the server drains, and while "
+    "its voice models load or if they failed (a state of this process that never comes back "
+    "once ready). GET /health is the deep check.",
+)
+async def liveness(runtime: Annotated[Runtime, Depends(get_runtime)]) -> JSONResponse:
+    voice = runtime.voice.state
+    if runtime.draining:
+        body = LivenessResponse(status="unavailable", detail="draining")
+    elif voice not in ("ready", "disabled"):
+        body = LivenessResponse(status="unavailable", detail=f"voice {voice}")
+    else:
+        body = LivenessResponse(status="ok", detail="accepting interviews")
+    return JSONResponse(body.model_dump(), status_code=200 if body.status == "ok" else 503)
 
 
 @router.get("/plans", response_model=PlanListResponse)

@@ -50,6 +50,13 @@ class HealthResponse(BaseModel):
     checks: dict[str, HealthCheck]
 
 
+class LivenessResponse(BaseModel):
+    """This process alone: no database, no other service (the load balancer's health check)."""
+
+    status: Literal["ok", "unavailable"]
+    detail: str
+
+
 class PlanInfo(BaseModel):
     id: str
     title: str

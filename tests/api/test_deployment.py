@@ -1,0 +1,55 @@
+"""What a deployment relies on while its database is unreachable (an RDS failover takes 60-120 s):
+the load balancer's shallow health check keeps the task in service, and a browser on another
+origin can read the 503 and its Retry-After with credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.app_server import AppServer
+from tests.support.ports import free_port
+
+ORIGIN = "https://hiring.example"
+
+
+@pytest.fixture(scope="module")
+def no_database(tmp_path_factory) -> Iterator[AppServer]:
+    """A production server whose PostgreSQL does not answer (nothing listens on its port)."""
+    directory: Path = tmp_path_factory.mktemp("no-database")
+    server = AppServer(
+        directory / "server.log",
+        {
+            "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/nothing",
+            "ENVIRONMENT": "production",
+            "CORS_ORIGINS": ORIGIN,
+        },
+    )
+    server.start(expect_healthy=False)
+    yield server
+    server.stop()
+
+
+def test_liveness_needs_no_database(no_database: AppServer):
+    deep = httpx.get(f"{no_database.api}/health", timeout=10)
+    assert deep.status_code == 503
+    assert deep.json()["checks"]["database"]["ok"] is False
+
+    live = httpx.get(f"{no_database.api}/health/live", timeout=10)
+    assert live.status_code == 200
+    assert live.json() == {"status": "ok", "detail": "accepting interviews"}
+    assert httpx.head(f"{no_database.api}/health/live", timeout=10).status_code == 200
+
+
+def test_liveness_is_in_the_contract(no_database: AppServer):
+    spec = httpx.get(f"{no_database.base_url}/openapi.json", timeout=10).json()
+    operation = spec["paths"]["/api/interview/health/live"]["get"]
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/LivenessResponse"}
+    assert set(spec["components"]["schemas"]["LivenessResponse"]["properties"]) == {
+        "status",
+        "detail",
+    }
