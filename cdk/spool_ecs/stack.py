@@ -37,7 +37,10 @@ from spool_ecs.turn import TurnServer
 CONTAINER_NAME = "interview-service"
 CONTAINER_PORT = 7860
 LOG_GROUP_NAME = "/ecs/interview-service"
-HEALTH_PATH = "/api/interview/health"
+# The target group's check: this process only (up, not draining, voice models loaded), never the
+# database. An RDS Multi-AZ failover (60-120 s) would fail the deep /api/interview/health on every
+# task at once, and ECS would replace them all, cutting every live interview.
+HEALTH_PATH = "/api/interview/health/live"
 API_ROUTE_PATH = "/api/interview/{proxy+}"
 # The live-events stream answers for EVENTS_STREAM_SECONDS (25 s) by design; its own route keeps
 # it out of the latency alarm of every other request.
@@ -266,6 +269,11 @@ class SpoolEcsStack(Stack):
             "SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS),
             "MAX_CONCURRENT_INTERVIEWS": str(settings.max_concurrent_interviews),
             "SPEECH_THREADS": str(max(1, settings.task_cpu // 1024)),
+            # HTTP APIs buffer each response whole (no streaming mode: only REST APIs stream,
+            # https://docs.aws.amazon.com/apigateway/latest/developerguide/response-transfer-mode.html),
+            # so /events responses end right after their first events instead of being held
+            # open for 25 s (README: "Live events").
+            "EVENTS_DELIVERY": "poll",
         }
         turn_server = self._turn_server_address()
         if turn_server:
@@ -346,8 +354,8 @@ class SpoolEcsStack(Stack):
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
             min_healthy_percent=100,
             max_healthy_percent=200,
-            # Models load and warm before /health says ok (README: about 10 s on 2 cores, more
-            # on a cold Fargate task pulling the image).
+            # Models load and warm before /health/live says ok (README: about 10 s on 2 cores,
+            # more on a cold Fargate task pulling the image).
             health_check_grace_period=Duration.minutes(3),
             propagate_tags=ecs.PropagatedTagSource.SERVICE,
         )

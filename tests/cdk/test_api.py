@@ -17,6 +17,10 @@ def test_cors_allows_the_context_origins_with_credentials(external_turn: Synth) 
     # Credentials carry the ALB stickiness cookie; the bearer token needs Authorization.
     assert cors["AllowCredentials"] is True
     assert {"authorization", "content-type", "last-event-id"} <= set(cors["AllowHeaders"])
+    # A 503's Retry-After (draining, at capacity, database failover) must be readable by the
+    # browser client, which waits that long before retrying.
+    assert [header.lower() for header in cors["ExposeHeaders"]] == ["retry-after"]
+    assert "*" not in cors["AllowOrigins"]  # never with credentials (settings refuse it)
 
 
 def test_route_goes_through_the_vpc_link_to_the_alb_listener(external_turn: Synth) -> None:

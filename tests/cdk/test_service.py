@@ -72,7 +72,8 @@ def test_target_group_health_check_draining_and_stickiness(external_turn: Synth)
     external_turn.template.has_resource_properties(
         "AWS::ElasticLoadBalancingV2::TargetGroup",
         {
-            "HealthCheckPath": "/api/interview/health",
+            # Shallow: a database failover must not fail every task's check at once.
+            "HealthCheckPath": "/api/interview/health/live",
             "Matcher": {"HttpCode": "200"},
             "Port": 7860,
             "TargetType": "ip",
@@ -152,6 +153,8 @@ def test_container_settings_come_from_context(external_turn: Synth) -> None:
     assert environment["ENVIRONMENT"] == "production"
     assert environment["FORWARDED_ALLOW_IPS"] == "*"
     assert environment["PORT"] == "7860"
+    # API Gateway's HTTP API buffers whole responses: events end their responses early.
+    assert environment["EVENTS_DELIVERY"] == "poll"
     # The app drains live interviews on SIGTERM and must be done before ECS kills it.
     assert int(environment["SHUTDOWN_GRACE_SECONDS"]) < _container(external_turn)["StopTimeout"]
 
