@@ -86,6 +86,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else None,
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        # The browser client sends credentials: "include" (a load balancer's stickiness cookie
+        # keeps a session on its instance). Credentials go only to named origins: with "*"
+        # Starlette would echo any origin, letting every site make credentialed calls.
+        allow_credentials="*" not in settings.cors_origins,
+        # A 503's Retry-After (draining, at capacity, database unavailable) tells the client
+        # when to retry; cross-origin it is readable only when exposed.
+        expose_headers=["Retry-After"],
         max_age=600,
     )
     app.add_middleware(RequestLogMiddleware)

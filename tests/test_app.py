@@ -71,3 +71,24 @@ async def test_liveness_waits_for_the_voice_models(tmp_path: Path):
         assert (await client.get("/api/interview/health/live")).status_code == 503
         voice.state = "ready"
         assert (await client.get("/api/interview/health/live")).status_code == 200
+
+
+async def test_any_origin_is_allowed_without_credentials(tmp_path: Path):
+    # CORS_ORIGINS=*: any site may call the API, but never with the caller's cookies.
+    app = create_app(
+        Settings(
+            database_url=f"sqlite:///{tmp_path}/spool.db",
+            voice_enabled=False,
+            environment="production",
+            cors_origins="*",
+        )
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        preflight = await client.options(
+            "/api/interview/start",
+            headers={"Origin": "https://any.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "*"
+        assert "access-control-allow-credentials" not in preflight.headers

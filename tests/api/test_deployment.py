@@ -53,3 +53,41 @@ def test_liveness_is_in_the_contract(no_database: AppServer):
         "status",
         "detail",
     }
+
+
+def test_a_browser_on_the_configured_origin_calls_with_credentials(no_database: AppServer):
+    preflight = httpx.options(
+        f"{no_database.api}/start",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+        timeout=10,
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == ORIGIN
+    assert preflight.headers["access-control-allow-credentials"] == "true"
+
+    # fetch(..., {credentials: "include"}) with the load balancer's stickiness cookie.
+    started = httpx.post(
+        f"{no_database.api}/start",
+        json={"user_id": "u"},
+        headers={"Origin": ORIGIN, "Cookie": "AWSALBCORS=sticky"},
+        timeout=10,
+    )
+    assert started.status_code == 503  # the database is unreachable: retry later
+    assert started.headers["retry-after"] == "5"
+    assert started.headers["access-control-allow-origin"] == ORIGIN
+    assert started.headers["access-control-allow-credentials"] == "true"
+    exposed = started.headers["access-control-expose-headers"].lower().split(",")
+    assert "retry-after" in [header.strip() for header in exposed]
+
+
+def test_other_origins_get_no_cors_headers(no_database: AppServer):
+    response = httpx.options(
+        f"{no_database.api}/start",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        timeout=10,
+    )
+    assert "access-control-allow-origin" not in response.headers
