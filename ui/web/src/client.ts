@@ -686,6 +686,8 @@ export class InterviewSession {
     let failures = 0;
     while (!signal.aborted) {
       let done = false;
+      let received = 0;
+      let ended = false;
       try {
         const headers: Record<string, string> = { Accept: "text/event-stream" };
         if (this.lastEventId !== null) headers["Last-Event-ID"] = this.lastEventId;
@@ -699,8 +701,8 @@ export class InterviewSession {
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
         let buffer = "";
         for (;;) {
-          const { value, done: ended } = await reader.read();
-          if (ended) break;
+          const { value, done: finished } = await reader.read();
+          if (finished) break;
           buffer += value.replace(/\r\n?/g, "\n");
           let split = buffer.indexOf("\n\n");
           while (split !== -1) {
@@ -719,16 +721,21 @@ export class InterviewSession {
             const event = toEvent(parsed.event, parsed.id, data);
             if (event === null) continue;
             this.emit(event);
+            received += 1;
             if (event.type === "results") done = true; // the stream ends for good after it
           }
         }
+        ended = true;
       } catch (error) {
         if (signal.aborted || isAbort(error)) return;
         failures += 1;
       }
       if (done) return;
-      // The server ends each response after EVENTS_STREAM_SECONDS: resume after `retry`,
-      // backing off only while requests fail.
+      // Behind a proxy that buffers whole responses (API Gateway's HTTP APIs) the server runs
+      // with EVENTS_DELIVERY=poll and ends a response just after its first events: ask again
+      // at once, or every event would wait `retry` more. A response without events (the
+      // server's timeout) or a failure waits `retry`, backing off only while requests fail.
+      if (ended && received > 0) continue;
       try {
         await sleep(Math.min(retryMs * 2 ** Math.min(failures, 4), 15000), signal);
       } catch {

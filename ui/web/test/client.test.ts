@@ -336,6 +336,30 @@ test("live events: parsed across chunks, resumed with Last-Event-ID, stopped aft
   assert.ok(status?.type === "status" && status.status === "ended" && status.reason === "candidate");
 });
 
+test("a response that carried events is followed at once; an empty one waits for retry", async () => {
+  // EVENTS_DELIVERY=poll: each response ends just after its first events, behind a proxy
+  // that only forwards whole responses. Waiting `retry` (here 3 s) after each would delay
+  // every event by that much.
+  const encoder = new TextEncoder();
+  const body = (text: string) =>
+    new Response(encoder.encode(text), { status: 200, headers: { "Content-Type": "text/event-stream" } });
+  const speaking = (id: number) =>
+    `retry: 3000\nid: ${id}\nevent: speaking\ndata: {"role": "interviewer", "state": "started", "index": 0}\n\n`;
+  const responses = [body(speaking(1)), body(speaking(2)), body("retry: 3000\n\n: idle\n\n")];
+  const server = new FakeServer().on("GET", "/events", () => responses.shift() ?? body(": idle\n\n"));
+  const { session, events } = sessionOn(server);
+  const started = Date.now();
+  session.startEvents();
+  await until("three requests", () => server.count("GET", "/events") === 3, 2000);
+  assert.ok(Date.now() - started < 1000, "each response with events is followed at once");
+  assert.equal(events.filter((e) => e.type === "speaking").length, 2);
+  const requests = server.calls.filter((c) => c.path === "/events");
+  assert.equal(requests[2]?.headers.get("Last-Event-ID"), "2");
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(server.count("GET", "/events"), 3, "an empty response waits for retry");
+  session.stopEvents();
+});
+
 test("results are polled until ready; a typed answer emits both turns", async () => {
   let polls = 0;
   const report = { status: "ready", session_id: "s1", evaluation: null, evaluation_note: "Metrics only." };
