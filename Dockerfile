@@ -80,9 +80,11 @@ RUN mkdir -p /app/data && chown spool:spool /app/data \
 USER 10001:10001
 EXPOSE 7860
 
-# Liveness only: the shallow route answers while the process serves requests and pings no
-# database, so a database outage does not get every container restarted. Readiness (models warm,
-# database reachable, not draining) is the deep /api/interview/health the load balancer checks.
+# The shallow route the load balancer also checks: 200 once the voice models are ready, 503
+# while they load (the start period covers it), if they failed, or while draining. It pings no
+# database, so a database failover does not get every container replaced; the deep
+# /api/interview/health (database included) is for people and dashboards. ECS runs this check
+# only if a task definition declares one; the stack relies on the load balancer's.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/api/interview/health/live' % os.environ.get('PORT', '7860'), timeout=4)"]
 

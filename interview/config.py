@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # Addresses whose X-Forwarded-* headers are trusted (the load balancer); "*" behind an ALB.
     forwarded_allow_ips: str = "127.0.0.1"
-    shutdown_grace_seconds: int = Field(default=30, ge=0)
+    # Under ECS's default 30 s stop timeout, after which the task is killed.
+    shutdown_grace_seconds: int = Field(default=25, ge=0)
 
     # The default file sits in the project's data/ folder, wherever the service is started from.
     # Not in repr(): a URL may carry the database password.

@@ -85,7 +85,9 @@ async def rtc_ice_candidate(
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."}},
     description="Live events (turn, status, speaking, candidate, connection, results) as "
     "Server-Sent Events. Each response ends after EVENTS_STREAM_SECONDS (under API Gateway's "
-    "30 s limit); reconnect with the Last-Event-ID header to get exactly what was missed. "
+    "30 s limit) or, with EVENTS_DELIVERY=poll (behind a proxy that buffers whole responses), "
+    "shortly after its first events; reconnect with the Last-Event-ID header (at once after a "
+    "response that carried events) to get exactly what was missed. "
     "Without it, the session's buffered events are replayed from the start.",
 )
 async def events(
