@@ -8,11 +8,6 @@ with assets from the internet: the theme uses the system's fonts.
 
 from __future__ import annotations
 
-import os
-
-# gradio looks up a version-check and a telemetry host at import unless told not to.
-os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-
 import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field

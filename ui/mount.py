@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import os
 import re
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -150,8 +149,7 @@ def _quiet_stdout() -> Iterator[None]:
 
 
 def _build_host(runtime: Runtime) -> tuple[FastAPI, DemoUI]:
-    # Before gradio's first import (ui.gradio_app sets it too, for direct use).
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    # gradio's analytics are off from interview.no_telemetry, imported with the package.
     import gradio as gr
 
     from ui.gradio_app import build_blocks

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -81,8 +80,7 @@ class VoiceGateway:
         log.info("voice_ready", load_seconds=round(time.perf_counter() - started, 2))
 
     def _load_blocking(self) -> None:
-        # gradio (imported by fastrtc) phones home at import unless told not to.
-        os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+        # gradio (imported by fastrtc) is kept from phoning home by interview.no_telemetry.
         from fastrtc import Stream
 
         from interview.models import KOKORO_MODEL
