@@ -1,0 +1,227 @@
+"""The runtime image's files, run the way the container runs them: as its user, with voice on,
+and nothing writable but data/.
+
+There is no Docker engine here, so the final stage's COPY instructions are replayed into a
+directory (what they copy from the builder comes from this checkout's `make setup`, `make
+models` and `make web`, which the builder runs). Everything is made read-only except data/, HOME
+is /app as `useradd --home-dir /app` makes it, and the image's CMD starts with the image's
+environment. As root (CI, the sessions) it runs as uid 10001 through setpriv; otherwise the
+read-only modes do the refusing. A write anywhere else (a cache under HOME, bytecode, a temp
+file next to the code) fails here as it would in the container.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.ports import free_port
+from tests.test_dockerfile import DOCKERFILE, ROOT, Stage, parse_dockerfile
+
+IMAGE_UID = 10001
+LIVE = "/api/interview/health/live"
+# What the final stage copies from the builder, and where this checkout has it. A new COPY
+# from the builder fails the test until it is listed here.
+BUILDER_OUTPUTS = {
+    "/app/.venv": None,  # the test environment's own venv: the same pinned packages
+    "/app/models": ROOT / "models",
+    "/app/ui/web/dist": ROOT / "ui" / "web" / "dist",
+}
+
+
+@pytest.fixture(scope="module")
+def final_stage() -> Stage:
+    return parse_dockerfile(DOCKERFILE.read_text())[-1]
+
+
+def _dockerignore() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _ignored(patterns: list[str]):
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        relative = Path(directory).relative_to(ROOT)
+        return {
+            name
+            for name in names
+            for pattern in patterns
+            if fnmatch.fnmatch(str(relative / name), pattern) or fnmatch.fnmatch(name, pattern)
+        }
+
+    return ignore
+
+
+def _in_app(app: Path, dest: str) -> Path:
+    # WORKDIR is /app: "./interview", "./" and "/app/models" all land under it.
+    relative = dest.removeprefix("/app").removeprefix("/").removeprefix("./")
+    return app / relative
+
+
+def replay_copies(stage: Stage, app: Path) -> None:
+    ignore = _ignored(_dockerignore())
+    for instruction in stage.all("COPY"):
+        parts = shlex.split(instruction.args)
+        from_builder = any(p.startswith("--from=") for p in parts)
+        *sources, dest = [p for p in parts if not p.startswith("--")]
+        for source in sources:
+            if from_builder:
+                assert source in BUILDER_OUTPUTS, f"COPY from the builder not replayed: {source}"
+                built = BUILDER_OUTPUTS[source]
+                if built is None:
+                    continue
+                target = _in_app(app, dest)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if built.name == "models":
+                    target.symlink_to(built)  # read-only for the image's user all the same
+                else:
+                    shutil.copytree(built, target)
+                continue
+            origin = ROOT / source
+            target = _in_app(app, dest)
+            if origin.is_dir():
+                shutil.copytree(origin, target, ignore=ignore, dirs_exist_ok=True)
+            else:
+                if dest.endswith("/"):
+                    target = target / origin.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, target)
+
+
+def _set_modes(root: Path, writable: bool) -> None:
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        if writable:
+            path.chmod(mode | stat.S_IWUSR)
+        else:
+            path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+@pytest.fixture(scope="module")
+def image_root(final_stage: Stage) -> Iterator[Path]:
+    """/app as the image has it, read-only but data/ (owned by the image's user when root)."""
+    assert (ROOT / "ui" / "web" / "dist" / "index.html").exists(), "make web first"
+    top = Path(tempfile.mkdtemp(prefix="spool-image-"))
+    top.chmod(0o755)  # another user must be able to reach /app through it
+    app = top / "app"
+    app.mkdir()
+    try:
+        replay_copies(final_stage, app)
+        data = app / "data"
+        data.mkdir()  # the Dockerfile's `mkdir -p /app/data && chown spool:spool /app/data`
+        _set_modes(app, writable=False)
+        data.chmod(0o755)
+        if os.geteuid() == 0:
+            os.chown(data, IMAGE_UID, IMAGE_UID)
+        yield app
+    finally:
+        _set_modes(top, writable=True)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def as_image_user(command: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return command
+    return [
+        "setpriv",
+        f"--reuid={IMAGE_UID}",
+        f"--regid={IMAGE_UID}",
+        "--clear-groups",
+        "--",
+        *command,
+    ]
+
+
+def test_the_image_runs_as_its_user_with_voice_and_writes_only_data(
+    final_stage: Stage, image_root: Path, tmp_path: Path
+):
+    port = free_port()
+    venv_bin = Path(sys.executable).parent
+    # A container's environment: the image's ENV and HOME, nothing from this shell.
+    env = {k: v for k, v in final_stage.env().items() if k != "PATH"}
+    env.update(
+        PATH=f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
+        HOME=str(image_root),
+        HOST="127.0.0.1",
+        PORT=str(port),
+    )
+    command = final_stage.last("CMD").exec_form
+    assert command is not None and command[0] == "python"
+    log = tmp_path / "image.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            as_image_user([sys.executable, *command[1:]]),
+            cwd=image_root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    api = f"{base}/api/interview"
+    try:
+        # Ready means the speech models loaded from the read-only models directory.
+        deadline = time.monotonic() + 240
+        while True:
+            assert process.poll() is None, log.read_text(errors="replace")
+            try:
+                if httpx.get(base + LIVE, timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.5)
+        with httpx.Client(base_url=api, timeout=30) as client:
+            assert client.get("/health").json()["status"] == "ok"
+            started = client.post("/start", json={"user_id": "image-check"})
+            assert started.status_code == 201, started.text
+            sid, token = started.json()["session_id"], started.json()["token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            answer = client.post(
+                f"/{sid}/transcript",
+                json={"text": "I built and ran the billing service for three years."},
+                headers=headers,
+            )
+            assert answer.status_code == 200, answer.text
+            assert client.post(f"/{sid}/end", headers=headers).status_code == 200
+            report = client.get(f"/{sid}/results", headers=headers)
+            for _ in range(100):
+                if report.status_code != 202:
+                    break
+                time.sleep(0.2)
+                report = client.get(f"/{sid}/results", headers=headers)
+            assert report.status_code == 200, report.text
+        # The two browser faces are served from the read-only tree.
+        assert httpx.get(f"{base}/demo/", timeout=30).status_code == 200
+        assert httpx.get(f"{base}/ui/", timeout=60, follow_redirects=True).status_code == 200
+        # The database is where the image's user may write, and nowhere else was written.
+        assert (image_root / "data" / "spool.db").exists()
+        if os.geteuid() == 0:
+            assert (image_root / "data" / "spool.db").stat().st_uid == IMAGE_UID
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=int(env["SHUTDOWN_GRACE_SECONDS"]) + 5)
+        text = log.read_text(errors="replace")
+        assert code in (0, -signal.SIGTERM), text
+        for refusal in ("PermissionError", "Permission denied", "Read-only file system"):
+            assert refusal not in text, text
+        # No library tried to keep a telemetry identifier under HOME (onnxruntime does unless
+        # interview.no_telemetry turns it off first).
+        assert "telemetry" not in text.lower(), text
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
