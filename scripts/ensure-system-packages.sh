@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests drive for real (coturn, PostgreSQL, espeak-ng + sox,
-# which make the spoken answers of the voice tests, and Chromium for the browser tests), only
-# when missing.
+# which make the spoken answers of the voice tests, Chromium for the browser tests, strace for
+# the image test), only when missing.
 set -euo pipefail
 
 missing=()
@@ -12,6 +12,8 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || missing+=(sox)
+# The image test records the service's outbound connections with strace (none may leave loopback).
+command -v strace >/dev/null 2>&1 || missing+=(strace)
 # The browser tests drive Debian's Chromium through Playwright (no browser download).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 

@@ -7,13 +7,17 @@ models` and `make web`, which the builder runs). Everything is made read-only ex
 is /app as `useradd --home-dir /app` makes it, and the image's CMD starts with the image's
 environment. As root (CI, the sessions) it runs as uid 10001 through setpriv; otherwise the
 read-only modes do the refusing. A write anywhere else (a cache under HOME, bytecode, a temp
-file next to the code) fails here as it would in the container.
+file next to the code) fails here as it would in the container. strace records every address
+the service connects or sends to while it loads, builds its UI and runs an interview: none may
+be off this machine's loopback (no analytics, no model hub, no DNS lookup).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -147,6 +151,52 @@ def as_image_user(command: list[str]) -> list[str]:
     ]
 
 
+def traced(command: list[str], trace: Path) -> list[str]:
+    """`command` under strace, recording every socket it connects or sends to (seccomp-bpf
+    keeps the other system calls at full speed)."""
+    return [
+        "strace",
+        "--seccomp-bpf",
+        "-f",
+        "-qq",
+        "-e",
+        "trace=connect,sendto,sendmsg,sendmmsg",
+        "-o",
+        str(trace),
+        *command,
+    ]
+
+
+_ADDRESS = re.compile(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)"')
+
+
+def remote_addresses(trace: Path) -> set[str]:
+    """Every IP address the traced process connected or sent to, loopback excluded."""
+    found = set()
+    for line in trace.read_text(errors="replace").splitlines():
+        for v4, v6 in _ADDRESS.findall(line):
+            address = ipaddress.ip_address(v4 or v6)
+            mapped = getattr(address, "ipv4_mapped", None)
+            if not (address.is_loopback or (mapped is not None and mapped.is_loopback)):
+                found.add(str(address))
+    return found
+
+
+def test_remote_addresses_are_read_from_a_trace(tmp_path: Path):
+    trace = tmp_path / "trace"
+    trace.write_text(
+        '9 connect(5, {sa_family=AF_INET, sin_port=htons(443), sin_addr=inet_addr("20.42.65.92")}'
+        ", 16) = -1 ENETUNREACH\n"
+        '9 connect(6, {sa_family=AF_INET, sin_port=htons(80), sin_addr=inet_addr("127.0.0.1")}'
+        ", 16) = 0\n"
+        '9 sendto(7, "x", 1, 0, {sa_family=AF_INET6, sin6_port=htons(53), '
+        'sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "::1", &sin6_addr)}, 28) = 1\n'
+        "9 connect(8, {sa_family=AF_INET6, sin6_port=htons(443), sin6_flowinfo=htonl(0), "
+        'inet_pton(AF_INET6, "2001:db8::1", &sin6_addr)}, 28) = -1\n'
+    )
+    assert remote_addresses(trace) == {"20.42.65.92", "2001:db8::1"}
+
+
 def test_the_image_runs_as_its_user_with_voice_and_writes_only_data(
     final_stage: Stage, image_root: Path, tmp_path: Path
 ):
@@ -162,10 +212,10 @@ def test_the_image_runs_as_its_user_with_voice_and_writes_only_data(
     )
     command = final_stage.last("CMD").exec_form
     assert command is not None and command[0] == "python"
-    log = tmp_path / "image.log"
+    log, trace = tmp_path / "image.log", tmp_path / "network.trace"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            as_image_user([sys.executable, *command[1:]]),
+            traced(as_image_user([sys.executable, *command[1:]]), trace),
             cwd=image_root,
             env=env,
             stdout=out,
@@ -212,15 +262,22 @@ def test_the_image_runs_as_its_user_with_voice_and_writes_only_data(
         assert (image_root / "data" / "spool.db").exists()
         if os.geteuid() == 0:
             assert (image_root / "data" / "spool.db").stat().st_uid == IMAGE_UID
-        process.send_signal(signal.SIGTERM)
+        # SIGTERM to the app itself (strace's child, the same process after setpriv's exec).
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        assert len(children) == 1, children
+        os.kill(int(children[0]), signal.SIGTERM)
         code = process.wait(timeout=int(env["SHUTDOWN_GRACE_SECONDS"]) + 5)
         text = log.read_text(errors="replace")
         assert code in (0, -signal.SIGTERM), text
         for refusal in ("PermissionError", "Permission denied", "Read-only file system"):
             assert refusal not in text, text
         # No library tried to keep a telemetry identifier under HOME (onnxruntime does unless
-        # interview.no_telemetry turns it off first).
+        # interview.no_telemetry turns it off first)...
         assert "telemetry" not in text.lower(), text
+        # ...nor reached anything but this machine's loopback: no analytics, no model hub, no
+        # DNS lookup, while the models loaded, the UI was built and an interview ran.
+        assert trace.stat().st_size > 0, "the trace recorded nothing, not even the client"
+        assert remote_addresses(trace) == set(), trace.read_text(errors="replace")[-4000:]
     finally:
         if process.poll() is None:
             process.kill()
