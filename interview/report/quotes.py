@@ -50,9 +50,22 @@ def find_quote(quote: str, turns: Sequence[tuple[int, str]]) -> QuoteMatch | Non
     return None
 
 
+_WORDLIKE = re.compile(r"[\w'\u2018\u2019]+")
+
+
 def _words(text: str) -> list[tuple[str, int, int]]:
-    """The normalized words of `text`, each with the span of the original token it is in."""
+    """The normalized words of `text`, each with its span in the original: its own span
+    ("known" in "well-known"), or its whole token's where normalizing changed the word count
+    (a compatibility character that NFKC splits)."""
     words = []
     for token in re.finditer(r"\S+", text):
-        words += [(word, token.start(), token.end()) for word in normalize(token.group()).split()]
+        expected = normalize(token.group()).split()
+        parts = [
+            (normalize(m.group()), token.start() + m.start(), token.start() + m.end())
+            for m in _WORDLIKE.finditer(token.group())
+        ]
+        if [word for word, _, _ in parts] == expected:
+            words += parts
+        else:
+            words += [(word, token.start(), token.end()) for word in expected]
     return words

@@ -20,7 +20,9 @@ TURNS = [
             3,
             "rolled back within ten minutes; then I wrote",
         ),
-        ("the post mortem", 3, "the post-mortem."),
+        ("the post mortem", 3, "the post-mortem"),
+        # A quote inside a hyphenated word is only what it quotes.
+        ("mortem", 3, "mortem"),
     ],
 )
 def test_verbatim_quotes_are_found_in_their_turn(quote, turn, verbatim):
