@@ -168,8 +168,6 @@ class InterviewService:
         self.clock = clock
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._report_tasks: dict[str, asyncio.Task[None]] = {}
-        # Per process, like the locks: a restarted service reports "normal" until a turn fails.
-        self._announced_mode: dict[str, str] = {}
 
     # lifecycle
 
@@ -407,7 +405,7 @@ class InterviewService:
                 self._publish(current.id, "status", status=SessionStatus.active, reason=None)
             self._publish_turn(candidate)
             reply = await self.interviewer.reply(self._state(current, plan, turns), answer, on_text)
-            self._note_interviewer(current.id, reply)
+            self._note_interviewer(current.id, reply, turns)
             interviewer = await self._commit_interviewer_turn(
                 current, reply, index=len(turns), at=self.clock()
             )
@@ -525,14 +523,16 @@ class InterviewService:
         self._publish_turn(turn)
         return turn
 
-    def _note_interviewer(self, session_id: str, reply: InterviewerReply) -> None:
+    def _note_interviewer(
+        self, session_id: str, reply: InterviewerReply, turns: Sequence[TurnRow]
+    ) -> None:
         mode: Literal["normal", "degraded"] = "degraded" if reply.degraded else "normal"
         if reply.degraded:
             log.warning("interviewer_degraded", session_id=session_id, reason=reply.degraded)
-        # Only a change of mode is an event; what this process last announced is enough to
-        # tell, since the status reads the stored lines.
-        if mode != self._announced_mode.get(session_id, "normal"):
-            self._announced_mode[session_id] = mode
+        # Only a change of mode is an event. The mode before is the stored line's before this
+        # one, so a restarted or another instance announces the recovery too.
+        before = next((t for t in reversed(turns) if t.role == "interviewer"), None)
+        if mode != ("degraded" if before and before.degraded_reason else "normal"):
             self._publish(session_id, "interviewer", mode=mode, reason=reply.degraded)
 
     def _due(self, row: SessionRow) -> bool:
@@ -558,16 +558,9 @@ class InterviewService:
     def _schedule_report(self, session_id: str) -> None:
         if session_id in self._report_tasks:
             return
-        task = asyncio.get_running_loop().create_task(self._build_report(session_id))
+        task = asyncio.get_running_loop().create_task(self._write_report(session_id))
         self._report_tasks[session_id] = task
         task.add_done_callback(lambda _t: self._report_tasks.pop(session_id, None))
-
-    async def _build_report(self, session_id: str) -> None:
-        try:
-            await self._write_report(session_id)
-        finally:
-            # The interview is over: no more interviewer events will be announced for it.
-            self._announced_mode.pop(session_id, None)
 
     async def _write_report(self, session_id: str) -> None:
         try:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from interview.config import PACKAGE_DIR, Settings
-from interview.interviewer import ScriptedInterviewer
+from interview.events import EventBus
+from interview.interviewer import ScriptedInterviewer, build_interviewer
 from interview.plans import PlanCatalog, UnknownPlan
 from interview.report import Report
 from interview.sessions import (
@@ -22,6 +23,7 @@ from interview.sessions import (
 )
 from interview.store import Store
 from interview.turn_credentials import TurnCredentialIssuer
+from tests.support.fake_openai import Fail, FakeOpenAI
 
 LONG = "I designed the billing service, split it into queues and workers, and owned its rollout."
 
@@ -241,3 +243,52 @@ async def test_pending_report_is_finished_after_a_restart(database_url: str, clo
         assert report.metrics.candidate_turns == 1
     finally:
         await second.store.dispose()
+
+
+async def test_the_interviewer_mode_follows_the_stored_lines_across_a_restart(
+    database_url: str, clock: Clock, fake_openai: FakeOpenAI
+):
+    """The language model fails for one turn on one instance; the next turn, on a restarted
+    one, is the model's again. The status and the "interviewer" events come from the stored
+    lines, so the recovery is announced and counted though this process saw no failure."""
+    bus = EventBus()
+    bus.bind_loop(asyncio.get_running_loop())
+
+    def llm_service() -> InterviewService:
+        config = Settings(
+            database_url=database_url,
+            openai_api_key=fake_openai.api_key,
+            openai_base_url=fake_openai.base_url,
+            llm_turn_budget_seconds=3,
+        )
+        return InterviewService(
+            config,
+            Store(config.async_database_url),
+            PlanCatalog.load(PACKAGE_DIR / "plans"),
+            build_interviewer(config),
+            TurnCredentialIssuer(None, None, None, 600),
+            clock=clock,
+            events=bus,
+        )
+
+    first = llm_service()
+    await first.store.create_schema()
+    started = await first.start("user-1", plan_id="backend-engineer-screen")
+    fake_openai.chat.append(Fail(500), Fail(502), Fail(503))
+    stand_in = await first.answer(started.session, LONG)
+    assert stand_in.interviewer_turn.degraded_reason is not None
+    await first.store.dispose()
+
+    second = llm_service()
+    row = await second.store.get_session(started.session.id)
+    assert row is not None
+    health = (await second.status(row)).interviewer
+    assert (health.mode, health.degraded_turns) == ("degraded", 1)
+    own = await second.answer(row, LONG)
+    assert own.interviewer_turn.degraded_reason is None
+    modes = [e.data["mode"] for e in bus.history(started.session.id) if e.type == "interviewer"]
+    assert modes == ["degraded", "normal"]
+    health = (await second.status(row)).interviewer
+    assert (health.mode, health.degraded_turns, health.engine) == ("normal", 1, "llm")
+    assert health.last_reason is not None and "HTTP 503" in health.last_reason
+    await second.store.dispose()
