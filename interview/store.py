@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -275,12 +276,20 @@ def _add_missing_columns(conn: Connection) -> None:
     for table, columns in ADDED_COLUMNS.items():
         present = {column["name"] for column in inspector.get_columns(table)}
         for name, ddl_type in columns.items():
-            if name in present:
-                continue
-            # PostgreSQL's IF NOT EXISTS keeps two instances starting at once from failing on
-            # each other's ALTER; SQLite has no such clause, and its writes are serialized.
-            guard = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
-            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {guard}{name} {ddl_type}"))
+            if name not in present:
+                add_column(conn, table, name, ddl_type)
+
+
+def add_column(conn: Connection, table: str, name: str, ddl_type: str) -> None:
+    """Add a column that another instance starting at the same moment may have just added."""
+    # PostgreSQL's IF NOT EXISTS settles that race. SQLite has no such clause: there the loser
+    # gets "duplicate column name", which is the outcome it wanted.
+    guard = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
+    try:
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {guard}{name} {ddl_type}"))
+    except OperationalError:
+        if name not in {c["name"] for c in inspect(conn).get_columns(table)}:
+            raise
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, MetaData, Table, insert, inspect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from interview.config import to_async_database_url
-from interview.store import ADDED_COLUMNS, ReportRow, SessionRow, Store, TurnRow
+from interview.store import ADDED_COLUMNS, ReportRow, SessionRow, Store, TurnRow, add_column
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
@@ -181,5 +181,20 @@ async def test_an_older_database_gets_the_added_columns(database_url: str):
         )  # fmt: skip
         await store.add_turn(stand_in)
         assert await store.degraded_reasons("new") == ["timed out"]
+    finally:
+        await store.dispose()
+
+
+async def test_adding_a_column_another_instance_just_added_is_not_an_error(database_url: str):
+    # Two instances starting at once both find the column missing; the second ALTER must not
+    # stop the second instance.
+    store = Store(to_async_database_url(database_url))
+    try:
+        await store.create_schema()
+        async with store.engine.begin() as conn:
+            await conn.run_sync(add_column, "interview_turns", "degraded_reason", "TEXT")
+            assert "degraded_reason" in (await conn.run_sync(columns))["interview_turns"]
+            with pytest.raises(SQLAlchemyError):  # any other failure still surfaces
+                await conn.run_sync(add_column, "no_such_table", "x", "TEXT")
     finally:
         await store.dispose()
