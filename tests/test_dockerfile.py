@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 VENV_BIN = Path(sys.executable).parent
 HEALTH = "/api/interview/health"
-# The HEALTHCHECK's route: liveness only, no database ping (the deep HEALTH is the ALB's).
+# The HEALTHCHECK's (and the ALB's) route: this process only, no database ping.
 LIVE = "/api/interview/health/live"
 # The major version of Debian's own nodejs package in each release the image may build on.
 DEBIAN_NODEJS = {"bookworm": 18, "trixie": 20}

@@ -170,10 +170,17 @@ def traced(command: list[str], trace: Path) -> list[str]:
 _ADDRESS = re.compile(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)"')
 
 
+_DNS = re.compile(r"htons\(53\)|/run/systemd/resolve/")
+
+
 def remote_addresses(trace: Path) -> set[str]:
-    """Every IP address the traced process connected or sent to, loopback excluded."""
+    """Every IP address the traced process connected or sent to off loopback, and every name
+    lookup (port 53 anywhere, loopback resolvers such as 127.0.0.53 included, or resolved's
+    socket): an attempt to go out that fails at its lookup is still an attempt."""
     found = set()
     for line in trace.read_text(errors="replace").splitlines():
+        if _DNS.search(line):
+            found.add(f"name lookup: {line.strip()[:160]}")
         for v4, v6 in _ADDRESS.findall(line):
             address = ipaddress.ip_address(v4 or v6)
             mapped = getattr(address, "ipv4_mapped", None)
@@ -194,7 +201,13 @@ def test_remote_addresses_are_read_from_a_trace(tmp_path: Path):
         "9 connect(8, {sa_family=AF_INET6, sin6_port=htons(443), sin6_flowinfo=htonl(0), "
         'inet_pton(AF_INET6, "2001:db8::1", &sin6_addr)}, 28) = -1\n'
     )
-    assert remote_addresses(trace) == {"20.42.65.92", "2001:db8::1"}
+    found = remote_addresses(trace)
+    assert {a for a in found if not a.startswith("name lookup")} == {"20.42.65.92", "2001:db8::1"}
+    # A lookup through a loopback resolver is an attempt to go out all the same.
+    assert [a for a in found if a.startswith("name lookup")] == [
+        'name lookup: 9 sendto(7, "x", 1, 0, {sa_family=AF_INET6, sin6_port=htons(53), '
+        'sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "::1", &sin6_addr)}, 28) = 1'
+    ]
 
 
 def test_the_image_runs_as_its_user_with_voice_and_writes_only_data(

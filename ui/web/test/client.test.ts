@@ -437,7 +437,9 @@ test("a first connection that never comes up ends in connection_lost, not Connec
 test("failed attempts count across reconnect cycles, and only a real connection resets them", async () => {
   const server = voiceServer();
   const { session, events } = sessionOn(server);
-  await session.connectVoice({ connectTimeoutSeconds: 0.1, maxReconnectAttempts: 5, reconnectDelayMs: 10 });
+  // A timeout long enough that the steps driven by hand below always come first, even when a
+  // loaded machine delays this test by tens of milliseconds; reconnect 1 uses it up.
+  await session.connectVoice({ connectTimeoutSeconds: 1, maxReconnectAttempts: 5, reconnectDelayMs: 10 });
   FakePeer.instances[0]?.setState("connected");
   FakePeer.instances[0]?.setState("failed");
   // Reconnect 1 is answered, then times out: that is failure 1, so the next is attempt 2.
