@@ -29,6 +29,10 @@ secret=$(cat "$secret_file")
 case $secret in
   *"
 "*) fail "the secret in $secret_file must be one line" ;;
+  # coturn's config parser trims spaces and reads quotes and '#' its own way: such a secret
+  # would silently differ from the service's copy, and every TURN login would get a 401.
+  *[!A-Za-z0-9._~+/=-]*)
+    fail "the secret in $secret_file may use only letters, digits and ._~+/=- (e.g. openssl rand -hex 32)" ;;
 esac
 if grep -Eq '^[[:space:]]*-{0,2}static-auth-secret' "$config"; then
   fail "$config must not set static-auth-secret: it comes from $secret_file"

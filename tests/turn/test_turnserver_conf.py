@@ -436,6 +436,12 @@ def test_the_entrypoint_renders_the_secret_into_a_private_config(rendered: Entry
         ("", "is empty"),
         ("\n", "is empty"),
         ("one\ntwo", "must be one line"),
+        # What coturn's parser would trim or read otherwise: the logins would all fail.
+        ("abc def", "may use only"),
+        ("abc ", "may use only"),
+        ("abc\r", "may use only"),
+        ('"quoted"', "may use only"),
+        ("abc#def", "may use only"),
     ],
 )
 def test_the_entrypoint_refuses_to_start_without_a_usable_secret(
