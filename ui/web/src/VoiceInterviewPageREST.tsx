@@ -344,7 +344,12 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
                   options,
                 )
               ).session;
-          if (!mountedRef.current) return; // unmounted meanwhile: follow nothing
+          if (!mountedRef.current) {
+            // Unmounted meanwhile: follow nothing, and end an interview nobody will see rather
+            // than leave it open until it expires (one the host app started is left to it).
+            if (!props.session) void session.end().catch(() => undefined);
+            return;
+          }
           sessionRef.current = session;
           const current = session;
           current.subscribe((e) => onEventRef.current(current, e));
