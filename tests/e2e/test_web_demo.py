@@ -479,6 +479,42 @@ def test_an_expired_session_says_so(short_lived_server: AppServer, page: Page):
     assert requests.external() == [], requests.external()
 
 
+def test_a_session_that_expires_during_the_interview_says_so_and_hangs_up(
+    tmp_path: Path, chromium_launcher: Callable[..., Browser]
+):
+    """The time limit passes while the candidate is connected: the server's expiry sweep ends
+    the session, the page says why from the live events, and the voice connection is closed
+    for good (no reconnecting to an interview that is over)."""
+    server = start_voice_server(tmp_path, SESSION_TTL_MINUTES="0.3")  # 18 s
+    try:
+        wav = spoken_answer_wav(tmp_path / "answer.wav", ANSWER, lead_silence=ANSWER_LEAD_SECONDS)
+        browser = chromium_launcher(fake_mic_wav=wav)
+        context, page, requests = new_page(browser, gate_microphone=True)
+        page.goto(demo_url(server, plan="quick-engineer", user="web-demo-test"))
+        start(page)
+        expect(page.get_by_test_id("phase")).to_have_text("Live", timeout=CONNECT_MS)
+        # The candidate never answers; the limit (18 s) and the sweep (every 15 s) pass.
+        alert = error_box(page)
+        expect(alert).to_contain_text("time limit passed", timeout=60_000)
+        expect(alert).to_have_attribute("data-error-kind", "session_expired")
+        wait_until(
+            "the page's voice connection to close",
+            lambda: page.evaluate("window.__pcs.every((pc) => pc.connectionState === 'closed')"),
+            30,
+        )
+        offers = [url for url in requests.urls if url.endswith("/rtc/offer")]
+        time.sleep(3)  # a reconnect would come within its first backoff
+        assert [u for u in requests.urls if u.endswith("/rtc/offer")] == offers, requests.urls
+        assert len(offers) == 1
+        expect(page.get_by_test_id("phase")).to_be_focused()
+        save_screenshot(page, "react-demo-expired-while-live")
+        sid = session_id_of(requests)
+        assert f"/{sid}/" in offers[0]
+        context.close()
+    finally:
+        server.stop()
+
+
 def test_the_demo_page_is_offline_and_accessible(voice_server: AppServer, page: Page):
     requests = RequestLog.attach(page.context)
     response = page.goto(demo_url(voice_server))
