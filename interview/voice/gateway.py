@@ -41,6 +41,9 @@ log = structlog.get_logger(__name__)
 LIVE_STATES = ("new", "connecting", "connected")
 # A session whose plan finished in text mode while a voice connection was open.
 PLAN_FINISHED_CLOSE_SECONDS = 30.0
+# A connected peer that has sent no audio for this long is gone (a browser sends a frame every
+# 20 ms, muted or not): a new offer for its session replaces it rather than get 409.
+MEDIA_STALE_SECONDS = 5.0
 # How long closing every connection at shutdown waits for their state to be written.
 CLOSE_RECORD_SECONDS = 3.0
 
@@ -57,6 +60,7 @@ class VoiceGateway:
         self._voices: list[str] = []
         self._answers: dict[str, dict[str, str]] = {}
         self._offer_locks: dict[str, asyncio.Lock] = {}
+        self._connected_at: dict[str, float] = {}  # monotonic, per session's current peer
         self._tasks: set[asyncio.Task[Any]] = set()
         # Speech-to-text runs as many at once as the model has workers; synthesis, one at a
         # time in order of urgency (it uses every core it is given).
@@ -165,7 +169,15 @@ class VoiceGateway:
         session_id = session.id
         existing = stream.pcs.get(session_id)
         if existing is not None and existing.connectionState in LIVE_STATES:
-            raise AlreadyConnected()
+            silent = self._media_silent_for(session_id, existing)
+            if silent is None or silent < MEDIA_STALE_SECONDS:
+                raise AlreadyConnected()
+            # Connected, but no audio for a while: the page was reloaded or its network
+            # dropped, and ICE would take ~30 s to say so. The same session's new offer (its
+            # token was checked) takes over instead of waiting that out.
+            log.info(
+                "voice_connection_taken_over", session_id=session_id, silent_s=round(silent, 1)
+            )
         if existing is not None or session_id in stream.connections:
             # A dropped connection: clear what is left of it, then reconnect. fastrtc cleans up
             # a closed connection by session id from its own state-change handler; let that
@@ -293,6 +305,17 @@ class VoiceGateway:
             iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay else RTCIceTransportPolicy.ALL,
         )
 
+    def _media_silent_for(self, session_id: str, pc: Any) -> float | None:
+        """How long a connected peer has sent no audio; None while it is still setting up
+        (ICE through a relay can take seconds before the first frame)."""
+        handler = self.handler_for(session_id)
+        if pc.connectionState != "connected" or handler is None:
+            return None
+        silent = handler.media_silent_for()
+        if silent is None:  # connected but not one frame yet: count from the connection
+            return time.monotonic() - self._connected_at.get(session_id, time.monotonic())
+        return silent
+
     async def _discard(self, session_id: str) -> None:
         if self.stream is None:
             return
@@ -302,6 +325,10 @@ class VoiceGateway:
         self.stream.clean_up(session_id)
 
     def _connection_changed(self, session_id: str, pc: Any) -> None:
+        if pc.connectionState == "connected":
+            self._connected_at[session_id] = time.monotonic()
+        elif pc.connectionState == "closed":
+            self._connected_at.pop(session_id, None)
         state = {
             "connecting": "connecting",
             "connected": "connected",

@@ -56,12 +56,26 @@ class InterviewHandler(ReplyOnPause):
         self.session_id: str | None = None  # set by the gateway once the offer is accepted
         # Stretches of the current answer being transcribed: (end sample, text future).
         self.segments: list[tuple[int, Future[str]]] = []
+        # When the candidate's audio last arrived (monotonic), None before the first frame.
+        self.last_frame_at: float | None = None
 
     def copy(self) -> InterviewHandler:
         # fastrtc copies the handler for every connection; each copy has its own VAD state.
         return InterviewHandler(
             self.fn, self.startup_fn, self.vad, self.detector_options, self.on_turn_event
         )
+
+    def receive(self, frame: tuple[int, np.ndarray]) -> None:
+        # A browser sends audio every 20 ms while connected, muted or not; audio that stops
+        # means the page or its network is gone, long before ICE gives up (~30 s).
+        self.last_frame_at = time.monotonic()
+        super().receive(frame)
+
+    def media_silent_for(self) -> float | None:
+        """Seconds since the candidate's last audio frame; None if none has arrived yet."""
+        if self.last_frame_at is None:
+            return None
+        return time.monotonic() - self.last_frame_at
 
     def process_audio(self, audio: tuple[int, np.ndarray], state: AppState) -> None:
         rate, samples = audio

@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
+from interview.voice.gateway import MEDIA_STALE_SECONDS
 from tests.api.helpers import auth
 from tests.e2e.conftest import recall
 from tests.support.app_server import AppServer
@@ -139,6 +140,42 @@ async def test_a_dropped_connection_resumes_the_interview(
         assert await transcript(voice_server, sid, token) == before  # nothing lost or doubled
     finally:
         await second.close()
+
+
+async def test_a_connection_whose_audio_stopped_is_taken_over_by_a_new_offer(
+    voice_server: AppServer, transcribe: Transcribe
+):
+    """A reloaded page or a dead network: no more audio, though ICE still says "connected"
+    for ~30 s. The session's next offer replaces that connection rather than get 409 for as
+    long, which would outlast a browser client's reconnect attempts."""
+    sid, token = await start_session(voice_server.api, plan_id="quick-engineer")
+    first = await VoiceClient.connect(voice_server.api, sid, token)
+    try:
+        await first.wait_for_reply(timeout=40)  # the greeting and first question
+        before = await transcript(voice_server, sid, token)
+        first.microphone.stall()
+        # At once it is still the session's live connection: a second offer is refused.
+        refused = await offer(
+            voice_server,
+            sid,
+            token,
+            {"sdp": await aiortc_offer(audio=True, data_channel=True), "type": "offer"},
+        )
+        assert refused.status_code == 409, refused.text
+        await asyncio.sleep(MEDIA_STALE_SECONDS + 1.0)
+        assert not first.closed.is_set()  # ICE has not noticed anything
+        second = await VoiceClient.connect(voice_server.api, sid, token)
+        try:
+            again = await second.wait_for_reply(timeout=40)
+            heard = transcribe(again.sample_rate, again.audio)
+            assert recall(before[-1]["text"], heard) >= 0.6, heard
+            await asyncio.wait_for(first.closed.wait(), timeout=15)  # the old one was hung up
+            assert await transcript(voice_server, sid, token) == before
+            assert "voice_connection_taken_over" in voice_server.log()
+        finally:
+            await second.close()
+    finally:
+        await first.close()
 
 
 # Bad input: every refusal is a clear JSON error, and nothing breaks for the session.

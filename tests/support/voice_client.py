@@ -166,6 +166,7 @@ class MicrophoneTrack(MediaStreamTrack):
         self._timestamp = 0
         self.frames_sent = 0
         self.last_speech_sent_at: float | None = None
+        self._stalled = asyncio.Event()
 
     @property
     def pending_seconds(self) -> float:
@@ -195,9 +196,17 @@ class MicrophoneTrack(MediaStreamTrack):
         """Drop whatever has not been sent yet (the utterances never finish)."""
         self._queue.clear()
 
+    def stall(self) -> None:
+        """Send no more audio while the connection (ICE, DTLS) stays up: what the server sees
+        of a page that was reloaded or lost its network, until ICE gives up (~30 s)."""
+        self._stalled.set()
+
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
+        if self._stalled.is_set():
+            # Forever: aiortc's sender cancels this wait when the connection closes.
+            await asyncio.get_running_loop().create_future()
         # Real-time pacing like aiortc's AudioStreamTrack, but on the monotonic clock.
         if self._start is None:
             self._start = time.monotonic()
