@@ -318,6 +318,63 @@ def test_a_spoken_turn_through_a_turn_relay(
         server.stop()
 
 
+def test_a_relay_outage_is_reconnected_in_the_browser(
+    tmp_path: Path, chromium_launcher: Callable[..., Browser]
+):
+    """The TURN relay that carries the call dies mid-interview and comes back: the page says it
+    is reconnecting, offers again on the same session, and is live again with the
+    interviewer's audio flowing, without the candidate doing anything."""
+    relay = CoturnServer(COTURN_SECRET)
+    relay.start()
+    server = start_voice_server(
+        tmp_path,
+        TURN_SERVER=f"127.0.0.1:{relay.port}",
+        TURN_SECRET=COTURN_SECRET,
+        RTC_ICE_TRANSPORT_POLICY="relay",
+    )
+    browser: Browser | None = None
+    try:
+        wav = spoken_answer_wav(tmp_path / "answer.wav", ANSWER, lead_silence=ANSWER_LEAD_SECONDS)
+        browser = chromium_launcher(fake_mic_wav=wav)
+        _context, page, requests = new_page(browser, gate_microphone=True)
+        page.goto(demo_url(server, plan="quick-engineer", user="web-demo-test", relay="1"))
+        start(page)
+        phase = page.get_by_test_id("phase")
+        expect(phase).to_have_text("Live", timeout=CONNECT_MS)
+        wait_until(
+            "the greeting's audio through the relay",
+            lambda: (page.evaluate(INBOUND_AUDIO) or {}).get("bytes", 0) > 8000,
+            60,
+        )
+
+        relay.interrupt()
+        notice = page.get_by_text(re.compile(r"Connection lost; reconnecting \(attempt \d+\)"))
+        expect(notice).to_be_visible(timeout=45_000)
+        save_screenshot(page, "react-demo-reconnecting")
+        relay.start()
+
+        # Live again on a new connection: the notice is gone and audio arrives on it.
+        expect(notice).to_be_hidden(timeout=90_000)
+        expect(phase).to_have_text("Live")
+        assert page.evaluate("window.__pcs.length") >= 2
+        wait_until(
+            "the interviewer's audio on the new connection",
+            lambda: (page.evaluate(INBOUND_AUDIO) or {}).get("bytes", 0) > 8000,
+            60,
+        )
+        offers = [url for url in requests.urls if url.endswith("/rtc/offer")]
+        assert len(offers) >= 2, requests.urls
+        sid = session_id_of(requests)
+        assert all(f"/{sid}/" in url for url in offers)  # the same session, resumed
+        expect(error_box(page)).to_have_count(0)
+        assert requests.external() == [], requests.external()
+    finally:
+        if browser is not None:
+            browser.close()
+        server.stop()
+        relay.stop()
+
+
 # -- what the candidate sees when it cannot work ---------------------------------------------
 
 

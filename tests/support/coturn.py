@@ -155,6 +155,13 @@ class CoturnServer:
                 time.sleep(0.1)
         raise RuntimeError(f"turnserver did not listen within {timeout}s: {self.log()}")
 
+    def interrupt(self) -> None:
+        """Kill the server (every relay it holds dies with it); start() brings it back on the
+        same ports: a relay outage as a browser's candidates see it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
