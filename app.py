@@ -47,8 +47,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     runtime = Runtime.build(settings)
-    # How /events responses end (stream, or poll behind a buffering proxy: interview/events.py).
-    runtime.events.set_delivery(settings.events_delivery)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

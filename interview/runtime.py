@@ -53,6 +53,8 @@ class Runtime:
             settings.turn_server, secret, settings.turn_tls_port, settings.turn_ttl_seconds
         )
         events = EventBus()
+        # How /events responses end: streamed, or polled behind a buffering proxy (events.py).
+        events.set_delivery(settings.events_delivery)
         service = InterviewService(
             settings,
             store,

@@ -1,6 +1,5 @@
 """The application object: draining on a stop signal, and offline docs."""
 
-import asyncio
 import re
 import signal
 from pathlib import Path
@@ -10,6 +9,7 @@ import uvicorn
 
 from app import DrainingServer, create_app
 from interview.config import Settings
+from tests.support.runtime import wait_until_ready
 
 
 def make_app(tmp_path: Path):
@@ -24,10 +24,7 @@ async def test_a_stop_signal_turns_health_to_draining(tmp_path: Path):
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         await runtime.start()
         try:
-            for _ in range(200):
-                if runtime.ready:
-                    break
-                await asyncio.sleep(0.02)
+            await wait_until_ready(runtime)
             assert (await client.get("/api/interview/health")).status_code == 200
             assert (await client.get("/api/interview/health/live")).status_code == 200
             server.handle_exit(signal.SIGTERM, None)

@@ -12,6 +12,7 @@ import uvicorn
 
 from app import DrainingServer, create_app
 from interview.config import Settings
+from tests.support.runtime import wait_until_ready
 
 
 async def test_draining_refuses_new_interviews_but_not_live_ones(tmp_path: Path):
@@ -21,10 +22,7 @@ async def test_draining_refuses_new_interviews_but_not_live_ones(tmp_path: Path)
     async with httpx.AsyncClient(transport=transport, base_url="http://test/api/interview") as api:
         await runtime.start()
         try:
-            for _ in range(200):
-                if runtime.ready:
-                    break
-                await asyncio.sleep(0.02)
+            await wait_until_ready(runtime)
             session = (await api.post("/start", json={"user_id": "u"})).json()
             sid, headers = session["session_id"], {"Authorization": f"Bearer {session['token']}"}
 

@@ -284,17 +284,22 @@ def test_a_spoken_turn_in_the_react_demo(
     page.context.close()
 
 
+def start_relayed_voice_server(directory: Path, relay: CoturnServer) -> AppServer:
+    """A voice server whose media goes only through `relay`, with the session's credentials."""
+    return start_voice_server(
+        directory,
+        TURN_SERVER=f"127.0.0.1:{relay.port}",
+        TURN_SECRET=COTURN_SECRET,
+        RTC_ICE_TRANSPORT_POLICY="relay",
+    )
+
+
 def test_a_spoken_turn_through_a_turn_relay(
     coturn: CoturnServer, chromium_launcher: Callable[..., Browser], tmp_path: Path
 ):
     # Both sides relay-only: the server by its settings, the page by ?relay=1, with the
     # credentials /ice-servers issued for the session.
-    server = start_voice_server(
-        tmp_path,
-        TURN_SERVER=f"127.0.0.1:{coturn.port}",
-        TURN_SECRET=COTURN_SECRET,
-        RTC_ICE_TRANSPORT_POLICY="relay",
-    )
+    server = start_relayed_voice_server(tmp_path, coturn)
     browser: Browser | None = None
     try:
         wav = spoken_answer_wav(tmp_path / "answer.wav", ANSWER, lead_silence=ANSWER_LEAD_SECONDS)
@@ -326,12 +331,7 @@ def test_a_relay_outage_is_reconnected_in_the_browser(
     interviewer's audio flowing, without the candidate doing anything."""
     relay = CoturnServer(COTURN_SECRET)
     relay.start()
-    server = start_voice_server(
-        tmp_path,
-        TURN_SERVER=f"127.0.0.1:{relay.port}",
-        TURN_SECRET=COTURN_SECRET,
-        RTC_ICE_TRANSPORT_POLICY="relay",
-    )
+    server = start_relayed_voice_server(tmp_path, relay)
     browser: Browser | None = None
     try:
         wav = spoken_answer_wav(tmp_path / "answer.wav", ANSWER, lead_silence=ANSWER_LEAD_SECONDS)

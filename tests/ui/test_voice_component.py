@@ -9,7 +9,6 @@ refused before any audio engine would be needed).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pytest
 
 from interview.config import Settings
 from interview.runtime import Runtime
+from tests.support.runtime import wait_until_ready
 from ui.gradio_app import DemoUI
 from ui.voice_component import GatewaySignaling
 
@@ -40,11 +40,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
     )
     await runtime.start()
     try:
-        for _ in range(250):
-            if runtime.ready:
-                break
-            await asyncio.sleep(0.02)
-        assert runtime.ready
+        await wait_until_ready(runtime)
         yield runtime
     finally:
         await runtime.stop()
