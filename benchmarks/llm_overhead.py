@@ -2,7 +2,7 @@
 
     make bench      # after the voice benchmark; or: .venv/bin/python -m benchmarks.llm_overhead
 
-Starts a local OpenAI-compatible server that answers at once (tests/support/fake_openai.py with a
+Starts a local OpenAI-compatible server that answers at once (harness/fake_openai.py with a
 rule-based model, no delay between streamed pieces) and two real servers (`python app.py`): one
 with INTERVIEWER=scripted, one with INTERVIEWER=llm pointed at that local server. Each gets one
 voice session on the same short plan (written to the run's temp dir) and the same espeak-ng
@@ -44,11 +44,11 @@ from benchmarks.voice_bench import (
     pct,
     write_readme,
 )
-from tests.support.app_server import AppServer
-from tests.support.fake_openai import Behaviour, FakeOpenAI, ToolCall
-from tests.support.interview_model import respond
-from tests.support.speech_audio import speech
-from tests.support.voice_client import VoiceClientError
+from harness.app_server import AppServer
+from harness.fake_openai import Behaviour, FakeOpenAI, ToolCall
+from harness.interview_model import respond
+from harness.speech_audio import speech
+from harness.voice_client import VoiceClientError
 
 RESULTS_PATH = HERE / "results" / "llm_overhead.json"
 BEGIN_MARK, END_MARK = "<!-- llm-overhead:begin -->", "<!-- llm-overhead:end -->"
@@ -117,7 +117,7 @@ def acknowledgement(n: int) -> str:
 
 
 def instant_model() -> Callable[[dict[str, Any]], Behaviour]:
-    """tests/support's rule-based model, streaming at once (no delay between pieces), with a
+    """harness's rule-based model, streaming at once (no delay between pieces), with a
     different first sentence on each turn: "<acknowledgement> <the plan's next question>"."""
     counter: Iterator[int] = itertools.count()
 

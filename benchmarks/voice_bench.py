@@ -35,10 +35,10 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from tests.support.app_server import AppServer
-from tests.support.speech_audio import speech
-from tests.support.sse import read_events
-from tests.support.voice_client import VoiceClient, VoiceClientError, start_session
+from harness.app_server import AppServer
+from harness.speech_audio import speech
+from harness.sse import read_events
+from harness.voice_client import VoiceClient, VoiceClientError, start_session
 
 HERE = Path(__file__).resolve().parent
 RESULTS_PATH = HERE / "results" / "voice.json"

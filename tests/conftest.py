@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support import interview_model
-from tests.support.app_server import ENGINE_AND_SERVICE_ENV, AppServer
-from tests.support.fake_openai import FakeOpenAI
-from tests.support.postgres import PostgresServer
+from harness import interview_model
+from harness.app_server import ENGINE_AND_SERVICE_ENV, AppServer
+from harness.fake_openai import FakeOpenAI
+from harness.postgres import PostgresServer
 
 BACKENDS = ["sqlite", "postgresql"]
 

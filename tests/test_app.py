@@ -8,8 +8,8 @@ import httpx
 import uvicorn
 
 from app import DrainingServer, create_app
+from harness.runtime import wait_until_ready
 from interview.config import Settings
-from tests.support.runtime import wait_until_ready
 
 
 def make_app(tmp_path: Path):

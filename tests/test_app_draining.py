@@ -11,8 +11,8 @@ import httpx
 import uvicorn
 
 from app import DrainingServer, create_app
+from harness.runtime import wait_until_ready
 from interview.config import Settings
-from tests.support.runtime import wait_until_ready
 
 
 async def test_draining_refuses_new_interviews_but_not_live_ones(tmp_path: Path):

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from harness.fake_openai import Fail, FakeOpenAI
 from interview.config import PACKAGE_DIR, Settings
 from interview.events import EventBus
 from interview.interviewer import ScriptedInterviewer, build_interviewer
@@ -23,7 +24,6 @@ from interview.sessions import (
 )
 from interview.store import Store
 from interview.turn_credentials import TurnCredentialIssuer
-from tests.support.fake_openai import Fail, FakeOpenAI
 
 LONG = "I designed the billing service, split it into queues and workers, and owned its rollout."
 

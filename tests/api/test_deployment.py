@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.app_server import AppServer
-from tests.support.ports import free_port
+from harness.app_server import AppServer
+from harness.ports import free_port
 
 ORIGIN = "https://hiring.example"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.app_server import AppServer
+from harness.sse import Sse, read_events
 from tests.api.buffering_proxy import buffering_proxy
 from tests.api.helpers import auth
-from tests.support.app_server import AppServer
-from tests.support.sse import Sse, read_events
 
 ANSWER = "I moved our deploys to blue-green releases, which removed most of our downtime."
 STREAM_SECONDS = 1.5

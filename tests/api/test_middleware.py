@@ -5,7 +5,7 @@ import time
 
 import httpx
 
-from tests.support.app_server import AppServer
+from harness.app_server import AppServer
 
 
 def test_declared_oversized_body_is_refused(api: httpx.Client):

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from app import create_app
+from harness.app_server import AppServer
 from interview.config import Settings
 from tests.api.helpers import auth, start, wait_for_results
-from tests.support.app_server import AppServer
 
 LONG = "I led the migration of our orders service to PostgreSQL and wrote the runbook for it."
 

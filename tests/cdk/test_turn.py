@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from spool_ecs.coturn import BANDWIDTH_KEYS, HARDENING_FLAGS, boot_script, load_turn_config
 
+from harness.coturn import config_key
 from tests.cdk.conftest import REPO_DIR, Synth
-from tests.support.coturn import config_key
 from tests.turn.test_turnserver_conf import run_entrypoint
 
 SHIPPED_CONF = REPO_DIR / "turn" / "turnserver.conf"

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserType, Playwright, sync_playwright
 
-from tests.support.browser import launch_args, launch_chromium
+from harness.browser import launch_args, launch_chromium
 
 ChromiumLauncher = Callable[..., Browser]
 
@@ -72,7 +72,7 @@ def browser_context_args() -> dict[str, Any]:
 @pytest.fixture
 def chromium_launcher(playwright: Playwright) -> Iterator[ChromiumLauncher]:
     """`chromium_launcher(fake_mic_wav=path, allow_microphone=True, ...)` launches a Chromium
-    (arguments as `tests.support.browser.launch_chromium`); every one is closed after the test.
+    (arguments as `harness.browser.launch_chromium`); every one is closed after the test.
     One browser per microphone WAV: Chromium reads the file from its command line."""
     browsers: list[Browser] = []
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.app_server import AppServer
+from harness.coturn import CoturnServer
+from harness.speech_audio import resample
 from interview.config import PROJECT_DIR
 from interview.speech.stt.local_whisper import LocalWhisper
-from tests.support.app_server import AppServer
-from tests.support.coturn import CoturnServer
-from tests.support.speech_audio import resample
 
 PLANS = Path(__file__).parent / "plans"
 COTURN_SECRET = "relay-test-secret-7f3a"
@@ -89,7 +89,7 @@ def recall(expected: str, heard: str) -> float:
 
 
 # --- Browser tests (Playwright on Debian's Chromium): fixtures shared by the React demo and
-# Gradio UI tests; see tests/e2e/browser_fixtures.py and tests/support/browser.py.
+# Gradio UI tests; see tests/e2e/browser_fixtures.py and harness/browser.py.
 from tests.e2e.browser_fixtures import (  # noqa: E402
     browser,
     browser_context_args,

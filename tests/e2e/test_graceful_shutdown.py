@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.app_server import AppServer
+from harness.speech_audio import speech
+from harness.voice_client import OfferRejected, VoiceClient, start_session
 from tests.api.helpers import auth
 from tests.e2e.conftest import recall, voice_env
-from tests.support.app_server import AppServer
-from tests.support.speech_audio import speech
-from tests.support.voice_client import OfferRejected, VoiceClient, start_session
 
 ANSWER = "I split the billing code out of the monolith into a service with its own database."
 SPOKEN_ANSWER = "I read the logs and the metrics first and then I reproduce the failure locally"

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from harness.app_server import AppServer
+from harness.browser import RequestLog, save_screenshot, spoken_answer_wav
 from tests.e2e.browser_fixtures import ChromiumLauncher
 from tests.e2e.conftest import PLANS, recall
-from tests.support.app_server import AppServer
-from tests.support.browser import RequestLog, save_screenshot, spoken_answer_wav
 
 UI_READY_SECONDS = 120
 FIRST_QUESTION = "Tell me about a project you are proud of."

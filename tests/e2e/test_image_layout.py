@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.ports import free_port
+from harness.ports import free_port
 from tests.test_dockerfile import DOCKERFILE, ROOT, Stage, parse_dockerfile
 
 IMAGE_UID = 10001

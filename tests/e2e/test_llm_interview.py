@@ -12,13 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.app_server import AppServer
+from harness.fake_openai import Fail, FakeOpenAI, Hang, ToolCall
+from harness.interview_model import FABRICATED, FOLLOW_UP
+from harness.speech_audio import speech
+from harness.voice_client import VoiceClient, start_session
 from tests.api.helpers import auth
 from tests.e2e.conftest import PLANS, recall, start_voice_server
-from tests.support.app_server import AppServer
-from tests.support.fake_openai import Fail, FakeOpenAI, Hang, ToolCall
-from tests.support.interview_model import FABRICATED, FOLLOW_UP
-from tests.support.speech_audio import speech
-from tests.support.voice_client import VoiceClient, start_session
 
 THIN = "It went fine."
 FULL = "I built a billing service in Python and I owned its database schema and the alerts."

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import httpx
 
+from harness.app_server import AppServer
 from tests.api.helpers import auth, wait_for_results
-from tests.support.app_server import AppServer
 
 ANSWER = "I split the monolith's billing code into a service with its own database and queue."
 
@@ -77,7 +77,7 @@ def test_a_report_pending_at_a_crash_is_finished_after_restart(database_url: str
 
 
 def test_unreachable_database_is_a_503_not_a_crash(tmp_path: Path):
-    from tests.support.ports import free_port
+    from harness.ports import free_port
 
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
     server = AppServer(tmp_path / "server.log", {"DATABASE_URL": url})

@@ -7,11 +7,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.app_server import AppServer
+from harness.coturn import CoturnServer
 from interview.turn_credentials import turn_password
 from tests.api.helpers import auth
 from tests.e2e.conftest import COTURN_SECRET
-from tests.support.app_server import AppServer
-from tests.support.coturn import CoturnServer
 
 SECRET = COTURN_SECRET
 

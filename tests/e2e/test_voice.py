@@ -10,13 +10,13 @@ import httpx
 import numpy as np
 import pytest
 
+from harness.app_server import AppServer
+from harness.speech_audio import answer_with_pause, speech
+from harness.sse import read_events
+from harness.voice_client import VoiceClient, start_session
 from interview.voice.gateway import MEDIA_STALE_SECONDS
 from tests.api.helpers import auth
 from tests.e2e.conftest import recall
-from tests.support.app_server import AppServer
-from tests.support.speech_audio import answer_with_pause, speech
-from tests.support.sse import read_events
-from tests.support.voice_client import VoiceClient, start_session
 
 Transcribe = Callable[[int, np.ndarray], str]
 

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
+from harness.app_server import AppServer
+from harness.fake_openai import FakeOpenAI, Speech, Transcript
+from harness.speech_audio import load_wav, speak, speech
+from harness.voice_client import VoiceClient, start_session
 from tests.e2e.conftest import recall, start_voice_server
 from tests.e2e.test_voice import transcript
-from tests.support.app_server import AppServer
-from tests.support.fake_openai import FakeOpenAI, Speech, Transcript
-from tests.support.speech_audio import load_wav, speak, speech
-from tests.support.voice_client import VoiceClient, start_session
 
 Transcribe = Callable[[int, np.ndarray], str]
 

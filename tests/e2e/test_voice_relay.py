@@ -8,12 +8,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.app_server import AppServer
+from harness.coturn import CoturnServer
+from harness.speech_audio import speech
+from harness.voice_client import VoiceClient, VoiceClientError, start_session
 from tests.api.helpers import auth
 from tests.e2e.conftest import COTURN_SECRET, start_voice_server
-from tests.support.app_server import AppServer
-from tests.support.coturn import CoturnServer
-from tests.support.speech_audio import speech
-from tests.support.voice_client import VoiceClient, VoiceClientError, start_session
 
 SECRET = COTURN_SECRET
 

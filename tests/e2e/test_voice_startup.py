@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 
+from harness.app_server import AppServer
 from tests.e2e.conftest import voice_env
-from tests.support.app_server import AppServer
 
 
 def test_health_reports_loading_until_the_models_are_warm(tmp_path: Path):

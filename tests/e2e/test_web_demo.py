@@ -19,12 +19,12 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
+from harness.app_server import AppServer
+from harness.browser import RequestLog, save_screenshot, spoken_answer_wav
+from harness.coturn import CoturnServer
+from harness.voice_client import VoiceClient, start_session
 from tests.api.helpers import auth
 from tests.e2e.conftest import COTURN_SECRET, recall, start_voice_server
-from tests.support.app_server import AppServer
-from tests.support.browser import RequestLog, save_screenshot, spoken_answer_wav
-from tests.support.coturn import CoturnServer
-from tests.support.voice_client import VoiceClient, start_session
 
 ANSWER = "I built a billing service in Python for our shop and I made it reliable with tests"
 GREETING = "Hello, welcome to your practice interview."

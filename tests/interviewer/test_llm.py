@@ -5,6 +5,8 @@ import time
 import pytest
 import structlog
 
+from harness.fake_openai import Fail, FakeOpenAI, Hang, Raw, Text, ToolCall
+from harness.interview_model import FOLLOW_UP
 from interview.config import PACKAGE_DIR, Settings
 from interview.interviewer import (
     LINE_COMPLETE,
@@ -17,8 +19,6 @@ from interview.interviewer.llm import LLMInterviewer
 from interview.interviewer.scripted import ScriptedInterviewer
 from interview.openai_client import async_client
 from interview.plans import PlanCatalog
-from tests.support.fake_openai import Fail, FakeOpenAI, Hang, Raw, Text, ToolCall
-from tests.support.interview_model import FOLLOW_UP
 
 PLAN = PlanCatalog.load(PACKAGE_DIR / "plans").get("backend-engineer-screen")
 FULL = "I built the billing service in Go, owned its data model, and ran it in production."

@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from harness.fake_openai import Fail, Hang, Raw, Text, ToolCall
+from harness.interview_model import FABRICATED
 from interview.config import PACKAGE_DIR, Settings
 from interview.openai_client import async_client
 from interview.plans import PlanCatalog
@@ -18,8 +20,6 @@ from interview.report.evaluation import (
     check,
 )
 from interview.store import SessionRow, TurnRow
-from tests.support.fake_openai import Fail, Hang, Raw, Text, ToolCall
-from tests.support.interview_model import FABRICATED
 
 PLAN = PlanCatalog.load(PACKAGE_DIR / "plans").get("backend-engineer-screen")
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)

@@ -1,12 +1,12 @@
 import re
 from html.parser import HTMLParser
 
+from harness.interview_model import FABRICATED
 from interview.report import build_report
 from interview.report.evaluation import check
 from interview.report.metrics import NO_EVALUATION
 from interview.report.render import render
 from tests.report.test_evaluation import PLAN, QUESTIONS, SESSION, T0, TURNS, raw, turn
-from tests.support.interview_model import FABRICATED
 
 XSS = '<script>alert("x")</script><img src="https://evil.example/x.png">'
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from harness.fake_openai import FakeOpenAI
+from harness.speech_audio import load_wav, speak
 from interview.config import Settings
 from interview.logs import configure_logging
 from interview.speech.stt.base import STT_SAMPLE_RATE
-from tests.support.fake_openai import FakeOpenAI
-from tests.support.speech_audio import load_wav, speak
 
 FAKE_KEY = "sk-test-speech-secret-7c1e"
 # Timeouts in tests are short so a hang costs about a second, not the default ten.

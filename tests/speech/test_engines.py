@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from harness.speech_audio import as_int16, load_wav, resample, speak
 from interview.models import ModelPaths, models_dir_from_env
 from interview.speech.stt.base import STT_SAMPLE_RATE
 from interview.speech.stt.local_whisper import LocalWhisper
 from interview.speech.tts.kokoro import KOKORO_SAMPLE_RATE, KokoroTTS
-from tests.support.speech_audio import as_int16, load_wav, resample, speak
 
 SENTENCE = "Tell me about the last system you built."
 SHORT = "Hello there."

@@ -6,6 +6,7 @@ import numpy as np
 import openai
 import pytest
 
+from harness.fake_openai import Fail, FakeOpenAI, Raw, Transcript
 from interview.speech.errors import SpeechOutputError
 from interview.speech.stt import SpeechToText
 from interview.speech.stt.base import STT_SAMPLE_RATE
@@ -13,7 +14,6 @@ from interview.speech.stt.local_whisper import LocalWhisper
 from interview.speech.stt.openai_stt import OpenAISpeechToText, wav_bytes
 from tests.speech.openai_support import espeak_float32, read_wav, settings_for
 from tests.speech.test_engines import words_recognized
-from tests.support.fake_openai import Fail, FakeOpenAI, Raw, Transcript
 
 ANSWER = "I built a billing service and kept it reliable with tests."
 

@@ -9,6 +9,8 @@ import openai
 import pytest
 from numpy.typing import NDArray
 
+from harness.fake_openai import Fail, FakeOpenAI, Raw, Speech
+from harness.speech_audio import resample
 from interview.speech.errors import SpeechOutputError
 from interview.speech.fallback import FallbackTextToSpeech
 from interview.speech.stt.base import STT_SAMPLE_RATE
@@ -18,8 +20,6 @@ from interview.speech.tts.kokoro import KOKORO_SAMPLE_RATE
 from interview.speech.tts.openai_tts import OPENAI_VOICES, OpenAITextToSpeech
 from tests.speech.openai_support import espeak_pcm, settings_for
 from tests.speech.test_engines import words_recognized
-from tests.support.fake_openai import Fail, FakeOpenAI, Raw, Speech
-from tests.support.speech_audio import resample
 
 SENTENCE = "Tell me about the last system you built."
 

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from harness.fake_openai import Behaviour, Fail, FakeOpenAI, Hang, Raw, Speech, Transcript
+from harness.ports import free_port
 from interview.config import Settings, SpeechEngine
 from interview.models import models_dir_from_env
 from interview.speech.engines import build_engines
@@ -31,8 +33,6 @@ from tests.speech.openai_support import (
     espeak_pcm,
     settings_for,
 )
-from tests.support.fake_openai import Behaviour, Fail, FakeOpenAI, Hang, Raw, Speech, Transcript
-from tests.support.ports import free_port
 
 ANSWER = "I would start with the logs and then check the metrics."
 LINE = "Hello there."

@@ -5,7 +5,7 @@ it: its mounts and the compose secret moved to a temporary directory, and a stan
 `turnserver` that records what it was started with. The real coturn then runs the config file
 the entrypoint rendered (shipped file plus the secret) with the entrypoint's arguments.
 
-Only the settings in tests/support/coturn.py's TEST_OVERRIDES change for the test (loopback
+Only the settings in harness/coturn.py's TEST_OVERRIDES change for the test (loopback
 addresses, free ports, a throwaway certificate, loopback peers): authentication, the denied peer
 ranges, quotas, bandwidth limits and TLS are the shipped ones. The client is aioice's TURN
 client, which signs every request with the long-term credential (MESSAGE-INTEGRITY) as a
@@ -32,8 +32,8 @@ import yaml
 from aioice import stun
 from aioice.turn import TCP_TRANSPORT, TurnClientTcpProtocol, TurnClientUdpProtocol
 
+from harness.coturn import TEST_OVERRIDES, CoturnServer, config_key
 from interview.turn_credentials import TurnCredentialIssuer, turn_password
-from tests.support.coturn import TEST_OVERRIDES, CoturnServer, config_key
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "turn" / "turnserver.conf"

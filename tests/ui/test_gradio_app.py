@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.app_server import AppServer
+from harness.app_server import AppServer
 
 UI_READY_SECONDS = 120  # gradio is imported and the page built after start-up; slow when busy
 LONG_ANSWER = (

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from harness.runtime import wait_until_ready
 from interview.config import Settings
 from interview.runtime import Runtime
-from tests.support.runtime import wait_until_ready
 from ui.gradio_app import DemoUI
 from ui.voice_component import GatewaySignaling
 

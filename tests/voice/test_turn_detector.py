@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from harness.speech_audio import Int16Array, join, resample, speech, speech_bounds
 from interview.models import ModelPaths, models_dir_from_env
 from interview.speech.vad import SileroVAD
 from interview.voice.turn_detector import DetectorOptions, Turn, TurnDetector, TurnEvent
-from tests.support.speech_audio import Int16Array, join, resample, speech, speech_bounds
 
 RATE = 16_000
 CHUNK = 320  # 20 ms at 16 kHz

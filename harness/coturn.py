@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.support.ports import free_port
+from harness.ports import free_port
 
 # What a test may change in a shipped config: where coturn listens and relays, its ports and
 # certificate files (a throwaway self-signed pair), its state files, and loopback peers (client
@@ -105,7 +105,7 @@ class CoturnServer:
         cert, key = self._self_signed_certificate()
         relay_base = 40000 + (self.port % 2000) * 10
         overrides = [
-            "# test overrides (tests/support/coturn.py)",
+            "# test overrides (harness/coturn.py)",
             "listening-ip=127.0.0.1",
             "relay-ip=127.0.0.1",
             f"listening-port={self.port}",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.support.ports import free_port
+from harness.ports import free_port
 
 
 def _bin_dir() -> Path:

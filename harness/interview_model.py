@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.support.fake_openai import Behaviour, Fail, ToolCall
+from harness.fake_openai import Behaviour, Fail, ToolCall
 
 FOLLOW_UP = "Could you tell me more about that? What exactly was your part?"
 FABRICATED = "I single-handedly rewrote the whole platform in a weekend"

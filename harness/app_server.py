@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.ports import free_port
+from harness.ports import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 # The settings a developer's shell may hold that would change what a test's service does:
 # its database, TURN, CORS, voice, and which engines (model, STT, TTS, interviewer) it uses.

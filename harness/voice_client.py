@@ -54,7 +54,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from tests.support.speech_audio import (
+from harness.speech_audio import (
     SAMPLE_RATE,
     SPEECH_RMS,
     as_int16,

@@ -35,9 +35,9 @@ from urllib.parse import urlsplit
 
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Request
 
-from tests.support.speech_audio import SAMPLE_RATE, join, save_wav, speech
+from harness.speech_audio import SAMPLE_RATE, join, save_wav, speech
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_PATH = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 # Gitignored; screenshots and other browser artifacts of a run go under here.
 ARTIFACTS_DIR = ROOT / "test-artifacts"
