@@ -1,0 +1,65 @@
+"""The interview's vocabulary: the states and kinds a session, a turn and a report take.
+
+One set of enums for the database columns, the domain's rules, the API's schemas and the live
+events, so a value renamed here is renamed everywhere (and /openapi.json, from which the web
+client's types are generated, says so too).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class SessionStatus(StrEnum):
+    created = "created"
+    active = "active"
+    ended = "ended"
+    expired = "expired"
+    failed = "failed"
+
+
+# A session in these states may still be answered and spoken in.
+OPEN_STATUSES = frozenset({SessionStatus.created, SessionStatus.active})
+
+
+class EndReason(StrEnum):
+    candidate = "candidate"
+    timeout = "timeout"
+    plan_finished = "plan_finished"
+
+
+class ConnectionState(StrEnum):
+    """The session's voice connection, as the service last recorded it."""
+
+    none = "none"
+    connecting = "connecting"
+    connected = "connected"
+    disconnected = "disconnected"
+    closed = "closed"
+
+
+class Role(StrEnum):
+    interviewer = "interviewer"
+    candidate = "candidate"
+
+
+class TurnKind(StrEnum):
+    """What a turn does: the interviewer's three moves, or the candidate's answer."""
+
+    question = "question"
+    follow_up = "follow_up"
+    close = "close"
+    answer = "answer"
+
+
+class TurnSource(StrEnum):
+    """How a turn was given: typed (or not yet heard), or spoken."""
+
+    text = "text"
+    voice = "voice"
+
+
+class ReportStatus(StrEnum):
+    pending = "pending"
+    ready = "ready"
+    failed = "failed"
