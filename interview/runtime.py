@@ -10,15 +10,22 @@ from dataclasses import dataclass, field
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
+from interview.access import SessionAccess
 from interview.config import Settings
 from interview.events import EventBus
 from interview.interviewer import build_interviewer
 from interview.plans import PlanCatalog
 from interview.report.evaluation import build_evaluator
-from interview.sessions import InterviewService
+from interview.report.writer import ReportWriter
+from interview.sessions import Clock, InterviewService, utcnow
+from interview.speech.stack import SpeechStack
 from interview.store import Store
 from interview.turn_credentials import TurnCredentialIssuer
 from interview.voice.gateway import VoiceGateway
+from interview.voice.hangup import HangUp
+from interview.voice.pipeline import VoicePipeline
+from interview.voice.presence import Presence
+from interview.voice.turn_detector import DetectorOptions
 
 log = structlog.get_logger(__name__)
 
@@ -34,9 +41,13 @@ class Runtime:
     store: Store
     plans: PlanCatalog
     turn_issuer: TurnCredentialIssuer
-    service: InterviewService
     events: EventBus
+    speech: SpeechStack
+    service: InterviewService
+    access: SessionAccess
+    reports: ReportWriter
     voice: VoiceGateway
+    hangup: HangUp
     ready: bool = False
     draining: bool = False
     # Loop time by which stop() must be done (set when a stop signal starts the drain).
@@ -44,7 +55,9 @@ class Runtime:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+    def build(cls, settings: Settings, clock: Clock = utcnow) -> Runtime:
+        """Every part, built from Settings and handed what it needs; nothing is loaded yet.
+        `clock` is the domain's time (tests move it)."""
         store = Store(settings.async_database_url)
         plans = PlanCatalog.load(settings.plans_dir)
         plans.get(settings.default_plan_id)  # a wrong DEFAULT_PLAN_ID fails at start-up
@@ -55,19 +68,28 @@ class Runtime:
         events = EventBus()
         # How /events responses end: streamed, or polled behind a buffering proxy (events.py).
         events.set_delivery(settings.events_delivery)
+        speech = SpeechStack(settings)
         service = InterviewService(
-            settings,
-            store,
-            plans,
-            build_interviewer(settings),
-            issuer,
-            events=events,
-            evaluator=build_evaluator(settings),
+            settings, store, plans, build_interviewer(settings), events, voices=speech, clock=clock
         )
-        voice = VoiceGateway(settings, service, events)
-        # The gateway needs the service and knows the voices: the service asks it at /start.
-        service.available_voices = voice.available_voices
-        return cls(settings, store, plans, issuer, service, events, voice)
+        reports = ReportWriter(
+            store, plans, events, evaluator=build_evaluator(settings), clock=clock
+        )
+        pipeline = VoicePipeline(service, speech, events, detector_options(settings))
+        voice = VoiceGateway(settings, service, speech, pipeline, Presence(service), issuer)
+        return cls(
+            settings=settings,
+            store=store,
+            plans=plans,
+            turn_issuer=issuer,
+            events=events,
+            speech=speech,
+            service=service,
+            access=SessionAccess(store, service),
+            reports=reports,
+            voice=voice,
+            hangup=HangUp(voice, events),
+        )
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -77,11 +99,12 @@ class Runtime:
         workers = 8 + 3 * self.settings.max_concurrent_interviews
         loop.set_default_executor(ThreadPoolExecutor(workers, thread_name_prefix="rtc"))
         self._tasks.append(asyncio.create_task(self._initialize()))
-        self._tasks.append(asyncio.create_task(self.voice.load()))
+        self._tasks.append(asyncio.create_task(self._load_voice()))
 
     async def stop(self) -> None:
         self.draining = True
-        await self.voice.shutdown()
+        await self.voice.close_all()
+        self.speech.shutdown()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -93,7 +116,7 @@ class Runtime:
         if self.stop_by is not None:
             timeout = min(timeout, max(0.5, self.stop_by - asyncio.get_running_loop().time()))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.service.wait_for_reports(), timeout)
+            await asyncio.wait_for(self.reports.wait(), timeout)
         await self.store.dispose()
 
     async def drain(self, voice_until: float) -> int:
@@ -118,13 +141,18 @@ class Runtime:
         log.info("drained", live_at_start=live, closed_at_deadline=closed)
         return closed
 
+    async def _load_voice(self) -> None:
+        # Seconds of model loading: the REST API answers meanwhile, voice says "loading".
+        await self.speech.load()
+        await self.voice.open()
+
     async def _initialize(self) -> None:
         # A database that is down at boot (a PostgreSQL still starting) is waited for, with
         # health saying "initializing", instead of crashing the task into a restart loop.
         while True:
             try:
                 await self.store.create_schema()
-                resumed = await self.service.resume_pending_reports()
+                resumed = await self.reports.resume_pending()
                 break
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("database_not_ready", error=type(exc).__name__)
@@ -139,3 +167,12 @@ class Runtime:
             except Exception:
                 log.exception("expiry_sweep_failed")
             await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+
+
+def detector_options(settings: Settings) -> DetectorOptions:
+    """When an answer ends, as Settings tune it."""
+    return DetectorOptions(
+        end_silence=settings.end_of_turn_silence_seconds,
+        max_turn=settings.max_answer_seconds,
+        threshold=settings.vad_threshold,
+    )

@@ -1,24 +1,36 @@
-"""The interview session lifecycle and its rules: start, authenticate, answer, end, expire,
-results. Everything here is independent of HTTP; the API maps the exceptions below."""
+"""The life of an interview session: start, answer, connect, end and expire, one decision at a
+time per session. Independent of HTTP: the API maps the exceptions below."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import re
 import secrets
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import structlog
 
+from interview.access import SessionNotFound, new_token
 from interview.config import Settings
-from interview.events import EventBus
+from interview.domain import (
+    OPEN_STATUSES,
+    ConnectionState,
+    EndReason,
+    Role,
+    SessionStatus,
+    TurnKind,
+    TurnSource,
+)
+from interview.events import (
+    ConnectionChanged,
+    EventBus,
+    InterviewerModeChanged,
+    StatusChanged,
+    TurnCommitted,
+)
 from interview.interviewer import (
     Interviewer,
     InterviewerReply,
@@ -27,80 +39,33 @@ from interview.interviewer import (
     TextSink,
 )
 from interview.plans import InterviewPlan, PlanCatalog
-from interview.report import Report, build_report
-from interview.report.evaluation import EvaluationFailed, LLMEvaluator
 from interview.store import SessionRow, Store, TurnRow
-from interview.turn_credentials import IceServers, TurnCredentialIssuer
 
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
-# Which voices the loaded speech engine has, or None while none is loaded (voice disabled,
-# loading or failed): then a chosen voice is only checked for its form.
-VoiceList = Callable[[], Sequence[str] | None]
-
-# How Kokoro names its voices: language and gender letters, "_", a name ("af_heart"). Checked
-# even without a loaded engine, so nothing else is stored as a session's voice.
-VOICE_PATTERN = re.compile(r"^[a-z]{2}_[a-z0-9]+$")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class SessionStatus(StrEnum):
-    created = "created"
-    active = "active"
-    ended = "ended"
-    expired = "expired"
-    failed = "failed"
+class VoiceCatalog(Protocol):
+    """The voices a session may choose (interview.speech.stack.SpeechStack)."""
 
-
-class EndReason(StrEnum):
-    candidate = "candidate"
-    timeout = "timeout"
-    plan_finished = "plan_finished"
-
-
-OPEN_STATUSES = {SessionStatus.created, SessionStatus.active}
-
-
-class SessionNotFound(LookupError):
-    """Unknown session or wrong token: deliberately indistinguishable."""
+    def check_voice(self, voice: str) -> None:
+        """Raise interview.speech.errors.UnknownVoice unless `voice` may be chosen."""
+        ...
 
 
 class SessionClosed(Exception):
-    def __init__(self, status: str) -> None:
+    def __init__(self, status: SessionStatus) -> None:
         super().__init__(f"the interview has {status}")
         self.status = status
 
 
 class InvalidAnswer(ValueError):
     pass
-
-
-class UnknownVoice(LookupError):
-    """A chosen voice not named like a voice, or that the loaded speech engine does not have.
-
-    `valid` lists the engine's voices, or is None when no engine is loaded to ask.
-    """
-
-    def __init__(self, voice: str, valid: Sequence[str] | None) -> None:
-        super().__init__(voice)
-        self.voice = voice
-        self.valid = list(valid) if valid is not None else None
-
-
-class InterviewRunning(Exception):
-    """Results were asked for before the interview ended."""
-
-
-@dataclass(frozen=True)
-class ResultsNotReady:
-    """The report is still being computed ("pending") or could not be ("failed")."""
-
-    status: Literal["pending", "failed"]
-    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,11 +102,6 @@ class AnswerOutcome:
     session: SessionRow
 
 
-def hash_token(token: str) -> str:
-    # Only the hash is stored, so a database leak does not hand out live session tokens.
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class InterviewService:
     def __init__(
         self,
@@ -149,25 +109,18 @@ class InterviewService:
         store: Store,
         plans: PlanCatalog,
         interviewer: Interviewer,
-        turn_issuer: TurnCredentialIssuer,
+        events: EventBus,
+        voices: VoiceCatalog,
         clock: Clock = utcnow,
-        events: EventBus | None = None,
-        evaluator: LLMEvaluator | None = None,
-        voices: VoiceList | None = None,
     ) -> None:
-        self.events = events
-        # The Runtime sets this after construction: the voice gateway that loads the speech
-        # engine, and so knows its voices, is itself built with this service.
-        self.available_voices = voices
-        self.evaluator = evaluator
         self.settings = settings
         self.store = store
         self.plans = plans
         self.interviewer = interviewer
-        self.turn_issuer = turn_issuer
+        self.events = events
+        self.voices = voices
         self.clock = clock
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._report_tasks: dict[str, asyncio.Task[None]] = {}
 
     # lifecycle
 
@@ -179,16 +132,16 @@ class InterviewService:
         metadata: dict[str, Any] | None = None,
         voice: str | None = None,
     ) -> StartedSession:
-        """A new session; `voice` overrides the plan's for this session (UnknownVoice if it is
-        not one)."""
+        """A new session, and the token to use it with; `voice` overrides the plan's for this
+        session (UnknownVoice if it is not one)."""
         plan = self.plans.get(plan_id or self.settings.default_plan_id)
         if voice is not None:
-            self._check_voice(voice)
+            self.voices.check_voice(voice)
         now = self.clock()
-        token = secrets.token_urlsafe(32)
+        token, token_hash = new_token()
         row = SessionRow(
             id=secrets.token_urlsafe(18),
-            token_hash=hash_token(token),
+            token_hash=token_hash,
             user_id=user_id,
             candidate_name=candidate_name,
             plan_id=plan.id,
@@ -198,7 +151,7 @@ class InterviewService:
             expires_at=now + timedelta(minutes=self.settings.session_ttl_minutes),
             question_index=0,
             follow_ups_used=0,
-            connection_state="none",
+            connection_state=ConnectionState.none,
             voice=voice,
         )
         # The opening line is stored with the session so text and voice clients find the first
@@ -207,17 +160,19 @@ class InterviewService:
         turn = self._interviewer_turn(row, opening, index=0, at=now)
         await self.store.insert_session(row, turn)
         log.info("session_started", session_id=row.id, plan_id=plan.id, voice=voice)
-        self._publish(row.id, "status", status=SessionStatus.created, reason=None)
+        self.events.publish(row.id, StatusChanged(status=SessionStatus.created))
         self._publish_turn(turn)
         return StartedSession(session=row, token=token)
 
-    async def authenticate(self, session_id: str, token: str) -> SessionRow:
-        row = await self.store.get_session(session_id)
-        # Compare against a dummy hash when the session is unknown so both paths cost the same.
-        expected = row.token_hash if row is not None else hash_token(secrets.token_hex(8))
-        if not hmac.compare_digest(expected, hash_token(token)) or row is None:
-            raise SessionNotFound(session_id)
-        return await self._expire_if_due(row)
+    async def refresh(self, row: SessionRow) -> SessionRow:
+        """The session as it stands now: ended as expired if its time has run out."""
+        if self._due(row):
+            async with self._lock(row.id):
+                await self._end(row.id, SessionStatus.expired, EndReason.timeout)
+            refreshed = await self.store.get_session(row.id)
+            assert refreshed is not None
+            return refreshed
+        return row
 
     async def status(self, row: SessionRow) -> SessionStatusView:
         plan = self.plans.get(row.plan_id)
@@ -256,7 +211,7 @@ class InterviewService:
             )
         now = self.clock()
         return await self._record_answer(
-            row.id, answer, source="text", started_at=now, ended_at=now
+            row.id, answer, source=TurnSource.text, started_at=now, ended_at=now
         )
 
     async def answer_spoken(
@@ -274,7 +229,7 @@ class InterviewService:
         return await self._record_answer(
             session_id,
             text.strip(),
-            source="voice",
+            source=TurnSource.voice,
             started_at=started_at,
             ended_at=ended_at,
             on_text=on_text,
@@ -292,34 +247,37 @@ class InterviewService:
         await self.store.update_turn(
             session_id,
             index,
-            source="voice",
+            source=TurnSource.voice,
             started_at=started_at,
             ended_at=ended_at,
             reply_latency_ms=latency_ms,
         )
 
-    async def set_connection_state(self, session_id: str, state: str) -> None:
-        """Record the voice connection's state; a first connection makes the session active."""
+    async def connection_changed(self, session_id: str, state: ConnectionState) -> None:
+        """Record the voice connection's state: a first connection makes the session active;
+        an ended session's connection only ever closes."""
         async with self._lock(session_id):
             row = await self.store.get_session(session_id)
-            if row is None or row.connection_state == state:
+            if row is None:
+                return
+            if row.ended_at is not None:
+                state = ConnectionState.closed
+            if row.connection_state == state:
                 return
             values: dict[str, Any] = {"connection_state": state}
-            if state == "connected" and row.status == SessionStatus.created:
+            if state is ConnectionState.connected and row.status == SessionStatus.created:
                 values.update(status=SessionStatus.active, started_at=self.clock())
-            if row.ended_at is not None and state != "closed":
-                values = {"connection_state": "closed"}
             await self.store.update_session(session_id, **values)
-        self._publish(session_id, "connection", state=values["connection_state"])
+        self.events.publish(session_id, ConnectionChanged(state=state))
         if "status" in values:
-            self._publish(session_id, "status", status=SessionStatus.active, reason=None)
+            self.events.publish(session_id, StatusChanged(status=SessionStatus.active))
 
     async def open_session(self, session_id: str) -> SessionRow:
         """The session, if it may still be spoken in."""
         row = await self.store.get_session(session_id)
         if row is None:
             raise SessionNotFound(session_id)
-        row = await self._expire_if_due(row)
+        row = await self.refresh(row)
         if row.status not in OPEN_STATUSES:
             raise SessionClosed(row.status)
         return row
@@ -335,20 +293,10 @@ class InterviewService:
         """The session's voice, else its plan's; None speaks the engine's default (TTS_VOICE)."""
         return row.voice or self.plans.get(row.plan_id).voice
 
-    def voices(self) -> list[str] | None:
-        """The voices a session may choose, sorted; None while no speech engine is loaded."""
-        known = self.available_voices() if self.available_voices is not None else None
-        return sorted(known) if known is not None else None
-
-    def _check_voice(self, voice: str) -> None:
-        known = self.voices()
-        if not VOICE_PATTERN.fullmatch(voice) or (known is not None and voice not in known):
-            raise UnknownVoice(voice, known)
-
     async def current_line(self, session_id: str) -> TurnRow | None:
         """The interviewer's latest line: what a (re)connected candidate should hear."""
         for turn in reversed(await self.store.list_turns(session_id)):
-            if turn.role == "interviewer":
+            if turn.role == Role.interviewer:
                 return turn
         return None
 
@@ -357,7 +305,7 @@ class InterviewService:
         session_id: str,
         answer: str,
         *,
-        source: str,
+        source: TurnSource,
         started_at: datetime,
         ended_at: datetime,
         on_text: TextSink | None = None,
@@ -377,8 +325,8 @@ class InterviewService:
             candidate = TurnRow(
                 session_id=current.id,
                 index=len(turns),
-                role="candidate",
-                kind="answer",
+                role=Role.candidate,
+                kind=TurnKind.answer,
                 text=answer,
                 source=source,
                 question_index=current.question_index,
@@ -402,7 +350,7 @@ class InterviewService:
                 words=len(answer.split()),
             )
             if activation:
-                self._publish(current.id, "status", status=SessionStatus.active, reason=None)
+                self.events.publish(current.id, StatusChanged(status=SessionStatus.active))
             self._publish_turn(candidate)
             reply = await self.interviewer.reply(self._state(current, plan, turns), answer, on_text)
             self._note_interviewer(current.id, reply, turns)
@@ -423,22 +371,6 @@ class InterviewService:
         assert refreshed is not None
         return refreshed
 
-    async def results(self, row: SessionRow) -> Report | ResultsNotReady:
-        if row.status in OPEN_STATUSES:
-            raise InterviewRunning()
-        report = await self.store.get_report(row.id)
-        if report is None or report.status == "pending":
-            self._schedule_report(row.id)
-            return ResultsNotReady("pending")
-        if report.status == "failed":
-            return ResultsNotReady("failed", report.error or "unknown error")
-        return Report.model_validate(report.body)
-
-    def ice_servers(self, row: SessionRow) -> IceServers:
-        if row.status not in OPEN_STATUSES:
-            raise SessionClosed(row.status)  # no relay credentials for a finished interview
-        return self.turn_issuer.issue(row.id, now=self.clock(), not_after=row.expires_at)
-
     # background upkeep
 
     async def expire_due_sessions(self) -> int:
@@ -447,18 +379,6 @@ class InterviewService:
             async with self._lock(session_id):
                 await self._end(session_id, SessionStatus.expired, EndReason.timeout)
         return len(expired)
-
-    async def resume_pending_reports(self) -> int:
-        """After a restart, finish the reports that were pending when the process stopped."""
-        pending = await self.store.ended_sessions_without_ready_report()
-        for session_id in pending:
-            self._schedule_report(session_id)
-        return len(pending)
-
-    async def wait_for_reports(self) -> None:
-        tasks = list(self._report_tasks.values())
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     # internals
 
@@ -494,10 +414,10 @@ class InterviewService:
         return TurnRow(
             session_id=row.id,
             index=index,
-            role="interviewer",
-            kind=reply.action.value,
+            role=Role.interviewer,
+            kind=TurnKind(reply.action.value),
             text=reply.text,
-            source="text",
+            source=TurnSource.text,
             question_index=reply.question_index,
             started_at=at,
             ended_at=at,
@@ -531,100 +451,33 @@ class InterviewService:
             log.warning("interviewer_degraded", session_id=session_id, reason=reply.degraded)
         # Only a change of mode is an event. The mode before is the stored line's before this
         # one, so a restarted or another instance announces the recovery too.
-        before = next((t for t in reversed(turns) if t.role == "interviewer"), None)
+        before = next((t for t in reversed(turns) if t.role == Role.interviewer), None)
         if mode != ("degraded" if before and before.degraded_reason else "normal"):
-            self._publish(session_id, "interviewer", mode=mode, reason=reply.degraded)
+            self.events.publish(
+                session_id, InterviewerModeChanged(mode=mode, reason=reply.degraded)
+            )
 
     def _due(self, row: SessionRow) -> bool:
         return row.status in OPEN_STATUSES and self.clock() >= row.expires_at
 
-    async def _expire_if_due(self, row: SessionRow) -> SessionRow:
-        if self._due(row):
-            async with self._lock(row.id):
-                await self._end(row.id, SessionStatus.expired, EndReason.timeout)
-            refreshed = await self.store.get_session(row.id)
-            assert refreshed is not None
-            return refreshed
-        return row
-
     async def _end(self, session_id: str, status: SessionStatus, reason: EndReason) -> None:
         now = self.clock()
         if await self.store.end_session_if_open(session_id, status=status, reason=reason, at=now):
-            await self.store.save_report(session_id, status="pending", at=now)
             log.info("session_ended", session_id=session_id, status=status, reason=reason)
-            self._publish(session_id, "status", status=status, reason=reason)
-            self._schedule_report(session_id)
-
-    def _schedule_report(self, session_id: str) -> None:
-        if session_id in self._report_tasks:
-            return
-        task = asyncio.get_running_loop().create_task(self._write_report(session_id))
-        self._report_tasks[session_id] = task
-        task.add_done_callback(lambda _t: self._report_tasks.pop(session_id, None))
-
-    async def _write_report(self, session_id: str) -> None:
-        try:
-            row = await self.store.get_session(session_id)
-            if row is None:
-                return
-            turns = await self.store.list_turns(session_id)
-            plan = self.plans.get(row.plan_id)
-            report = build_report(plan, row, turns, now=self.clock())
-            if self.evaluator is not None:
-                report = await self._evaluate(report, plan, turns)
-                if report is None:
-                    return
-            await self.store.save_report(
-                session_id, status="ready", at=self.clock(), body=report.model_dump(mode="json")
-            )
-            log.info("report_ready", session_id=session_id)
-            self._publish(session_id, "results", status="ready")
-        except Exception as exc:  # a report that cannot be built is stored as failed, with why
-            log.exception("report_failed", session_id=session_id)
-            # The reason shown to clients names the failure, not its details (SQL, values).
-            reason = f"the report could not be built ({type(exc).__name__}); see the service log"
-            await self.store.save_report(session_id, status="failed", at=self.clock(), error=reason)
-            self._publish(session_id, "results", status="failed")
-
-    async def _evaluate(
-        self, report: Report, plan: InterviewPlan, turns: Sequence[TurnRow]
-    ) -> Report | None:
-        """The report with the model's evaluation, or None once it is stored as failed."""
-        if report.metrics.candidate_turns == 0:
-            return report.model_copy(
-                update={"evaluation_note": "Nothing to evaluate: the candidate gave no answer."}
-            )
-        assert self.evaluator is not None
-        try:
-            evaluation = await self.evaluator.evaluate(
-                plan, report.questions, turns, session_id=report.session_id
-            )
-        except EvaluationFailed as exc:
-            log.error("evaluation_failed", session_id=report.session_id, reason=str(exc))
-            await self.store.save_report(
-                report.session_id, status="failed", at=self.clock(), error=str(exc)
-            )
-            self._publish(report.session_id, "results", status="failed")
-            return None
-        flagged = len(evaluation.flagged_quotes)
-        if flagged:
-            log.warning("evaluation_quotes_flagged", session_id=report.session_id, count=flagged)
-        return report.model_copy(update={"evaluation": evaluation, "evaluation_note": None})
-
-    def _publish(self, session_id: str, type_: str, **data: Any) -> None:
-        if self.events is not None:
-            self.events.publish(session_id, type_, **data)
+            # The report writer (interview.report.writer) reacts to this.
+            self.events.publish(session_id, StatusChanged(status=status, reason=reason))
 
     def _publish_turn(self, turn: TurnRow) -> None:
-        self._publish(
+        self.events.publish(
             turn.session_id,
-            "turn",
-            index=turn.index,
-            role=turn.role,
-            kind=turn.kind,
-            text=turn.text,
-            source=turn.source,
-            question_index=turn.question_index,
-            started_at=turn.started_at.isoformat(),
-            ended_at=turn.ended_at.isoformat(),
+            TurnCommitted(
+                index=turn.index,
+                role=turn.role,
+                kind=turn.kind,
+                text=turn.text,
+                source=turn.source,
+                question_index=turn.question_index,
+                started_at=turn.started_at,
+                ended_at=turn.ended_at,
+            ),
         )

@@ -56,18 +56,26 @@ async def test_docs_need_no_internet(tmp_path: Path):
 
 async def test_liveness_waits_for_the_voice_models(tmp_path: Path):
     # A new task takes no interviews before its models are warm (the ALB's health check).
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/spool.db", voice_enabled=True))
-    voice = app.state.runtime.voice
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/spool.db",
+        voice_enabled=True,
+        models_dir=tmp_path / "no-models",  # e.g. a model file missing from the image
+    )
+    app = create_app(settings)
+    runtime = app.state.runtime
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        assert voice.state == "loading"  # nothing started: the models are not loaded
+        assert runtime.voice.state == "loading"  # nothing started: the models are not loaded
         loading = await client.get("/api/interview/health/live")
         assert loading.status_code == 503
         assert loading.json() == {"status": "unavailable", "detail": "voice loading"}
-        voice.state = "failed"  # e.g. a model file missing from the image: replace the task
-        assert (await client.get("/api/interview/health/live")).status_code == 503
-        voice.state = "ready"
-        assert (await client.get("/api/interview/health/live")).status_code == 200
+        await runtime.speech.load()
+        await runtime.voice.open()
+        assert runtime.voice.state == "failed"  # replace the task: it never gets better
+        failed = await client.get("/api/interview/health/live")
+        assert failed.status_code == 503
+        assert failed.json() == {"status": "unavailable", "detail": "voice failed"}
+    runtime.speech.shutdown()
 
 
 async def test_any_origin_is_allowed_without_credentials(tmp_path: Path):

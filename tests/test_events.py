@@ -4,21 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 from collections.abc import AsyncIterator
 
 import pytest
 
 from interview.config import EventsDelivery
+from interview.domain import EndReason, SessionStatus
 from interview.events import (
     MAX_EVENTS_PER_SESSION,
     MAX_SESSIONS,
     POLL_LINGER_SECONDS,
+    CandidateChanged,
+    CandidateState,
     Event,
     EventBus,
+    InterviewerSpeaking,
+    SpeakingState,
+    StatusChanged,
 )
 
 WAIT = 10.0  # seconds; only ever reached if something is broken
+
+
+def tick(n: int = 0) -> InterviewerSpeaking:
+    """A small event that carries a number, to tell events apart."""
+    return InterviewerSpeaking(state=SpeakingState.queued, index=n)
+
+
+def number(event: Event) -> int | None:
+    assert isinstance(event.body, InterviewerSpeaking)
+    return event.body.index
 
 
 async def next_event(events: AsyncIterator[Event]) -> Event:
@@ -36,26 +53,33 @@ async def started(events: AsyncIterator[Event]) -> asyncio.Task[Event]:
 
 def test_publish_returns_the_event_and_keeps_it_in_history() -> None:
     bus = EventBus()
-    event = bus.publish("s1", "speaking", role="interviewer", state="started", index=2)
+    event = bus.publish("s1", InterviewerSpeaking(state=SpeakingState.started, index=2))
 
     assert event.session_id == "s1"
     assert event.type == "speaking"
-    assert event.data == {"role": "interviewer", "state": "started", "index": 2}
+    assert json.loads(event.json()) == {
+        "type": "speaking",
+        "role": "interviewer",
+        "state": "started",
+        "index": 2,
+        "seconds": None,
+        "latency_ms": None,
+    }
     assert bus.history("s1") == [event]
     assert bus.history("unknown") == []
 
 
 def test_ids_strictly_increase_across_sessions() -> None:
     bus = EventBus()
-    events = [bus.publish(f"s{i % 3}", "tick", n=i) for i in range(30)]
+    events = [bus.publish(f"s{i % 3}", tick(i)) for i in range(30)]
     ids = [event.id for event in events]
     assert all(later > earlier for earlier, later in itertools.pairwise(ids))
 
 
 def test_history_after_an_id_holds_only_later_events() -> None:
     bus = EventBus()
-    events = [bus.publish("s1", "tick", n=i) for i in range(5)]
-    bus.publish("s2", "other")
+    events = [bus.publish("s1", tick(i)) for i in range(5)]
+    bus.publish("s2", tick())
 
     assert bus.history("s1") == events
     assert bus.history("s1", after_id=events[1].id) == events[2:]
@@ -65,8 +89,8 @@ def test_history_after_an_id_holds_only_later_events() -> None:
 
 def test_the_per_session_buffer_is_bounded_to_the_newest_events() -> None:
     bus = EventBus()
-    events = [bus.publish("s1", "tick", n=i) for i in range(MAX_EVENTS_PER_SESSION + 25)]
-    other = bus.publish("s2", "tick")
+    events = [bus.publish("s1", tick(i)) for i in range(MAX_EVENTS_PER_SESSION + 25)]
+    other = bus.publish("s2", tick())
 
     history = bus.history("s1")
     assert len(history) == MAX_EVENTS_PER_SESSION
@@ -81,24 +105,24 @@ def test_listeners_are_called_with_every_event() -> None:
     bus.add_listener(seen.append)
     bus.add_listener(lambda event: also.append(event.type))
 
-    one = bus.publish("s1", "turn", index=1)
-    two = bus.publish("s2", "ended", reason="candidate")
+    one = bus.publish("s1", tick(1))
+    two = bus.publish("s2", StatusChanged(status=SessionStatus.ended, reason=EndReason.candidate))
 
     assert seen == [one, two]
-    assert also == ["turn", "ended"]
+    assert also == ["speaking", "status"]
 
 
 async def test_subscribe_replays_what_came_after_an_id_then_follows_live() -> None:
     bus = EventBus()
     bus.bind_loop(asyncio.get_running_loop())
-    old = [bus.publish("s1", "tick", n=i) for i in range(4)]
+    old = [bus.publish("s1", tick(i)) for i in range(4)]
     subscription = bus.subscribe("s1", after_id=old[1].id)
 
     assert await next_event(subscription) == old[2]
     assert await next_event(subscription) == old[3]
     waiting = await started(subscription)
-    bus.publish("s2", "elsewhere")  # another session's events are not delivered here
-    live = bus.publish("s1", "tick", n=4)
+    bus.publish("s2", tick())  # another session's events are not delivered here
+    live = bus.publish("s1", tick(4))
     assert await waiting == live
     await subscription.aclose()
 
@@ -106,11 +130,11 @@ async def test_subscribe_replays_what_came_after_an_id_then_follows_live() -> No
 async def test_subscribe_without_an_id_gives_only_new_events() -> None:
     bus = EventBus()
     bus.bind_loop(asyncio.get_running_loop())
-    bus.publish("s1", "before")
+    bus.publish("s1", tick())
     subscription = bus.subscribe("s1")
 
     waiting = await started(subscription)
-    live = bus.publish("s1", "after")
+    live = bus.publish("s1", tick())
 
     assert await waiting == live
     await subscription.aclose()
@@ -119,11 +143,11 @@ async def test_subscribe_without_an_id_gives_only_new_events() -> None:
 async def test_every_subscriber_gets_each_live_event_once_in_order() -> None:
     bus = EventBus()
     bus.bind_loop(asyncio.get_running_loop())
-    first = bus.publish("s1", "tick", n=0)
+    first = bus.publish("s1", tick(0))
     subscriptions = [bus.subscribe("s1", after_id=first.id) for _ in range(3)]
     waits = [await started(subscription) for subscription in subscriptions]
 
-    live = [bus.publish("s1", "tick", n=i) for i in range(1, 4)]
+    live = [bus.publish("s1", tick(i)) for i in range(1, 4)]
 
     for subscription, waiting in zip(subscriptions, waits, strict=True):
         got = [await waiting] + [await next_event(subscription) for _ in live[1:]]
@@ -138,11 +162,11 @@ async def test_a_reconnecting_client_misses_nothing() -> None:
     bus.bind_loop(asyncio.get_running_loop())
     subscription = bus.subscribe("s1")
     waiting = await started(subscription)
-    seen = bus.publish("s1", "tick", n=0)
+    seen = bus.publish("s1", tick(0))
     assert await waiting == seen
     await subscription.aclose()
 
-    missed = [bus.publish("s1", "tick", n=i) for i in range(1, 4)]
+    missed = [bus.publish("s1", tick(i)) for i in range(1, 4)]
     again = bus.subscribe("s1", after_id=seen.id)
 
     assert [await next_event(again) for _ in missed] == missed
@@ -162,7 +186,9 @@ async def test_publishing_from_another_thread_reaches_an_asyncio_subscriber() ->
     published: list[Event] = []
 
     def publish_from_a_worker() -> None:
-        published.extend(bus.publish("s1", "transcript", n=i) for i in range(3))
+        published.extend(
+            bus.publish("s1", CandidateChanged(state=CandidateState.transcribing)) for _ in range(3)
+        )
 
     worker = threading.Thread(target=publish_from_a_worker)
     worker.start()
@@ -180,11 +206,11 @@ async def test_a_closed_subscription_gets_nothing_more() -> None:
     bus.bind_loop(asyncio.get_running_loop())
     subscription = bus.subscribe("s1")
     waiting = await started(subscription)
-    first = bus.publish("s1", "tick")
+    first = bus.publish("s1", tick())
     assert await waiting == first
     await subscription.aclose()
 
-    bus.publish("s1", "tick")  # nobody waits for it; publishing still works
+    bus.publish("s1", tick())  # nobody waits for it; publishing still works
 
     with pytest.raises(StopAsyncIteration):
         await anext(subscription)
@@ -197,18 +223,18 @@ async def test_a_live_subscriber_keeps_its_events_while_many_other_sessions_star
     bus.bind_loop(asyncio.get_running_loop())
     subscription = bus.subscribe("live")
     waiting = await started(subscription)
-    first = bus.publish("live", "tick", n=0)
+    first = bus.publish("live", tick(0))
     assert await waiting == first
 
     for i in range(MAX_SESSIONS):
-        bus.publish(f"other-{i}", "tick")
+        bus.publish(f"other-{i}", tick())
         if i % 500 == 0:
-            bus.publish("live", "tick", n=i)  # the live session keeps talking meanwhile
+            bus.publish("live", tick(i))  # the live session keeps talking meanwhile
             await next_event(subscription)
 
     waiting = await started(subscription)
-    latest = bus.publish("live", "tick", n="latest")
-    assert [event.data["n"] for event in bus.history("live")] == [0, 0, 500, 1000, 1500, "latest"]
+    latest = bus.publish("live", tick(-1))
+    assert [number(event) for event in bus.history("live")] == [0, 0, 500, 1000, 1500, -1]
     assert await waiting == latest
     await subscription.aclose()
 
@@ -224,16 +250,16 @@ async def test_poll_delivery_ends_a_subscription_shortly_after_its_first_event()
     linger = bus.linger_seconds = 1.0
     loop = asyncio.get_running_loop()
     bus.bind_loop(loop)
-    first = bus.publish("s1", "tick", n=0)
+    first = bus.publish("s1", tick(0))
     subscription = bus.subscribe("s1", after_id=first.id)
     waiting = await started(subscription)  # nothing yet: it waits as long as the caller lets it
 
     published = loop.time()
-    live = bus.publish("s1", "tick", n=1)
+    live = bus.publish("s1", tick(1))
     assert await waiting == live
     # An event that comes within the linger shares the response...
-    loop.call_later(0.05, lambda: bus.publish("s1", "tick", n=2))
-    assert (await next_event(subscription)).data == {"n": 2}
+    loop.call_later(0.05, lambda: bus.publish("s1", tick(2)))
+    assert number(await next_event(subscription)) == 2
     # ...then the subscription ends on its own, about the linger after the first event (no
     # sooner than the linger after it was published, well before a stream's timeout).
     with pytest.raises(StopAsyncIteration):
@@ -245,7 +271,7 @@ async def test_poll_delivery_ends_after_a_replayed_backlog() -> None:
     bus = EventBus()
     bus.set_delivery(EventsDelivery.poll)
     bus.bind_loop(asyncio.get_running_loop())
-    old = [bus.publish("s1", "tick", n=i) for i in range(3)]
+    old = [bus.publish("s1", tick(i)) for i in range(3)]
     subscription = bus.subscribe("s1", after_id=old[0].id)
     got = [event async for event in subscription]  # ends by itself
     assert got == old[1:]
@@ -255,12 +281,12 @@ async def test_stream_delivery_follows_until_closed() -> None:
     bus = EventBus()
     bus.set_delivery(EventsDelivery.stream)
     bus.bind_loop(asyncio.get_running_loop())
-    old = bus.publish("s1", "tick", n=0)
+    old = bus.publish("s1", tick(0))
     subscription = bus.subscribe("s1", after_id=old.id - 1)
     assert await next_event(subscription) == old
     waiting = await started(subscription)
     await asyncio.sleep(POLL_LINGER_SECONDS * 2)
     assert not waiting.done()  # still following
-    later = bus.publish("s1", "tick", n=1)
+    later = bus.publish("s1", tick(1))
     assert await waiting == later
     await subscription.aclose()

@@ -7,23 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from harness.fake_openai import Fail, FakeOpenAI
-from interview.config import PACKAGE_DIR, Settings
-from interview.events import EventBus
-from interview.interviewer import ScriptedInterviewer, build_interviewer
+from interview.config import Settings
+from interview.domain import ConnectionState, EndReason
+from interview.events import ConnectionChanged, InterviewerModeChanged, StatusChanged
 from interview.plans import PlanCatalog, UnknownPlan
 from interview.report import Report
-from interview.sessions import (
-    EndReason,
-    InterviewRunning,
-    InterviewService,
-    InvalidAnswer,
-    ResultsNotReady,
-    SessionClosed,
-    SessionNotFound,
-    UnknownVoice,
-)
-from interview.store import Store
-from interview.turn_credentials import TurnCredentialIssuer
+from interview.report.writer import InterviewRunning, ResultsNotReady
+from interview.runtime import Runtime
+from interview.sessions import InterviewService, InvalidAnswer, SessionClosed
+from interview.speech.errors import UnknownVoice
 
 LONG = "I designed the billing service, split it into queues and workers, and owned its rollout."
 
@@ -44,33 +36,30 @@ def clock() -> Clock:
     return Clock()
 
 
-def make_service(url: str, clock: Clock, **settings) -> InterviewService:
-    config = Settings(database_url=url, **settings)
-    store = Store(config.async_database_url)
-    return InterviewService(
-        config,
-        store,
-        PlanCatalog.load(PACKAGE_DIR / "plans"),
-        ScriptedInterviewer(config.short_answer_words),
-        TurnCredentialIssuer(None, None, None, 600),
-        clock=clock,
-    )
+def build(url: str, clock: Clock, **settings) -> Runtime:
+    """The service's parts as production wires them, with voice off and the test's clock."""
+    return Runtime.build(Settings(database_url=url, voice_enabled=False, **settings), clock=clock)
 
 
 @pytest.fixture
-async def service(database_url: str, clock: Clock) -> AsyncIterator[InterviewService]:
-    svc = make_service(database_url, clock)
-    await svc.store.create_schema()
-    yield svc
-    await svc.wait_for_reports()
-    await svc.store.dispose()
+async def runtime(database_url: str, clock: Clock) -> AsyncIterator[Runtime]:
+    parts = build(database_url, clock)
+    await parts.store.create_schema()
+    yield parts
+    await parts.reports.wait()
+    await parts.store.dispose()
 
 
-async def ready_report(service: InterviewService, session_id: str) -> Report:
+@pytest.fixture
+def service(runtime: Runtime) -> InterviewService:
+    return runtime.service
+
+
+async def ready_report(runtime: Runtime, session_id: str) -> Report:
     for _ in range(100):
-        row = await service.store.get_session(session_id)
+        row = await runtime.store.get_session(session_id)
         assert row is not None
-        outcome = await service.results(row)
+        outcome = await runtime.reports.results(row)
         if isinstance(outcome, Report):
             return outcome
         assert outcome == ResultsNotReady("pending")
@@ -78,7 +67,9 @@ async def ready_report(service: InterviewService, session_id: str) -> Report:
     raise AssertionError("report never became ready")
 
 
-async def test_full_text_interview_follows_the_plan(service: InterviewService, clock: Clock):
+async def test_full_text_interview_follows_the_plan(
+    runtime: Runtime, service: InterviewService, clock: Clock
+):
     started = await service.start("user-1", plan_id="customer-support-screen")
     row = started.session
     plan = service.plans.get("customer-support-screen")
@@ -101,7 +92,7 @@ async def test_full_text_interview_follows_the_plan(service: InterviewService, c
     assert [t.role for t in turns[:3]] == ["interviewer", "candidate", "interviewer"]
     assert turns[-1].text.endswith(plan.closing)
 
-    report = await ready_report(service, row.id)
+    report = await ready_report(runtime, row.id)
     assert report.metrics.questions_covered == report.metrics.questions_total == 4
     assert report.metrics.candidate_turns == 5
     assert report.questions[0].follow_ups_asked == [plan.questions[0].follow_ups[0]]
@@ -111,23 +102,6 @@ async def test_full_text_interview_follows_the_plan(service: InterviewService, c
 
     with pytest.raises(SessionClosed):
         await service.answer(row, LONG)
-
-
-async def test_tokens_authenticate_only_their_session(service: InterviewService):
-    a = await service.start("a")
-    b = await service.start("b")
-    assert (await service.authenticate(a.session.id, a.token)).id == a.session.id
-    for session_id, token in [
-        (a.session.id, b.token),
-        (a.session.id, a.token + "x"),
-        ("no-such-session", a.token),
-    ]:
-        with pytest.raises(SessionNotFound):
-            await service.authenticate(session_id, token)
-    assert a.session.id != b.session.id and len(a.session.id) >= 24
-    # Only a hash of the token is stored.
-    stored = await service.store.get_session(a.session.id)
-    assert stored is not None and a.token not in stored.token_hash
 
 
 async def test_answers_are_validated(service: InterviewService):
@@ -160,50 +134,46 @@ async def test_a_session_speaks_with_its_chosen_voice(service: InterviewService)
     assert service.voice_for(stored) == "bm_george"
 
 
-async def test_a_voice_is_checked_against_the_loaded_engine(service: InterviewService):
-    # No engine loaded (voice disabled or loading): only the name's form is checked.
-    assert service.voices() is None
+async def test_a_chosen_voice_is_checked_before_anything_is_stored(runtime: Runtime):
+    # No engine loaded (voice off here): only the name's form is checked (tests/speech/
+    # test_stack.py checks names against loaded engines).
+    service = runtime.service
+    assert runtime.speech.voices() is None
     assert (await service.start("u", voice="zz_unheard")).session.voice == "zz_unheard"
-    for bad in ("Af_heart", "af-heart", "af_", "a_heart", "af_heart ", ""):
+    for bad in ("Af_heart", "af-heart", "af_", "a_heart", "af_heart ", "", "bf_emma; drop"):
         with pytest.raises(UnknownVoice) as raised:
             await service.start("u", voice=bad)
         assert raised.value.valid is None
-
-    service.available_voices = lambda: ["bf_emma", "af_heart"]
-    assert service.voices() == ["af_heart", "bf_emma"]
-    assert (await service.start("u", voice="bf_emma")).session.voice == "bf_emma"
-    with pytest.raises(UnknownVoice) as raised:
-        await service.start("u", voice="zz_unheard")
-    assert (raised.value.voice, raised.value.valid) == ("zz_unheard", ["af_heart", "bf_emma"])
-    # A refused start stores nothing: only the two accepted sessions exist.
+    # A refused start stores nothing: only the accepted session exists.
     later = service.clock() + timedelta(days=1)
-    assert len(await service.store.open_sessions_expired_by(later)) == 2
-    with pytest.raises(UnknownVoice):
-        await service.start("u", voice="bf_emma; drop table")
+    assert len(await service.store.open_sessions_expired_by(later)) == 1
 
 
-async def test_end_is_idempotent_and_keeps_first_reason(service: InterviewService):
+async def test_end_is_idempotent_and_keeps_first_reason(
+    runtime: Runtime, service: InterviewService
+):
     row = (await service.start("u")).session
     with pytest.raises(InterviewRunning):
-        await service.results(row)
+        await runtime.reports.results(row)
     first = await service.end(row)
     again = await service.end(row, EndReason.timeout)
     assert (first.status, first.end_reason) == ("ended", "candidate")
     assert (again.end_reason, again.ended_at) == ("candidate", first.ended_at)
-    report = await ready_report(service, row.id)
+    report = await ready_report(runtime, row.id)
     assert report.end_reason == "candidate"
     assert report.metrics.questions_covered == 0
     assert report.questions[0].asked and not report.questions[0].answered
 
 
-async def test_sessions_expire_with_reason_timeout(service: InterviewService, clock: Clock):
+async def test_sessions_expire_with_reason_timeout(runtime: Runtime, clock: Clock):
+    service = runtime.service
     started = await service.start("u")
     clock.advance(minutes=61)
-    row = await service.authenticate(started.session.id, started.token)
+    row = await runtime.access.authenticate(started.session.id, started.token)
     assert (row.status, row.end_reason) == ("expired", "timeout")
     with pytest.raises(SessionClosed):
         await service.answer(row, LONG)
-    assert (await ready_report(service, row.id)).end_reason == "timeout"
+    assert (await ready_report(runtime, row.id)).end_reason == "timeout"
 
 
 async def test_sweeper_expires_idle_sessions(service: InterviewService, clock: Clock):
@@ -225,24 +195,33 @@ async def test_concurrent_answers_keep_turns_consistent(service: InterviewServic
     assert sorted(o.interviewer_turn.question_index for o in outcomes) == [1, 2, 3]
 
 
-async def test_pending_report_is_finished_after_a_restart(database_url: str, clock: Clock):
-    first = make_service(database_url, clock)
-    await first.store.create_schema()
-    row = (await first.start("u")).session
-    await first.answer(row, LONG)
-    # Simulate a crash between ending and writing the report: ended, report pending.
-    await first.store.end_session_if_open(row.id, status="ended", reason="candidate", at=clock())
-    await first.store.save_report(row.id, status="pending", at=clock())
-    await first.store.dispose()
-
-    second = make_service(database_url, clock)
-    try:
-        assert await second.resume_pending_reports() == 1
-        await second.wait_for_reports()
-        report = await ready_report(second, row.id)
-        assert report.metrics.candidate_turns == 1
-    finally:
-        await second.store.dispose()
+async def test_a_first_connection_activates_the_session_and_an_ended_one_only_closes(
+    runtime: Runtime, service: InterviewService, clock: Clock
+):
+    row = (await service.start("u")).session
+    clock.advance(seconds=3)
+    await service.connection_changed(row.id, ConnectionState.connecting)
+    assert (await service.store.get_session(row.id)).status == "created"
+    await service.connection_changed(row.id, ConnectionState.connected)
+    await service.connection_changed(row.id, ConnectionState.connected)  # no change, no event
+    active = await service.store.get_session(row.id)
+    assert (active.status, active.connection_state) == ("active", "connected")
+    assert active.started_at == clock()
+    await service.end(active)
+    await service.connection_changed(row.id, ConnectionState.connected)
+    assert (await service.store.get_session(row.id)).connection_state == "closed"
+    changes = [
+        (type(e.body).__name__, getattr(e.body, "state", None) or getattr(e.body, "status", None))
+        for e in runtime.events.history(row.id)
+        if isinstance(e.body, ConnectionChanged | StatusChanged)
+    ]
+    assert changes == [
+        ("StatusChanged", "created"),
+        ("ConnectionChanged", "connecting"),
+        ("ConnectionChanged", "connected"),
+        ("StatusChanged", "active"),
+        ("StatusChanged", "ended"),
+    ]
 
 
 async def test_the_interviewer_mode_follows_the_stored_lines_across_a_restart(
@@ -251,25 +230,16 @@ async def test_the_interviewer_mode_follows_the_stored_lines_across_a_restart(
     """The language model fails for one turn on one instance; the next turn, on a restarted
     one, is the model's again. The status and the "interviewer" events come from the stored
     lines, so the recovery is announced and counted though this process saw no failure."""
-    bus = EventBus()
-    bus.bind_loop(asyncio.get_running_loop())
 
     def llm_service() -> InterviewService:
-        config = Settings(
-            database_url=database_url,
+        return build(
+            database_url,
+            clock,
             openai_api_key=fake_openai.api_key,
             openai_base_url=fake_openai.base_url,
             llm_turn_budget_seconds=3,
-        )
-        return InterviewService(
-            config,
-            Store(config.async_database_url),
-            PlanCatalog.load(PACKAGE_DIR / "plans"),
-            build_interviewer(config),
-            TurnCredentialIssuer(None, None, None, 600),
-            clock=clock,
-            events=bus,
-        )
+            report_evaluation=False,
+        ).service
 
     first = llm_service()
     await first.store.create_schema()
@@ -286,7 +256,12 @@ async def test_the_interviewer_mode_follows_the_stored_lines_across_a_restart(
     assert (health.mode, health.degraded_turns) == ("degraded", 1)
     own = await second.answer(row, LONG)
     assert own.interviewer_turn.degraded_reason is None
-    modes = [e.data["mode"] for e in bus.history(started.session.id) if e.type == "interviewer"]
+    modes = [
+        e.body.mode
+        for bus in (first.events, second.events)
+        for e in bus.history(started.session.id)
+        if isinstance(e.body, InterviewerModeChanged)
+    ]
     assert modes == ["degraded", "normal"]
     health = (await second.status(row)).interviewer
     assert (health.mode, health.degraded_turns, health.engine) == ("normal", 1, "llm")

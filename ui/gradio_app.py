@@ -17,17 +17,23 @@ import gradio as gr
 import structlog
 from fastrtc import WebRTC
 
+from interview.access import SessionNotFound
+from interview.domain import OPEN_STATUSES
+from interview.events import (
+    CandidateChanged,
+    CandidateState,
+    ConnectionChanged,
+    Event,
+    InterviewerSpeaking,
+    SpeakingState,
+    TurnCommitted,
+)
 from interview.report import Report
 from interview.report.render import render
+from interview.report.writer import InterviewRunning, ResultsNotReady
 from interview.runtime import Runtime
-from interview.sessions import (
-    InterviewRunning,
-    InvalidAnswer,
-    ResultsNotReady,
-    SessionClosed,
-    SessionNotFound,
-    UnknownVoice,
-)
+from interview.sessions import InvalidAnswer, SessionClosed
+from interview.speech.errors import UnknownVoice
 from interview.store import SessionRow
 from ui.voice_component import GatewaySignaling
 
@@ -103,7 +109,7 @@ class DemoUI:
     def voice_choices(self) -> list[str]:
         """The voices to pick from: the loaded speech engine's; without one (voice off), the
         plans' voices and TTS_VOICE, so a session started here may still name one."""
-        known = self.runtime.service.voices()
+        known = self.runtime.speech.voices()
         if known is not None:
             return known
         defaults = {self.voice_for_plan(p.id) for p in self.runtime.plans.all()}
@@ -177,7 +183,7 @@ class DemoUI:
             for t in turns
         ]
         results = ""
-        if row.status not in ("created", "active"):
+        if row.status not in OPEN_STATUSES:
             results = await self._results(row)
         speaks_with = self.runtime.service.voice_for(row) or self.runtime.settings.tts_voice
         return PageView(
@@ -199,13 +205,13 @@ class DemoUI:
         if page is None:
             raise gr.Error("Start an interview first.")
         try:
-            return await self.runtime.service.authenticate(page.session_id, page.token)
+            return await self.runtime.access.authenticate(page.session_id, page.token)
         except SessionNotFound as exc:
             raise gr.Error("This interview is gone; start a new one.") from exc
 
     async def _results(self, row: SessionRow) -> str:
         try:
-            outcome = await self.runtime.service.results(row)
+            outcome = await self.runtime.reports.results(row)
         except InterviewRunning:
             return ""
         if isinstance(outcome, Report):
@@ -218,14 +224,14 @@ class DemoUI:
         """Whether the interviewer's current line is synthesized, so it plays at once when the
         candidate connects. Asking starts its synthesis (the gateway would start it only at
         the offer, and on a busy machine that is seconds of silence after pressing Talk)."""
-        pipeline = self.runtime.voice.pipeline
         line = await self.runtime.service.current_line(row.id)
-        if pipeline is None or line is None:
+        if self.runtime.voice.state != "ready" or line is None:
             return True
         if page.voice_line != line.index:
             voice = self.runtime.service.voice_for(row)
             page.voice_line = line.index
-            page.voice_pieces = [piece for _, piece in pipeline.speech.sentences(line.text, voice)]
+            sentences = self.runtime.speech.cache.sentences(line.text, voice)
+            page.voice_pieces = [piece for _, piece in sentences]
         done = [piece for piece in page.voice_pieces if piece.done()]
         for piece in done:
             # A failed synthesis is retried by the gateway at the offer; marking its exception
@@ -234,10 +240,10 @@ class DemoUI:
                 piece.exception()
         return len(done) == len(page.voice_pieces)
 
-    async def _status(self, row: SessionRow, page: PageInterview, history: list[Any]) -> str:
+    async def _status(self, row: SessionRow, page: PageInterview, history: list[Event]) -> str:
         voice = self.runtime.voice
         page.preparing_voice = False
-        if row.status in ("created", "active"):
+        if row.status in OPEN_STATUSES:
             state = f"**Interview {row.status}**"
             if voice.state == "ready":
                 state += f" · voice {row.connection_state}"
@@ -260,19 +266,20 @@ class DemoUI:
         return state
 
 
-def _activity(history: list[Any]) -> str:
+def _activity(history: list[Event]) -> str:
     """The latest spoken activity: who is speaking, or whether the answer is being transcribed."""
     for event in reversed(history):
-        if event.type == "candidate":
+        body = event.body
+        if isinstance(body, CandidateChanged):
             return {
-                "speaking": "you are speaking",
-                "transcribing": "transcribing your answer",
-                "nothing_heard": "nothing heard: please answer again",
-            }.get(event.data.get("state"), "")
-        if event.type == "speaking":
+                CandidateState.speaking: "you are speaking",
+                CandidateState.transcribing: "transcribing your answer",
+                CandidateState.nothing_heard: "nothing heard: please answer again",
+            }[body.state]
+        if isinstance(body, InterviewerSpeaking):
             # "queued": the whole line is on its way to the browser; the answer comes next.
-            return "the interviewer is speaking" if event.data.get("state") == "started" else ""
-        if event.type in ("turn", "connection"):
+            return "the interviewer is speaking" if body.state is SpeakingState.started else ""
+        if isinstance(body, TurnCommitted | ConnectionChanged):
             return ""
     return ""
 

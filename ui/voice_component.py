@@ -27,7 +27,8 @@ import structlog
 from fastrtc import WebRTC
 from gradio.components.base import server
 
-from interview.sessions import InterviewService, SessionClosed, SessionNotFound
+from interview.access import SessionNotFound
+from interview.sessions import InterviewService, SessionClosed
 from interview.store import SessionRow
 from interview.voice.errors import (
     AlreadyConnected,
@@ -92,7 +93,7 @@ class GatewaySignaling:
         session = await self._page_session(request)
         if isinstance(session, str):
             return {"error": session}
-        ice = self.service.ice_servers(session)
+        ice = self.gateway.ice_servers(session)
         return {
             "iceServers": [
                 {"urls": s.urls, "username": s.username, "credential": s.credential}
@@ -136,7 +137,7 @@ class GatewaySignaling:
         while len(self.peers) > MAX_PEERS:
             self.peers.popitem(last=False)
         self.pages.note_voice(hash_, None)
-        return answer
+        return {"sdp": answer.sdp, "type": answer.type}
 
     @server
     async def quit_output_stream(self, body: dict[str, Any]) -> dict[str, bool]:

@@ -13,15 +13,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from interview.access import SessionNotFound
 from interview.api.schemas import ErrorBody, ErrorDetail, ErrorResponse
+from interview.domain import SessionStatus
 from interview.plans import UnknownPlan
-from interview.sessions import (
-    InterviewRunning,
-    InvalidAnswer,
-    SessionClosed,
-    SessionNotFound,
-    UnknownVoice,
-)
+from interview.report.writer import InterviewRunning
+from interview.sessions import InvalidAnswer, SessionClosed
+from interview.speech.errors import UnknownVoice
 from interview.voice.errors import (
     AlreadyConnected,
     AtCapacity,
@@ -81,7 +79,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SessionClosed)
     async def _closed(_r: Request, e: SessionClosed) -> JSONResponse:
         # Its own code when the time ran out, so a client need not read the message.
-        code = "session_expired" if e.status == "expired" else "session_closed"
+        code = "session_expired" if e.status == SessionStatus.expired else "session_closed"
         return error_response(409, code, f"The interview has {e.status}.")
 
     @app.exception_handler(InterviewRunning)

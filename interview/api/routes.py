@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import SQLAlchemyError
 
+from interview.access import SessionAccess, SessionNotFound
 from interview.api.errors import MissingToken
 from interview.api.schemas import (
     AnswerRequest,
@@ -32,9 +33,11 @@ from interview.api.schemas import (
 )
 from interview.report import Report
 from interview.report.render import render
+from interview.report.writer import ReportWriter
 from interview.runtime import Runtime
-from interview.sessions import InterviewService, SessionNotFound
+from interview.sessions import InterviewService
 from interview.store import SessionRow
+from interview.voice.gateway import VoiceGateway
 
 router = APIRouter()
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -49,19 +52,33 @@ def get_service(runtime: Annotated[Runtime, Depends(get_runtime)]) -> InterviewS
     return runtime.service
 
 
+def get_access(runtime: Annotated[Runtime, Depends(get_runtime)]) -> SessionAccess:
+    return runtime.access
+
+
+def get_reports(runtime: Annotated[Runtime, Depends(get_runtime)]) -> ReportWriter:
+    return runtime.reports
+
+
+def get_voice(runtime: Annotated[Runtime, Depends(get_runtime)]) -> VoiceGateway:
+    return runtime.voice
+
+
 async def authorized_session(
     session_id: str,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    service: Annotated[InterviewService, Depends(get_service)],
+    access: Annotated[SessionAccess, Depends(get_access)],
 ) -> SessionRow:
     if credentials is None or not credentials.credentials:
         raise MissingToken()
     if not SESSION_ID_PATTERN.fullmatch(session_id):
         raise SessionNotFound(session_id)  # never reaches the database
-    return await service.authenticate(session_id, credentials.credentials)
+    return await access.authenticate(session_id, credentials.credentials)
 
 
 Service = Annotated[InterviewService, Depends(get_service)]
+Reports = Annotated[ReportWriter, Depends(get_reports)]
+Voice = Annotated[VoiceGateway, Depends(get_voice)]
 AuthorizedSession = Annotated[SessionRow, Depends(authorized_session)]
 
 _SESSION_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -174,11 +191,11 @@ async def session_status(session: AuthorizedSession, service: Service) -> Status
     "/{session_id}/ice-servers", response_model=IceServersResponse, responses=_SESSION_ERRORS
 )
 async def ice_servers(
-    session: AuthorizedSession, service: Service, response: Response
+    session: AuthorizedSession, voice: Voice, response: Response
 ) -> IceServersResponse:
     # Credentials are per request and short-lived: no cache may keep them.
     response.headers["Cache-Control"] = "no-store"
-    return IceServersResponse.of(service.ice_servers(session))
+    return IceServersResponse.of(voice.ice_servers(session))
 
 
 @router.get(
@@ -187,9 +204,7 @@ async def ice_servers(
 async def transcript(session: AuthorizedSession, service: Service) -> TranscriptResponse:
     turns = await service.transcript(session)
     return TranscriptResponse(
-        session_id=session.id,
-        status=session.status,  # type: ignore[arg-type]
-        turns=[Turn.of(t) for t in turns],
+        session_id=session.id, status=session.status, turns=[Turn.of(t) for t in turns]
     )
 
 
@@ -213,7 +228,7 @@ async def end(session: AuthorizedSession, service: Service) -> EndResponse:
     ended = await service.end(session)
     return EndResponse(
         session_id=ended.id,
-        status=ended.status,  # type: ignore[arg-type]
+        status=ended.status,
         end_reason=ended.end_reason,
         ended_at=ended.ended_at,
     )
@@ -241,12 +256,12 @@ async def end(session: AuthorizedSession, service: Service) -> EndResponse:
 )
 async def results(
     session: AuthorizedSession,
-    service: Service,
+    reports: Reports,
     format: Annotated[
         Literal["json", "md", "html"], Query(description="json (default), md or html")
     ] = "json",
 ) -> Report | Response:
-    outcome = await service.results(session)
+    outcome = await reports.results(session)
     if isinstance(outcome, Report):
         if format == "md":
             return Response(render(outcome, "md"), media_type="text/markdown; charset=utf-8")

@@ -8,11 +8,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, field_validator
 
-from interview.sessions import VOICE_PATTERN, AnswerOutcome, SessionStatusView, StartedSession
+from interview.config import InterviewerEngine
+from interview.domain import (
+    ConnectionState,
+    EndReason,
+    ReportStatus,
+    Role,
+    SessionStatus,
+    TurnKind,
+    TurnSource,
+)
+from interview.sessions import AnswerOutcome, SessionStatusView, StartedSession
+from interview.speech.tts.kokoro import VOICE_NAME
 from interview.store import TurnRow
 from interview.turn_credentials import IceServers
-
-SessionStatusName = Literal["created", "active", "ended", "expired", "failed"]
 
 
 def _no_nul(value: str) -> str:
@@ -77,7 +86,7 @@ class StartRequest(BaseModel):
     voice: Text | None = Field(
         default=None,
         max_length=64,
-        pattern=VOICE_PATTERN.pattern,
+        pattern=VOICE_NAME.pattern,
         examples=["bf_emma"],
         description="The interviewer's voice for this session, a Kokoro voice such as "
         "'af_heart' or 'bf_emma'; without it, the plan's voice (or TTS_VOICE). When voice is "
@@ -103,7 +112,7 @@ class StartRequest(BaseModel):
 class StartResponse(BaseModel):
     session_id: str
     token: str = Field(description="Send as 'Authorization: Bearer <token>' on session routes.")
-    status: SessionStatusName
+    status: SessionStatus
     plan_id: str
     created_at: datetime
     expires_at: datetime
@@ -114,7 +123,7 @@ class StartResponse(BaseModel):
         return cls(
             session_id=s.id,
             token=started.token,
-            status=s.status,  # type: ignore[arg-type]
+            status=s.status,
             plan_id=s.plan_id,
             created_at=s.created_at,
             expires_at=s.expires_at,
@@ -122,7 +131,7 @@ class StartResponse(BaseModel):
 
 
 class InterviewerStatus(BaseModel):
-    engine: Literal["llm", "scripted"] = Field(
+    engine: InterviewerEngine = Field(
         description="The configured interviewer: a language model, or the offline script."
     )
     mode: Literal["normal", "degraded"] = Field(
@@ -134,18 +143,18 @@ class InterviewerStatus(BaseModel):
 
 class StatusResponse(BaseModel):
     session_id: str
-    status: SessionStatusName
+    status: SessionStatus
     plan_id: str
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
     expires_at: datetime
-    end_reason: str | None
+    end_reason: EndReason | None
     elapsed_seconds: float
     turn_count: int
     question_index: int
     question_count: int
-    connection_state: str
+    connection_state: ConnectionState
     interviewer: InterviewerStatus
     voice: str | None = Field(
         description="The interviewer's voice: the session's, else the plan's; null is the "
@@ -157,7 +166,7 @@ class StatusResponse(BaseModel):
         s = view.session
         return cls(
             session_id=s.id,
-            status=s.status,  # type: ignore[arg-type]
+            status=s.status,
             plan_id=s.plan_id,
             created_at=s.created_at,
             started_at=s.started_at,
@@ -170,7 +179,7 @@ class StatusResponse(BaseModel):
             question_count=view.question_count,
             connection_state=s.connection_state,
             interviewer=InterviewerStatus(
-                engine=view.interviewer.engine,  # type: ignore[arg-type]
+                engine=view.interviewer.engine,
                 mode=view.interviewer.mode,
                 degraded_turns=view.interviewer.degraded_turns,
                 last_reason=view.interviewer.last_reason,
@@ -206,12 +215,12 @@ class IceServersResponse(BaseModel):
 
 class Turn(BaseModel):
     index: int
-    role: Literal["interviewer", "candidate"]
-    kind: str
+    role: Role
+    kind: TurnKind
     text: str
     started_at: datetime
     ended_at: datetime
-    source: Literal["voice", "text"]
+    source: TurnSource
     question_index: int | None
 
     @classmethod
@@ -221,7 +230,7 @@ class Turn(BaseModel):
 
 class TranscriptResponse(BaseModel):
     session_id: str
-    status: SessionStatusName
+    status: SessionStatus
     turns: list[Turn]
 
 
@@ -232,7 +241,7 @@ class AnswerRequest(BaseModel):
 class AnswerResponse(BaseModel):
     candidate_turn: Turn
     interviewer_turn: Turn
-    status: SessionStatusName
+    status: SessionStatus
     interview_complete: bool
 
     @classmethod
@@ -240,20 +249,20 @@ class AnswerResponse(BaseModel):
         return cls(
             candidate_turn=Turn.of(outcome.candidate_turn),
             interviewer_turn=Turn.of(outcome.interviewer_turn),
-            status=outcome.session.status,  # type: ignore[arg-type]
+            status=outcome.session.status,
             interview_complete=outcome.session.ended_at is not None,
         )
 
 
 class EndResponse(BaseModel):
     session_id: str
-    status: SessionStatusName
-    end_reason: str | None
+    status: SessionStatus
+    end_reason: EndReason | None
     ended_at: datetime | None
 
 
 class ResultsStatus(BaseModel):
-    status: Literal["pending", "failed"]
+    status: Literal[ReportStatus.pending, ReportStatus.failed]
     reason: str | None = None
 
 

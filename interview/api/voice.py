@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from interview.api.routes import AuthorizedSession, Service, get_runtime
+from interview.api.routes import AuthorizedSession, Service, Voice, get_runtime
 from interview.api.schemas import (
     ErrorResponse,
     IceCandidateRequest,
@@ -19,7 +18,6 @@ from interview.api.schemas import (
     RtcOfferRequest,
 )
 from interview.runtime import Runtime
-from interview.voice.gateway import VoiceGateway
 
 router = APIRouter()
 
@@ -34,13 +32,6 @@ _RTC_ERRORS: dict[int | str, dict[str, Any]] = {
 RECONNECT_MS = 1000
 
 
-def get_voice(runtime: Annotated[Runtime, Depends(get_runtime)]) -> VoiceGateway:
-    return runtime.voice
-
-
-Voice = Annotated[VoiceGateway, Depends(get_voice)]
-
-
 @router.post(
     "/{session_id}/rtc/offer",
     response_model=RtcDescription,
@@ -53,7 +44,7 @@ async def rtc_offer(
 ) -> RtcDescription:
     row = await service.open_session(session.id)
     answer = await voice.offer(row, body.sdp, body.type)
-    return RtcDescription(sdp=answer["sdp"], type=answer["type"])
+    return RtcDescription(sdp=answer.sdp, type=answer.type)
 
 
 @router.post(
@@ -64,7 +55,7 @@ async def rtc_offer(
 )
 async def rtc_answer(session: AuthorizedSession, voice: Voice) -> RtcDescription:
     answer = voice.answer(session)
-    return RtcDescription(sdp=answer["sdp"], type=answer["type"])
+    return RtcDescription(sdp=answer.sdp, type=answer.type)
 
 
 @router.post(
@@ -103,7 +94,7 @@ async def events(
                 after = last_event_id if last_event_id is not None else -1
                 async for event in runtime.events.subscribe(session.id, after_id=after):
                     yield ServerSentEvent(
-                        data=json.dumps(event.data),
+                        data=event.json(),
                         event=event.type,
                         id=str(event.id),
                         retry=RECONNECT_MS,

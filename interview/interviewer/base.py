@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from interview.config import InterviewerEngine
 from interview.plans import InterviewPlan
 
 
@@ -62,7 +63,10 @@ LINE_COMPLETE = ""
 
 
 class Interviewer(Protocol):
-    engine: str
+    @property
+    def engine(self) -> InterviewerEngine:
+        """Which interviewer this is: a language model, or the offline script."""
+        ...
 
     async def opening(self, state: InterviewState) -> InterviewerReply:
         """The first line: greeting and first question."""

@@ -17,6 +17,7 @@ import openai
 import structlog
 from openai import AsyncOpenAI
 
+from interview.config import InterviewerEngine
 from interview.interviewer.base import (
     LINE_COMPLETE,
     InterviewerReply,
@@ -56,7 +57,7 @@ FIRST_BACKOFF_SECONDS = 0.25
 
 
 class LLMInterviewer:
-    engine = "llm"
+    engine = InterviewerEngine.llm
 
     def __init__(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from interview.config import InterviewerEngine
 from interview.interviewer.base import (
     LINE_COMPLETE,
     InterviewerAction,
@@ -25,7 +26,7 @@ class ScriptedInterviewer:
     with the closing line rather than by expiry.
     """
 
-    engine = "scripted"
+    engine = InterviewerEngine.scripted
 
     def __init__(self, short_answer_words: int = 8) -> None:
         self.short_answer_words = short_answer_words

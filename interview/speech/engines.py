@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from interview.config import Settings, SpeechEngine
-from interview.models import ModelPaths
 from interview.speech.fallback import FallbackSpeechToText, FallbackTextToSpeech
+from interview.speech.model_files import KOKORO_MODEL, ModelPaths
 from interview.speech.stt import SpeechToText
 from interview.speech.stt.local_whisper import LocalWhisper
 from interview.speech.tts import TextToSpeech
@@ -17,12 +17,9 @@ from interview.speech.vad import SileroVAD
 @dataclass(frozen=True)
 class SpeechEngines:
     vad: SileroVAD
+    # With OpenAI chosen, a fallback engine that answers with the local one when it fails.
     stt: SpeechToText
     tts: TextToSpeech
-    # Which engine answers first ("local" or "openai"); with "openai" the local one stands
-    # behind it (interview/speech/fallback.py). For health and logs.
-    stt_engine: str = SpeechEngine.local.value
-    tts_engine: str = SpeechEngine.local.value
 
     def warmup(self) -> None:
         """Pay every first-call cost now, not in the first interview."""
@@ -49,8 +46,9 @@ def build_engines(settings: Settings) -> SpeechEngines:
         workers=settings.stt_workers,
     )
     tts: TextToSpeech = KokoroTTS(
-        paths.kokoro_model, paths.kokoro_voices, default_voice=settings.tts_voice,
-        speed=settings.tts_speed, threads=settings.speech_threads,
+        paths.kokoro_model, paths.kokoro_voices, model_id=KOKORO_MODEL.sha256,
+        default_voice=settings.tts_voice, speed=settings.tts_speed,
+        threads=settings.speech_threads,
     )  # fmt: skip
     # Imported only when chosen: a local-only service never loads the OpenAI SDK.
     if settings.stt_engine is SpeechEngine.openai:
@@ -62,9 +60,5 @@ def build_engines(settings: Settings) -> SpeechEngines:
 
         tts = FallbackTextToSpeech(OpenAITextToSpeech(settings), tts)
     return SpeechEngines(
-        vad=SileroVAD(paths.silero_vad, threshold=settings.vad_threshold),
-        stt=stt,
-        tts=tts,
-        stt_engine=settings.stt_engine.value,
-        tts_engine=settings.tts_engine.value,
+        vad=SileroVAD(paths.silero_vad, threshold=settings.vad_threshold), stt=stt, tts=tts
     )

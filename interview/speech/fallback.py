@@ -1,4 +1,4 @@
-"""A remote speech engine with the local one behind it, under the same Protocols.
+"""A remote speech engine with the local one behind it: an engine itself, under the same Protocol.
 
 The OpenAI engines are optional and can fail (timeout, 429, 5xx, refused connection, an answer
 that is not text or audio, a retired model). A candidate must not wait in silence for that, so
@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from interview.speech.errors import SpeechOutputError
 from interview.speech.stt import SpeechToText
-from interview.speech.tts import TextToSpeech
+from interview.speech.tts import Speech, TextToSpeech
 
 log = structlog.get_logger(__name__)
 
@@ -96,7 +96,8 @@ class FallbackSpeechToText:
     ) -> None:
         self.primary = primary
         self.fallback = fallback
-        self._health = _Primary("stt", getattr(primary, "name", "remote"), cooldown, clock)
+        self.name = f"{primary.name}, else {fallback.name}"
+        self._health = _Primary("stt", primary.name, cooldown, clock)
 
     @property
     def primary_state(self) -> str:
@@ -136,11 +137,12 @@ class FallbackTextToSpeech:
             )
         self.primary = primary
         self.fallback = fallback
+        self.name = f"{primary.name}, else {fallback.name}"
         self.sample_rate = primary.sample_rate
-        # The speech cache keys pieces by the primary's identity (see served_by_fallback).
-        self.cache_id: str | None = getattr(primary, "cache_id", None)
-        self._health = _Primary("tts", getattr(primary, "name", "remote"), cooldown, clock)
-        self._last = threading.local()
+        # Kept audio is looked up under the primary's key; a stand-in piece carries the
+        # fallback's key (Speech.cache_key), so it is never kept as the primary's voice.
+        self.cache_key = primary.cache_key
+        self._health = _Primary("tts", primary.name, cooldown, clock)
 
     @property
     def primary_state(self) -> str:
@@ -154,22 +156,15 @@ class FallbackTextToSpeech:
         # fallback's.
         return self.fallback.voices
 
-    def served_by_fallback(self) -> bool:
-        """Whether this thread's last `synthesize` was answered by the fallback engine: its
-        audio must not be stored on disk under the primary's key."""
-        return bool(getattr(self._last, "fallback", False))
-
-    def synthesize(self, text: str, voice: str | None = None) -> NDArray[np.float32]:
-        self._last.fallback = False
+    def synthesize(self, text: str, voice: str | None = None) -> Speech:
         if self._health.available():
             try:
-                audio = self.primary.synthesize(text, voice)
+                speech = self.primary.synthesize(text, voice)
             except Exception as exc:  # noqa: BLE001 - any remote failure: the local one answers
                 self._health.failed(exc)
             else:
                 self._health.succeeded()
-                return audio
-        self._last.fallback = True
+                return speech
         return self.fallback.synthesize(text, voice)
 
     def warmup(self) -> None:

@@ -12,119 +12,123 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import structlog
-from fastrtc import CloseStream, get_current_context
 
-from interview.events import EventBus
+from interview.domain import ConnectionState, TurnKind, TurnSource
+from interview.events import (
+    CandidateChanged,
+    CandidateState,
+    ConnectionChanged,
+    Event,
+    EventBus,
+    InterviewerSpeaking,
+    SpeakingState,
+    TurnFailed,
+)
 from interview.sessions import AnswerOutcome, InterviewService, SessionClosed, SessionNotFound
-from interview.speech.stt import SpeechToText
-from interview.speech.vad import to_float32
+from interview.speech.stack import LoadState, SpeechStack
 from interview.store import TurnRow
-from interview.voice.handler import InterviewHandler
-from interview.voice.speech_cache import SpeechCache
+from interview.voice.listener import Listener
+from interview.voice.rtc import Close, Output
 from interview.voice.streamed_line import StreamedLine
-from interview.voice.turn_detector import TurnEvent
+from interview.voice.turn_detector import DetectorOptions, TurnDetector, TurnEvent
 
 log = structlog.get_logger(__name__)
 
 # Longest a piece is held back waiting for the next one to be synthesized.
 MAX_HOLD_SECONDS = 3.0
 
-# Stretches shorter than this (0.3 s at 16 kHz) hold no word worth a transcription call.
-MIN_SEGMENT_SAMPLES = 4_800
-
-# Extra time after the closing line's audio before the connection is closed, so its last
-# words are not cut by network jitter.
-CLOSE_MARGIN_SECONDS = 1.0
-
 
 class VoicePipeline:
     def __init__(
         self,
         service: InterviewService,
-        stt: SpeechToText,
-        speech: SpeechCache,
-        compute: Executor,
+        speech: SpeechStack,
         events: EventBus,
-        handler_for: Callable[[str], InterviewHandler | None],
-        close_connection: Callable[[str], Any],
+        options: DetectorOptions,
     ) -> None:
         self.service = service
-        self.stt = stt
         self.speech = speech
-        self.compute = compute
         self.events = events
-        self.handler_for = handler_for
-        self.close_connection = close_connection
-        self._closing: set[asyncio.Task[Any]] = set()
+        self.options = options
+        self._tasks: set[asyncio.Task[Any]] = set()
+        events.add_listener(self._on_event)
 
-    # fastrtc entry points
+    # what interview.voice.rtc calls for each connection
 
-    async def greet(self) -> AsyncIterator[Any]:
-        """startup_fn: speak the interviewer's current line as soon as the connection is up."""
-        session_id = get_current_context().webrtc_id
-        async for frame in self._guarded(session_id, self._greet(session_id)):
-            yield frame
+    def listener_for(self, session_id: str) -> Listener:
+        """The ear of a new connection of `session_id`."""
+        engines = self.speech.engines
+        return Listener(
+            session_id,
+            TurnDetector(engines.vad.stream(), self.options),
+            transcribe=lambda audio: self.speech.compute.submit(engines.stt.transcribe, audio),
+            notify=self._heard,
+        )
 
-    async def reply(self, audio: tuple[int, np.ndarray]) -> AsyncIterator[Any]:
-        """ReplyOnPause's fn: called with the audio of one finished answer."""
-        session_id = get_current_context().webrtc_id
-        async for frame in self._guarded(session_id, self._reply(session_id)):
-            yield frame
+    async def greet(self, session_id: str, listener: Listener) -> AsyncIterator[Output]:
+        """Speak the interviewer's current line as soon as the connection is up."""
+        async for output in self._guarded(session_id, self._greet(session_id)):
+            yield output
 
-    async def _guarded(self, session_id: str, frames: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async def reply(self, session_id: str, listener: Listener) -> AsyncIterator[Output]:
+        """Answer the candidate's answer that `listener` has just ended."""
+        async for output in self._guarded(session_id, self._reply(session_id, listener)):
+            yield output
+
+    async def _guarded(
+        self, session_id: str, outputs: AsyncIterator[Output]
+    ) -> AsyncIterator[Output]:
         # A failing model or database must not take the connection down silently: the
         # client hears nothing more for this turn, but is told why and can go on.
         try:
-            async for frame in frames:
-                yield frame
+            async for output in outputs:
+                yield output
         except Exception as exc:
             log.exception("voice_turn_failed", session_id=session_id)
             self.events.publish(
                 session_id,
-                "error",
-                message="The interviewer could not answer this turn; please say it again.",
-                reason=type(exc).__name__,
+                TurnFailed(
+                    message="The interviewer could not answer this turn; please say it again.",
+                    reason=type(exc).__name__,
+                ),
             )
 
-    async def _greet(self, session_id: str) -> AsyncIterator[Any]:
+    async def _greet(self, session_id: str) -> AsyncIterator[Output]:
         try:
             row = await self.service.open_session(session_id)
         except (SessionClosed, SessionNotFound):
-            yield CloseStream("the interview has ended")
+            yield Close("the interview has ended")
             return
         voice = self.service.voice_for(row)
         line = await self.service.current_line(session_id)
         if line is not None:
-            spoken = StreamedLine.of(self.speech, voice, line.text)
+            spoken = StreamedLine.of(self.speech.cache, voice, line.text)
             async for frame in self._speak(session_id, spoken, lambda: _known(line), heard_at=None):
                 yield frame
         await self._prefetch_next(session_id, voice)
 
-    async def _reply(self, session_id: str) -> AsyncIterator[Any]:
-        handler = self.handler_for(session_id)
-        turn = handler.last_turn if handler is not None else None
+    async def _reply(self, session_id: str, listener: Listener) -> AsyncIterator[Output]:
+        turn = listener.last_turn
         if turn is None:
             return
-        self.events.publish(session_id, "candidate", state="transcribing")
+        self.events.publish(session_id, CandidateChanged(state=CandidateState.transcribing))
         marks = {"end_of_turn": time.time()}
-        text = await self._transcribe(handler, turn.audio)
+        text = await listener.transcript(turn)
         marks["stt"] = time.time()
         if not text:
             # Noise or a cough: nothing to answer, and nothing worth storing.
-            self.events.publish(session_id, "candidate", state="nothing_heard")
+            self.events.publish(session_id, CandidateChanged(state=CandidateState.nothing_heard))
             return
         try:
             voice = self.service.voice_for(await self.service.open_session(session_id))
         except (SessionClosed, SessionNotFound):
-            yield CloseStream("the interview has ended")
+            yield Close("the interview has ended")
             return
-        line = StreamedLine(self.speech, voice)
+        line = StreamedLine(self.speech.cache, voice)
         # The interviewer streams its line into `line` while the answer and the reply are
         # committed; speech starts on the first complete sentence. Not cancelled if the
         # candidate hangs up: the answer and the reply are still saved.
@@ -162,46 +166,29 @@ class VoicePipeline:
                 yield frame
             outcome = await answering
         except (SessionClosed, SessionNotFound):
-            yield CloseStream("the interview has ended")
+            yield Close("the interview has ended")
             return
         if outcome.session.ended_at is not None:
-            yield CloseStream("the interview is complete")
+            yield Close("the interview is complete")
         else:
             await self._prefetch_next(session_id, voice)
 
-    def on_turn_event(self, handler: InterviewHandler, event: TurnEvent) -> None:
-        """Called from the audio thread as the candidate speaks and pauses."""
-        session_id = handler.session_id
-        if session_id is None:
-            return
-        try:
-            if event is TurnEvent.speech_started:
-                handler.segments.clear()
-                self.events.publish(session_id, "candidate", state="speaking")
-            elif event is TurnEvent.pause:
-                # Transcribe the answer's finished stretch now, while the candidate goes on: a
-                # long answer is then mostly transcribed by the time it ends.
-                segments = handler.segments
-                start = segments[-1][0] if segments else 0
-                audio = handler.draft_audio()
-                if len(audio) - start >= MIN_SEGMENT_SAMPLES:
-                    piece = to_float32(audio[start:].copy())
-                    future = self.compute.submit(self.stt.transcribe, piece)
-                    segments.append((len(audio), future))
-        except Exception:
-            # fastrtc's input loop dies on any exception: the interviewer would go deaf.
-            log.exception("turn_event_failed", session_id=session_id)
+    def _heard(self, session_id: str, event: TurnEvent) -> None:
+        """The listener's news, from the audio thread, as the candidate speaks and pauses."""
+        if event is TurnEvent.speech_started:
+            self.events.publish(session_id, CandidateChanged(state=CandidateState.speaking))
+
+    def _on_event(self, event: Event) -> None:
+        body = event.body
+        if (
+            isinstance(body, ConnectionChanged)
+            and body.state is ConnectionState.connecting
+            and self.speech.state is LoadState.ready
+        ):
+            # Speech for the line the candidate will hear first is made while ICE connects.
+            self._spawn(self._prefetch_current(event.session_id))
 
     # internals
-
-    async def _transcribe(self, handler: InterviewHandler, audio: np.ndarray) -> str:
-        segments, handler.segments = handler.segments, []
-        covered = segments[-1][0] if segments else 0
-        futures = [future for _end, future in segments if _end <= len(audio)]
-        if len(audio) - covered >= MIN_SEGMENT_SAMPLES or not futures:
-            futures.append(self.compute.submit(self.stt.transcribe, to_float32(audio[covered:])))
-        texts = [(await asyncio.wrap_future(future)).strip() for future in futures]
-        return " ".join(text for text in texts if text)
 
     async def _speak(
         self,
@@ -209,7 +196,8 @@ class VoicePipeline:
         line: StreamedLine,
         spoken_turn: Callable[[], Awaitable[TurnRow]],
         heard_at: float | None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncIterator[Output]:
+        cache = self.speech.cache
         started: datetime | None = None
         latency_ms: int | None = None
         seconds = 0.0
@@ -220,7 +208,7 @@ class VoicePipeline:
             # Shielded: a reply cut short must not cancel audio the cache shares with others.
             was_ready = future.done()
             audio = await asyncio.shield(future)
-            piece_seconds = len(audio) / self.speech.sample_rate
+            piece_seconds = len(audio) / cache.sample_rate
             # The first piece of a reply is never held: the candidate is waiting in silence,
             # and a pause after an opening "Thank you." sounds natural (benchmarks/README.md).
             answering = heard_at is not None and k == 0
@@ -229,7 +217,7 @@ class VoicePipeline:
                 # before it has played out: a later start sounds better than a gap mid-line.
                 following = line.pieces[k + 1]
                 queued = max(plays_until - time.time(), 0.0) + piece_seconds
-                shortfall = self.speech.estimated_seconds(following[0]) - queued
+                shortfall = cache.estimated_seconds(following[0]) - queued
                 if shortfall > 0:
                     await asyncio.wait([following[1]], timeout=min(shortfall, MAX_HOLD_SECONDS))
             k += 1
@@ -240,26 +228,26 @@ class VoicePipeline:
                 if heard_at is not None:
                     latency_ms = round((time.time() - heard_at) * 1000)
                 # A streamed line is not committed yet, so its index may not be known here.
-                self.events.publish(session_id, "speaking", role="interviewer", state="started")
-            seconds += len(audio) / self.speech.sample_rate
-            yield (self.speech.sample_rate, audio.reshape(1, -1))
+                self.events.publish(session_id, InterviewerSpeaking(state=SpeakingState.started))
+            seconds += piece_seconds
+            yield (cache.sample_rate, audio.reshape(1, -1))
         turn = await spoken_turn()
         if started is None:
             return
         ended = datetime.fromtimestamp(started.timestamp() + seconds, UTC)
-        if turn.source != "voice":
+        if turn.source != TurnSource.voice:
             # First time this line is heard; repeating it after a reconnect keeps the record.
             await self.service.record_reply_timing(
                 session_id, turn.index, started, ended, latency_ms
             )
         self.events.publish(
             session_id,
-            "speaking",
-            role="interviewer",
-            state="queued",
-            index=turn.index,
-            seconds=round(seconds, 2),
-            latency_ms=latency_ms,
+            InterviewerSpeaking(
+                state=SpeakingState.queued,
+                index=turn.index,
+                seconds=round(seconds, 2),
+                latency_ms=latency_ms,
+            ),
         )
         log.info(
             "reply_spoken",
@@ -268,23 +256,30 @@ class VoicePipeline:
             audio_seconds=round(seconds, 2),
             latency_ms=latency_ms,
         )
-        if turn.kind == "close":
-            task = asyncio.get_running_loop().create_task(
-                self._close_after(session_id, plays_until - time.time() + CLOSE_MARGIN_SECONDS)
-            )
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
         # Stay "responding" until the line has played: the candidate is not listened to
-        # meanwhile, so the interviewer's own voice (echo) is never taken for an answer.
+        # meanwhile, so the interviewer's own voice (echo) is never taken for an answer. A
+        # closing line's Close follows only then, so its last words are heard.
         await asyncio.sleep(max(0.0, plays_until - time.time()))
-
-    async def _close_after(self, session_id: str, delay: float) -> None:
-        await asyncio.sleep(max(0.0, delay))
-        await self.close_connection(session_id)
+        if turn.kind == TurnKind.close:
+            yield Close("the interview is complete")
 
     async def _prefetch_next(self, session_id: str, voice: str | None) -> None:
         for line in await self.service.anticipated_lines(session_id):
-            self.speech.prefetch(line, voice)
+            self.speech.cache.prefetch(line, voice)
+
+    async def _prefetch_current(self, session_id: str) -> None:
+        try:
+            row = await self.service.open_session(session_id)
+        except (SessionClosed, SessionNotFound):
+            return
+        line = await self.service.current_line(session_id)
+        if line is not None:
+            self.speech.cache.prefetch(line.text, self.service.voice_for(row))
+
+    def _spawn(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 async def _known(turn: TurnRow) -> TurnRow:

@@ -15,8 +15,8 @@ import structlog
 from numpy.typing import NDArray
 
 from interview.interviewer.base import LINE_COMPLETE
+from interview.speech.cache import SpeechCache
 from interview.speech.sentences import MIN_CHARS, SENTENCE_END, split_sentences
-from interview.voice.speech_cache import SpeechCache
 
 log = structlog.get_logger(__name__)
 

@@ -111,7 +111,8 @@ async def test_the_stream_ends_with_the_results(short_stream_server: AppServer):
         sid, token = session["session_id"], session["token"]
         await client.post(f"/{sid}/end", headers=auth(token))
         events, seconds = await collect(client, sid, token)
-        assert events[-1].event == "results" and events[-1].data == {"status": "ready"}
+        assert events[-1].event == "results"
+        assert events[-1].data == {"type": "results", "status": "ready"}
         assert ("status", "ended") in [(e.event, e.data.get("status")) for e in events]
         assert seconds < STREAM_SECONDS  # ended by the results, not by the timer
 

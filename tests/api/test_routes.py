@@ -187,15 +187,13 @@ def test_a_session_keeps_its_chosen_voice(api: httpx.Client):
 
 
 async def test_an_unknown_voice_is_refused_with_the_valid_ones(tmp_path):
-    # In process, with the voice list the loaded speech engine would give: loading the real
-    # models here would cost a minute (the e2e start-up test checks them end to end).
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/spool.db", voice_enabled=False))
+    # In process, with the real speech engines loaded (their voices are the valid ones).
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/spool.db", voice_enabled=True))
     runtime = app.state.runtime
     await runtime.store.create_schema()
-    # Wired to the voice gateway, which has no engine to ask with voice off.
-    assert runtime.service.available_voices == runtime.voice.available_voices
-    assert runtime.voice.available_voices() is None and runtime.service.voices() is None
-    runtime.service.available_voices = lambda: ["bf_emma", "af_heart"]
+    await runtime.speech.load()
+    voices = runtime.speech.voices()
+    assert voices is not None and "bf_emma" in voices and voices == sorted(voices)
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://t/api/interview") as c:
@@ -204,12 +202,13 @@ async def test_an_unknown_voice_is_refused_with_the_valid_ones(tmp_path):
             error = refused.json()["error"]
             assert error["code"] == "unknown_voice"
             assert error["message"] == (
-                "Unknown voice 'zz_unheard'; valid voices: af_heart, bf_emma."
+                f"Unknown voice 'zz_unheard'; valid voices: {', '.join(voices)}."
             )
             assert error["details"] == [{"field": "voice", "message": error["message"]}]
             accepted = await c.post("/start", json={"user_id": "u", "voice": "bf_emma"})
             assert accepted.status_code == 201, accepted.text
     finally:
+        runtime.speech.shutdown()
         await runtime.store.dispose()
 
 

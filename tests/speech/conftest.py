@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from interview.models import ModelPaths, models_dir_from_env
+from interview.speech.model_files import KOKORO_MODEL, ModelPaths, models_dir_from_env
 from interview.speech.stt.local_whisper import LocalWhisper
 from interview.speech.tts.kokoro import KokoroTTS
 from tests.speech.openai_support import fake, logs, openai_fake
@@ -20,4 +20,6 @@ def local_whisper() -> LocalWhisper:
 @pytest.fixture(scope="session")
 def local_kokoro() -> KokoroTTS:
     models = ModelPaths(models_dir_from_env())
-    return KokoroTTS(models.kokoro_model, models.kokoro_voices, default_voice="af_heart")
+    return KokoroTTS(
+        models.kokoro_model, models.kokoro_voices, KOKORO_MODEL.sha256, default_voice="af_heart"
+    )

@@ -14,7 +14,7 @@ import pytest
 from numpy.typing import NDArray
 
 from harness.speech_audio import as_int16, load_wav, resample, speak
-from interview.models import ModelPaths, models_dir_from_env
+from interview.speech.model_files import KOKORO_MODEL, ModelPaths, models_dir_from_env
 from interview.speech.stt.base import STT_SAMPLE_RATE
 from interview.speech.stt.local_whisper import LocalWhisper
 from interview.speech.tts.kokoro import KOKORO_SAMPLE_RATE, KokoroTTS
@@ -32,7 +32,9 @@ def models() -> ModelPaths:
 
 @pytest.fixture(scope="session")
 def kokoro(models: ModelPaths) -> KokoroTTS:
-    return KokoroTTS(models.kokoro_model, models.kokoro_voices, default_voice=DEFAULT_VOICE)
+    return KokoroTTS(
+        models.kokoro_model, models.kokoro_voices, KOKORO_MODEL.sha256, default_voice=DEFAULT_VOICE
+    )
 
 
 @pytest.fixture(scope="session")
@@ -42,12 +44,12 @@ def whisper(models: ModelPaths) -> LocalWhisper:
 
 @pytest.fixture(scope="session")
 def spoken_sentence(kokoro: KokoroTTS) -> NDArray[np.float32]:
-    return kokoro.synthesize(SENTENCE)
+    return kokoro.synthesize(SENTENCE).audio
 
 
 @pytest.fixture(scope="session")
 def short_default(kokoro: KokoroTTS) -> NDArray[np.float32]:
-    return kokoro.synthesize(SHORT, DEFAULT_VOICE)
+    return kokoro.synthesize(SHORT, DEFAULT_VOICE).audio
 
 
 def words(text: str) -> list[str]:
@@ -87,20 +89,20 @@ def test_kokoro_falls_back_to_the_default_voice_for_an_unknown_one(
     kokoro: KokoroTTS, short_default: NDArray[np.float32]
 ) -> None:
     assert "zz_nobody" not in kokoro.voices
-    unknown = kokoro.synthesize(SHORT, "zz_nobody")
+    unknown = kokoro.synthesize(SHORT, "zz_nobody").audio
     np.testing.assert_allclose(unknown, short_default, atol=1e-4)
 
 
 def test_kokoro_voices_differ(kokoro: KokoroTTS, short_default: NDArray[np.float32]) -> None:
     # Without this, the fallback test above could pass with an engine that ignores voices.
     assert {DEFAULT_VOICE, OTHER_VOICE} <= kokoro.voices
-    other = kokoro.synthesize(SHORT, OTHER_VOICE)
+    other = kokoro.synthesize(SHORT, OTHER_VOICE).audio
     assert other.shape != short_default.shape or not np.allclose(other, short_default, atol=1e-3)
 
 
 def test_kokoro_refuses_an_unknown_default_voice(models: ModelPaths) -> None:
     with pytest.raises(ValueError, match="zz_nobody"):
-        KokoroTTS(models.kokoro_model, models.kokoro_voices, default_voice="zz_nobody")
+        KokoroTTS(models.kokoro_model, models.kokoro_voices, "sha", default_voice="zz_nobody")
 
 
 def test_whisper_transcribes_kokoro_speech(

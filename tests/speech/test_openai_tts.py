@@ -7,7 +7,6 @@ import time
 import numpy as np
 import openai
 import pytest
-from numpy.typing import NDArray
 
 from harness.fake_openai import Fail, FakeOpenAI, Raw, Speech
 from harness.speech_audio import resample
@@ -15,6 +14,7 @@ from interview.speech.errors import SpeechOutputError
 from interview.speech.fallback import FallbackTextToSpeech
 from interview.speech.stt.base import STT_SAMPLE_RATE
 from interview.speech.stt.local_whisper import LocalWhisper
+from interview.speech.tts import Speech as SpokenAudio
 from interview.speech.tts import TextToSpeech
 from interview.speech.tts.kokoro import KOKORO_SAMPLE_RATE
 from interview.speech.tts.openai_tts import OPENAI_VOICES, OpenAITextToSpeech
@@ -31,8 +31,10 @@ def test_streamed_pcm_becomes_float32_at_24_khz(openai_fake: FakeOpenAI) -> None
     samples = np.linspace(-32768, 32767, 12_000).astype("<i2")
     openai_fake.speech.append(Speech(samples.tobytes(), chunks=7))
 
-    audio = engine.synthesize(SENTENCE, "alloy")
+    speech = engine.synthesize(SENTENCE, "alloy")
+    audio = speech.audio
 
+    assert speech.cache_key == engine.cache_key
     assert engine.sample_rate == KOKORO_SAMPLE_RATE == 24_000  # one rate for both engines
     assert audio.dtype == np.float32 and audio.ndim == 1
     assert audio.size == samples.size
@@ -66,10 +68,12 @@ def test_kokoro_voice_names_are_replaced_by_the_configured_openai_voice(
 
 def test_sessions_choose_among_the_local_voices_behind_openai(openai_fake: FakeOpenAI) -> None:
     class LocalVoices:  # the local engine's voice list is all that is asked of it here
+        name = "local"
         sample_rate = KOKORO_SAMPLE_RATE
         voices = frozenset({"af_heart", "bf_emma"})
+        cache_key = "local"
 
-        def synthesize(self, text: str, voice: str | None = None) -> NDArray[np.float32]:
+        def synthesize(self, text: str, voice: str | None = None) -> SpokenAudio:
             raise AssertionError("never called")
 
         def warmup(self) -> None:
@@ -89,7 +93,7 @@ def test_streamed_speech_is_intelligible(
     # The fake speaks with espeak-ng, as the real API would speak with its model.
     openai_fake.speech.default = lambda body: Speech(espeak_pcm(body["input"]), chunks=16)
 
-    audio = OpenAITextToSpeech(settings_for(openai_fake)).synthesize(SENTENCE)
+    audio = OpenAITextToSpeech(settings_for(openai_fake)).synthesize(SENTENCE).audio
 
     assert 1.0 < audio.size / 24_000 < 6.0
     as16k = resample(np.round(audio * 32768).astype(np.int16), 24_000, STT_SAMPLE_RATE)
@@ -134,7 +138,7 @@ def test_a_rate_limit_raises_after_one_attempt(openai_fake: FakeOpenAI) -> None:
 
 
 def test_blank_text_is_not_sent(openai_fake: FakeOpenAI) -> None:
-    audio = OpenAITextToSpeech(settings_for(openai_fake)).synthesize("  ")
+    audio = OpenAITextToSpeech(settings_for(openai_fake)).synthesize("  ").audio
     assert audio.size == 0 and audio.dtype == np.float32
     assert openai_fake.requests == []
 
@@ -148,5 +152,5 @@ def test_the_cache_identity_names_server_model_and_voice_but_not_the_key(
     openai_fake: FakeOpenAI,
 ) -> None:
     engine = OpenAITextToSpeech(settings_for(openai_fake, openai_tts_voice="sage"))
-    assert engine.cache_id == f"openai|{openai_fake.base_url}|gpt-4o-mini-tts|sage"
-    assert openai_fake.api_key not in engine.cache_id
+    assert engine.cache_key == f"openai|{openai_fake.base_url}|gpt-4o-mini-tts|sage"
+    assert openai_fake.api_key not in engine.cache_key

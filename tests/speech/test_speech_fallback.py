@@ -17,15 +17,16 @@ from numpy.typing import NDArray
 from harness.fake_openai import Behaviour, Fail, FakeOpenAI, Hang, Raw, Speech, Transcript
 from harness.ports import free_port
 from interview.config import Settings, SpeechEngine
-from interview.models import models_dir_from_env
+from interview.speech.cache import SpeechCache
 from interview.speech.engines import build_engines
 from interview.speech.fallback import COOLDOWN_SECONDS, FallbackSpeechToText, FallbackTextToSpeech
+from interview.speech.model_files import models_dir_from_env
+from interview.speech.priority_worker import PriorityWorker
 from interview.speech.stt.local_whisper import LocalWhisper
 from interview.speech.stt.openai_stt import OpenAISpeechToText
+from interview.speech.tts import Speech as SpokenAudio
 from interview.speech.tts.kokoro import KokoroTTS
 from interview.speech.tts.openai_tts import OpenAITextToSpeech
-from interview.voice.priority_worker import PriorityWorker
-from interview.voice.speech_cache import SpeechCache
 from tests.speech.openai_support import (
     TIMEOUT,
     LogCapture,
@@ -116,7 +117,7 @@ def local_text(local_whisper: LocalWhisper, answer_audio: NDArray[np.float32]) -
 
 @pytest.fixture(scope="module")
 def local_line(local_kokoro: KokoroTTS) -> NDArray[np.float32]:
-    return local_kokoro.synthesize(LINE, "af_heart")
+    return local_kokoro.synthesize(LINE, "af_heart").audio
 
 
 # speech-to-text
@@ -186,11 +187,11 @@ def test_a_failed_synthesis_is_answered_by_kokoro(
     settings = failing_settings(openai_fake, failure)
     tts = FallbackTextToSpeech(OpenAITextToSpeech(settings), local_kokoro)
 
-    audio = tts.synthesize(LINE, "af_heart")
+    speech = tts.synthesize(LINE, "af_heart")
 
     assert tts.sample_rate == 24_000
-    np.testing.assert_allclose(audio, local_line, atol=1e-4)  # Kokoro's own audio
-    assert tts.served_by_fallback()
+    np.testing.assert_allclose(speech.audio, local_line, atol=1e-4)  # Kokoro's own audio
+    assert speech.cache_key == local_kokoro.cache_key != tts.cache_key  # and says so
     assert tts.primary_state == "cooling down"
     assert len(openai_fake.speech_requests()) == (0 if failure.refused else 1)
     assert_logged_safely(logs, failure, "tts")
@@ -208,17 +209,17 @@ def test_synthesis_cool_down_then_recovery(
         OpenAITextToSpeech(settings_for(openai_fake)), local_kokoro, clock=clock
     )
     openai_fake.speech.append(Fail(500))
-    np.testing.assert_allclose(tts.synthesize(LINE, "af_heart"), local_line, atol=1e-4)
+    np.testing.assert_allclose(tts.synthesize(LINE, "af_heart").audio, local_line, atol=1e-4)
 
     clock.now += COOLDOWN_SECONDS / 2
     openai_fake.speech.append(Speech(remote))
-    np.testing.assert_allclose(tts.synthesize(LINE, "af_heart"), local_line, atol=1e-4)
+    np.testing.assert_allclose(tts.synthesize(LINE, "af_heart").audio, local_line, atol=1e-4)
     assert len(openai_fake.speech_requests()) == 1  # skipped during the cool-down
 
     clock.now += COOLDOWN_SECONDS
-    audio = tts.synthesize(LINE, "af_heart")
-    assert not tts.served_by_fallback()
-    np.testing.assert_array_equal(audio, np.frombuffer(remote, "<i2") / np.float32(32768))
+    speech = tts.synthesize(LINE, "af_heart")
+    assert speech.cache_key == tts.cache_key  # the API's own again
+    np.testing.assert_array_equal(speech.audio, np.frombuffer(remote, "<i2") / np.float32(32768))
     assert len(openai_fake.speech_requests()) == 2
     assert len(logs.events("speech_engine_fallback")) == 1
     assert [e["direction"] for e in logs.events("speech_engine_recovered")] == ["tts"]
@@ -228,9 +229,12 @@ def test_engines_of_different_sample_rates_are_refused(
     openai_fake: FakeOpenAI, local_kokoro: KokoroTTS
 ) -> None:
     class At16kHz:  # only the rate matters: the check runs before any synthesis
+        name = "at-16-khz"
         sample_rate = 16_000
+        voices = frozenset({"af_heart"})
+        cache_key = "at-16-khz"
 
-        def synthesize(self, text: str, voice: str | None = None) -> NDArray[np.float32]:
+        def synthesize(self, text: str, voice: str | None = None) -> SpokenAudio:
             raise AssertionError("never called")
 
         def warmup(self) -> None:
@@ -261,7 +265,7 @@ def spoken(cache: SpeechCache, text: str) -> NDArray[np.float32]:
     return asyncio.run(run())
 
 
-def test_the_disk_cache_keeps_openai_audio_apart_and_never_stores_a_stand_in(
+def test_the_disk_cache_keeps_openai_audio_apart_and_keeps_a_stand_in_as_kokoros(
     openai_fake: FakeOpenAI,
     local_kokoro: KokoroTTS,
     local_line: NDArray[np.float32],
@@ -272,29 +276,29 @@ def test_the_disk_cache_keeps_openai_audio_apart_and_never_stores_a_stand_in(
     remote = espeak_pcm(LINE)
     tts = FallbackTextToSpeech(OpenAITextToSpeech(settings_for(openai_fake)), local_kokoro)
 
-    # The API fails: Kokoro's audio plays, and is not written under OpenAI's key.
+    # The API fails: Kokoro's audio plays, and is kept as Kokoro's, never under OpenAI's key.
     openai_fake.speech.append(Fail(500))
-    first = SpeechCache(tts, worker, directory=tmp_path, model_id="kokoro-sha")
+    first = SpeechCache(tts, worker, directory=tmp_path)
     np.testing.assert_allclose(spoken(first, LINE), local_line, atol=1e-4)
-    assert list(tmp_path.glob("*.npy")) == []
-
-    # After the cool-down (a fresh engine here) the API's audio is stored...
-    tts = FallbackTextToSpeech(OpenAITextToSpeech(settings_for(openai_fake)), local_kokoro)
-    openai_fake.speech.append(Speech(remote))
-    second = SpeechCache(tts, worker, directory=tmp_path, model_id="kokoro-sha")
-    expected = np.frombuffer(remote, "<i2") / np.float32(32768)
-    np.testing.assert_array_equal(spoken(second, LINE), expected)
     assert len(list(tmp_path.glob("*.npy"))) == 1
 
+    # After the cool-down (a fresh engine here) the API's own audio is asked for and kept...
+    tts = FallbackTextToSpeech(OpenAITextToSpeech(settings_for(openai_fake)), local_kokoro)
+    openai_fake.speech.append(Speech(remote))
+    second = SpeechCache(tts, worker, directory=tmp_path)
+    expected = np.frombuffer(remote, "<i2") / np.float32(32768)
+    np.testing.assert_array_equal(spoken(second, LINE), expected)
+    assert len(list(tmp_path.glob("*.npy"))) == 2
+
     # ...and served from disk to the next process without a request,
-    third = SpeechCache(tts, worker, directory=tmp_path, model_id="kokoro-sha")
+    third = SpeechCache(tts, worker, directory=tmp_path)
     np.testing.assert_array_equal(spoken(third, LINE), expected)
     assert len(openai_fake.speech_requests()) == 2
 
-    # but never to a Kokoro-only service sharing the directory.
-    local = SpeechCache(local_kokoro, worker, directory=tmp_path, model_id="kokoro-sha")
+    # while a Kokoro-only service sharing the directory gets Kokoro's: the stand-in kept first.
+    local = SpeechCache(local_kokoro, worker, directory=tmp_path)
     np.testing.assert_allclose(spoken(local, LINE), local_line, atol=1e-4)
-    assert len(list(tmp_path.glob("*.npy"))) == 2
+    assert local.hits == 1 and len(list(tmp_path.glob("*.npy"))) == 2
 
 
 # assembly
@@ -306,7 +310,7 @@ def test_build_engines_puts_the_local_engines_behind_the_openai_ones(
     settings = settings_for(openai_fake, models_dir=models_dir_from_env(), tts_voice="am_michael")
     engines = build_engines(settings)
 
-    assert (engines.stt_engine, engines.tts_engine) == ("openai", "openai")
+    assert (engines.stt.name, engines.tts.name) == ("openai, else whisper", "openai, else kokoro")
     assert isinstance(engines.stt, FallbackSpeechToText)
     assert isinstance(engines.stt.primary, OpenAISpeechToText)
     assert isinstance(engines.stt.fallback, LocalWhisper)
@@ -314,9 +318,9 @@ def test_build_engines_puts_the_local_engines_behind_the_openai_ones(
     assert isinstance(engines.tts.primary, OpenAITextToSpeech)
     assert isinstance(engines.tts.fallback, KokoroTTS)
     assert engines.tts.fallback.default_voice == "am_michael"
-    assert engines.tts.cache_id == engines.tts.primary.cache_id
+    assert engines.tts.cache_key == engines.tts.primary.cache_key
     assert openai_fake.requests == []  # assembling asks the API nothing
 
     only_stt = build_engines(settings.model_copy(update={"tts_engine": SpeechEngine.local}))
-    assert (only_stt.stt_engine, only_stt.tts_engine) == ("openai", "local")
+    assert (only_stt.stt.name, only_stt.tts.name) == ("openai, else whisper", "kokoro")
     assert isinstance(only_stt.tts, KokoroTTS)

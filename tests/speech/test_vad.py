@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness.speech_audio import Int16Array, join, resample, speech, speech_seconds
-from interview.models import ModelPaths, models_dir_from_env
+from interview.speech.model_files import ModelPaths, models_dir_from_env
 from interview.speech.vad import FRAME, SAMPLE_RATE, SileroVAD, to_float32
 
 ANSWER = "I built our payments service and ran it for three years."

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from harness.speech_audio import Int16Array, join, resample, speech, speech_bounds
-from interview.models import ModelPaths, models_dir_from_env
+from interview.speech.model_files import ModelPaths, models_dir_from_env
 from interview.speech.vad import SileroVAD
 from interview.voice.turn_detector import DetectorOptions, Turn, TurnDetector, TurnEvent
 

@@ -11,6 +11,11 @@ STT_SAMPLE_RATE = 16_000
 
 
 class SpeechToText(Protocol):
+    @property
+    def name(self) -> str:
+        """Which engine this is, for health and logs ("whisper", "openai", ...)."""
+        ...
+
     def transcribe(self, audio: NDArray[np.float32]) -> str:
         """Text of 16 kHz mono float32 audio; blocking, so callers run it off the event loop."""
         ...

@@ -12,6 +12,8 @@ from interview.speech.stt.base import STT_SAMPLE_RATE
 
 
 class LocalWhisper:
+    name = "whisper"
+
     def __init__(
         self, model_dir: Path, beam_size: int = 1, cpu_threads: int = 2, workers: int = 1
     ) -> None:

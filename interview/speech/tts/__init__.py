@@ -1,5 +1,5 @@
 """Text-to-speech engines behind one Protocol."""
 
-from interview.speech.tts.base import TextToSpeech
+from interview.speech.tts.base import Speech, TextToSpeech
 
-__all__ = ["TextToSpeech"]
+__all__ = ["Speech", "TextToSpeech"]

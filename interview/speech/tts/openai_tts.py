@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from numpy.typing import NDArray
 from openai import OpenAI
 
 from interview.config import Settings
 from interview.openai_client import sync_client
 from interview.speech.errors import SpeechOutputError
+from interview.speech.tts.base import Speech
 
 OPENAI_TTS_SAMPLE_RATE = 24_000
 # The built-in voices of the speech API. Plans and sessions name Kokoro voices ("af_heart");
@@ -45,14 +45,14 @@ class OpenAITextToSpeech:
         # another server's or voice's), so the cache keys pieces by this instead of the model
         # file. The base URL is not a secret; the key is not part of it.
         server = settings.openai_base_url or "api.openai.com"
-        self.cache_id = f"openai|{server}|{self.model}|{self.default_voice}"
+        self.cache_key = f"openai|{server}|{self.model}|{self.default_voice}"
 
     def voice_for(self, voice: str | None) -> str:
         return voice if voice in OPENAI_VOICES else self.default_voice
 
-    def synthesize(self, text: str, voice: str | None = None) -> NDArray[np.float32]:
+    def synthesize(self, text: str, voice: str | None = None) -> Speech:
         if not text.strip():
-            return np.zeros(0, dtype=np.float32)
+            return Speech(np.zeros(0, dtype=np.float32), self.cache_key)
         # The SDK's timeout bounds each read, not the whole answer: a server trickling bytes
         # could hold a sentence far longer, so the stream also has an overall deadline.
         deadline = time.monotonic() + self.timeout
@@ -74,7 +74,8 @@ class OpenAITextToSpeech:
             raise SpeechOutputError(f"speech answer of {len(pcm)} bytes is not 16-bit PCM")
         if len(pcm) < MIN_AUDIO_SECONDS * self.sample_rate * 2:
             raise SpeechOutputError(f"speech answer of {len(pcm)} bytes is too short")
-        return np.frombuffer(bytes(pcm), dtype="<i2").astype(np.float32) / 32768.0
+        audio = np.frombuffer(bytes(pcm), dtype="<i2").astype(np.float32) / 32768.0
+        return Speech(audio, self.cache_key)
 
     def warmup(self) -> None:
         # No request: a warm-up sentence would be billed at every start and there is nothing

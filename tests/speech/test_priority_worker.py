@@ -14,7 +14,7 @@ from concurrent.futures import CancelledError, Future
 
 import pytest
 
-from interview.voice.priority_worker import LATER, NOW, SOON, PriorityWorker
+from interview.speech.priority_worker import LATER, NOW, SOON, PriorityWorker
 
 WAIT = 10.0  # seconds; only ever reached if something is broken
 _names = itertools.count()

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from interview.speech.cache import SpeechCache
+from interview.speech.priority_worker import LATER, NOW, PriorityWorker
 from interview.speech.sentences import split_sentences
-from interview.speech.tts import TextToSpeech
-from interview.voice.priority_worker import LATER, NOW, PriorityWorker
-from interview.voice.speech_cache import SpeechCache
+from interview.speech.tts import Speech, TextToSpeech
 
 WAIT = 10.0  # seconds; only ever reached if something is broken
 _names = itertools.count()
@@ -33,20 +33,23 @@ QUESTION = "How do you test a service that depends on a payment provider?"
 class RecordingTTS:
     """Deterministic TextToSpeech: audio that encodes (voice, text); can fail on request."""
 
+    name = "recording"
     sample_rate = 24_000
+    voices = frozenset({"af_heart", "bf_emma"})
+    cache_key = "recording"
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str | None]] = []
         self.fail_once: set[str] = set()
         self._lock = threading.Lock()
 
-    def synthesize(self, text: str, voice: str | None = None) -> NDArray[np.float32]:
+    def synthesize(self, text: str, voice: str | None = None) -> Speech:
         with self._lock:
             self.calls.append((text, voice))
             if text in self.fail_once:
                 self.fail_once.discard(text)
                 raise RuntimeError(f"synthesis failed for {text!r}")
-        return audio_for(text, voice)
+        return Speech(audio_for(text, voice), self.cache_key)
 
     def warmup(self) -> None:
         pass

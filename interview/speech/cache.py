@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from interview.speech.priority_worker import LATER, NOW, SOON, PriorityWorker
 from interview.speech.sentences import split_sentences
 from interview.speech.tts import TextToSpeech
-from interview.voice.priority_worker import LATER, NOW, SOON, PriorityWorker
 
 Key = tuple[str | None, str]
 SPOKEN_CHARS_PER_SECOND = 15.0
@@ -34,12 +34,10 @@ class SpeechCache:
         worker: PriorityWorker,
         max_entries: int = 512,
         directory: Path | None = None,
-        model_id: str = "",
     ) -> None:
         self.tts = tts
         self._worker = worker
         self._directory = directory
-        self._model_id = model_id
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
         self._max_entries = max_entries
@@ -68,7 +66,7 @@ class SpeechCache:
             self._entries.move_to_end(key)
             self._worker.promote(future, priority)
             return future
-        stored = self._load(sentence, voice)
+        stored = self._load(self.tts.cache_key, sentence, voice)
         if stored is not None:
             future = Future()
             future.set_result(stored)
@@ -79,16 +77,17 @@ class SpeechCache:
             self._entries.popitem(last=False)
         return future
 
-    def _path(self, sentence: str, voice: str | None) -> Path | None:
+    def _path(self, engine_key: str, sentence: str, voice: str | None) -> Path | None:
         if self._directory is None:
             return None
-        # A remote engine names its own audio: OpenAI's must never be served as Kokoro's.
-        model_id = getattr(self.tts, "cache_id", None) or self._model_id
-        key = f"{model_id}|{voice}|{getattr(self.tts, 'speed', 1.0)}|{sentence}"
+        # Each engine names its own audio: OpenAI's is never served as Kokoro's.
+        key = f"{engine_key}|{voice}|{sentence}"
         return self._directory / f"{hashlib.sha256(key.encode()).hexdigest()}.npy"
 
-    def _load(self, sentence: str, voice: str | None) -> NDArray[np.float32] | None:
-        path = self._path(sentence, voice)
+    def _load(
+        self, engine_key: str, sentence: str, voice: str | None
+    ) -> NDArray[np.float32] | None:
+        path = self._path(engine_key, sentence, voice)
         if path is None or not path.exists():
             return None
         try:
@@ -98,16 +97,16 @@ class SpeechCache:
 
     def _synthesize(self, sentence: str, voice: str | None) -> NDArray[np.float32]:
         started = time.perf_counter()
-        audio = self.tts.synthesize(sentence, voice)
+        speech = self.tts.synthesize(sentence, voice)
+        audio = speech.audio
         seconds = len(audio) / self.sample_rate
         if seconds > 0.3:
             factor = (time.perf_counter() - started) / seconds
             self.real_time_factor = 0.7 * self.real_time_factor + 0.3 * factor
-        path = self._path(sentence, voice)
-        # Audio the local engine made while the remote one failed is a stand-in: stored under
-        # the remote engine's key it would replace that voice for this line for good.
-        stand_in = getattr(self.tts, "served_by_fallback", None)
-        if path is not None and not (stand_in is not None and stand_in()):
+        # Kept under the key of the engine that made it: audio the local engine made while the
+        # remote one failed must not replace the remote voice for this line for good.
+        path = self._path(speech.cache_key, sentence, voice)
+        if path is not None:
             partial = path.with_suffix(f".{threading.get_ident()}.partial")
             with partial.open("wb") as out:
                 np.save(out, audio, allow_pickle=False)
