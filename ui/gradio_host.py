@@ -19,13 +19,13 @@ relies on where no front door exists, and the upstream change that would remove 
 - A page without internet-bound head tags. Gradio's page template
   (gradio/templates/frontend/index.html) preconnects to Google Fonts (unused with the system fonts
   theme), loads the iframe-resizer script from cdnjs (for embedding in Hugging Face Spaces) and
-  links a manifest at the server's root; `gr.Blocks(head=...)` can only add tags. HTML pages are
-  asked of gradio uncompressed and rewritten without them. Upstream: a template option to leave
-  them out (gradio 5.50 has none).
+  links a manifest at the server's root; `gr.Blocks(head=...)` can only add tags. HTML responses
+  are rewritten without them (gradio compresses only paths with a file extension, not the page).
+  Upstream: a template option to leave them out (gradio 5.50 has none).
 - gradio's print()s kept off stdout, which carries JSON log lines only: gradio.routes print()s on
-  every component call ("content_type ...", gradio issue #12030) and at mount, gradio.queueing on
-  an event's error. `print` is shadowed in those modules' globals by one that logs at debug
-  level; other code's print()s are untouched. Upstream: #12030 (a logger instead of print).
+  every component call ("content_type ...", gradio issue #12030) and in mount_gradio_app.
+  `print` is shadowed in that module's globals by one that logs at debug level; other code's
+  print()s are untouched. Upstream: #12030 (a logger instead of print).
 - The voice component (`voice_component`): fastrtc's `WebRTC` keeps its browser side (microphone,
   playback, the Talk button) while its three server functions (`turn`, `offer`,
   `quit_output_stream`) are replaced on the instance by ones that call our VoiceSignaling, in
@@ -80,7 +80,7 @@ EXTERNAL_HEAD = re.compile(
     re.DOTALL,
 )
 # The gradio modules whose print()s go to the log instead of stdout.
-PRINTING_MODULES = ("gradio.routes", "gradio.queueing")
+PRINTING_MODULES = ("gradio.routes",)
 # fastrtc's WebRTC shows its placeholder id's value by fetching a notification sound from
 # huggingface.co when it mounts; any other id keeps it quiet.
 MIC_VALUE = {"textbox": "", "webrtc_id": "spool-interview"}
@@ -256,8 +256,8 @@ class GradioHost:
             if self.app is None:
                 task.cancel()  # still building: nothing of gradio's to shut down yet
             stop.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Its own cancellation is its result; a cancellation of the app's stop is not.
+            await asyncio.gather(task, return_exceptions=True)
 
     async def _serve(self, stop: asyncio.Event) -> None:
         try:
@@ -291,7 +291,7 @@ class GradioHost:
         if app is None:
             await self._starting(scope, receive, send)
         elif scope["type"] == "http" and scope["method"] == "GET":
-            await app(_uncompressed_if_html(scope), receive, _without_external_head(send))
+            await app(scope, receive, _without_external_head(send))
         else:
             await app(scope, receive, send)
 
@@ -333,15 +333,6 @@ def quiet_gradio_prints() -> None:
     for name in PRINTING_MODULES:
         # A module's own global shadows the builtin for the code of that module only.
         vars(importlib.import_module(name))["print"] = _print_to_log
-
-
-def _uncompressed_if_html(scope: Scope) -> Scope:
-    """Gradio brotli-compresses .html responses it is allowed to; a page to rewrite is not."""
-    last = scope["path"].rsplit("/", 1)[-1]
-    if "." in last and not last.endswith((".html", ".htm")):
-        return scope
-    headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"accept-encoding"]
-    return {**scope, "headers": headers}
 
 
 def _without_external_head(send: Send) -> Send:
