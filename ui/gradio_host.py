@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import structlog
-from fastapi import HTTPException
+from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -81,8 +81,8 @@ EXTERNAL_HEAD = re.compile(
 )
 # The gradio modules whose print()s go to the log instead of stdout.
 PRINTING_MODULES = ("gradio.routes",)
-# fastrtc's WebRTC shows its placeholder id's value by fetching a notification sound from
-# huggingface.co when it mounts; any other id keeps it quiet.
+# Any connection id but fastrtc's placeholder: with the placeholder, its page fetches a
+# notification sound from huggingface.co when it mounts.
 MIC_VALUE = {"textbox": "", "webrtc_id": "spool-interview"}
 
 STARTING_PAGE = f"""<!doctype html>
@@ -275,10 +275,9 @@ class GradioHost:
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("ui_build_failed")
 
-    def _host(self) -> Any:
+    def _host(self) -> FastAPI:
         # gradio's analytics are off from interview.no_telemetry, imported with the package.
         import gradio as gr
-        from fastapi import FastAPI
 
         quiet_gradio_prints()
         blocks = self.build()
