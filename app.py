@@ -30,7 +30,7 @@ from interview.config import ConfigError, Environment, Settings, get_settings
 from interview.logs import configure_logging
 from interview.runtime import Runtime
 from ui.demo_page import mount_demo
-from ui.mount import mount_ui
+from ui.gradio_host import UI_PATH, demo_ui
 
 API_PREFIX = "/api/interview"
 LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
@@ -47,12 +47,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     runtime = Runtime.build(settings)
+    ui = demo_ui(runtime)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
         try:
-            yield
+            async with ui.running():
+                yield
         finally:
             await runtime.stop()
 
@@ -70,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The React demo at /demo (ui/web, built by `make web`).
     mount_demo(app)
     # The Gradio demo UI at /ui, built in the background once the app has started.
-    mount_ui(app, runtime)
+    app.mount(UI_PATH, ui)
 
     # Added last runs first: logging sees every request, the size limit guards the routes.
     # Draining refusals run inside CORS, so a browser can read the 503.

@@ -4,6 +4,9 @@ Built from the app's Runtime, so everything goes through the same InterviewServi
 started here is an ordinary session, visible in the API with its transcript and results) and
 the same VoiceGateway (the microphone runs the REST path's voice pipeline). Nothing here renders
 with assets from the internet: the theme uses the system's fonts.
+
+Only gradio's public API is used here; the microphone (fastrtc's component) and serving the page
+are ui/gradio_host.py's.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from typing import Any
 
 import gradio as gr
 import structlog
-from fastrtc import WebRTC
 
 from interview.access import SessionNotFound
 from interview.domain import OPEN_STATUSES
@@ -35,7 +37,8 @@ from interview.runtime import Runtime
 from interview.sessions import InvalidAnswer, SessionClosed
 from interview.speech.errors import UnknownVoice
 from interview.store import SessionRow
-from ui.voice_component import GatewaySignaling
+from ui.gradio_host import voice_component
+from ui.voice_signaling import GatewaySignaling
 
 log = structlog.get_logger(__name__)
 
@@ -87,7 +90,7 @@ class DemoUI:
     runtime: Runtime
     pages: OrderedDict[str, PageInterview] = field(default_factory=OrderedDict)
 
-    # For the voice component (ui.voice_component.PageSessions)
+    # For the microphone's signaling (ui.voice_signaling.PageSessions)
 
     def session_id_for(self, session_hash: str) -> str | None:
         page = self.pages.get(session_hash)
@@ -150,7 +153,7 @@ class DemoUI:
 
     async def end(self, page_key: str) -> PageView:
         row = await self._session(page_key)
-        await self.runtime.service.end(row)  # also closes its voice connection (the gateway)
+        await self.runtime.service.end(row)  # its voice connection is hung up (voice/hangup.py)
         view = await self.view(page_key)
         assert view is not None
         return view
@@ -355,18 +358,12 @@ def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, DemoUI]:
                 )
                 start = gr.Button("Start interview", variant="primary", elem_id="start")
                 if voice_on:
-                    mic = WebRTC(
-                        # Any id but fastrtc's placeholder: with the placeholder the component
-                        # fetches a notification sound from huggingface.co when it mounts.
-                        value={"textbox": "", "webrtc_id": "spool-interview"},
+                    voice_component(
+                        GatewaySignaling(runtime.voice, runtime.service, ui),
                         label="Talk (press the button, allow the microphone, answer aloud)",
-                        mode="send-receive",
-                        modality="audio",
                         elem_id="mic",
                         button_labels={"start": "Talk", "stop": "Stop", "waiting": "Connecting"},
-                        full_screen=False,
                     )
-                    GatewaySignaling(runtime.voice, runtime.service, ui).attach(mic)
                 else:
                     gr.Markdown(
                         f"**Voice is off on this server** ({runtime.voice.state}: "
