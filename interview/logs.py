@@ -59,3 +59,6 @@ def configure_logging(level: str = "INFO") -> None:
     # The request middleware logs each request once, as JSON; uvicorn's own access line would
     # be a second, unstructured copy.
     logging.getLogger("uvicorn.access").disabled = True
+    # Alembic narrates every start ("Context impl SQLiteImpl", ...); its warnings still show, and
+    # interview.store logs what it migrated.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -49,6 +49,8 @@ class Runtime:
     voice: VoiceGateway
     hangup: HangUp
     ready: bool = False
+    # Why the database could not be brought to the current schema, if it could not.
+    schema_error: str | None = None
     draining: bool = False
     # Loop time by which stop() must be done (set when a stop signal starts the drain).
     stop_by: float | None = None
@@ -151,12 +153,18 @@ class Runtime:
         # health saying "initializing", instead of crashing the task into a restart loop.
         while True:
             try:
-                await self.store.create_schema()
+                await self.store.migrate()
                 resumed = await self.reports.resume_pending()
                 break
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("database_not_ready", error=type(exc).__name__)
                 await asyncio.sleep(SCHEMA_RETRY_SECONDS)
+            except Exception as exc:
+                # A database these migrations cannot bring to head (a revision from a newer
+                # release, a foreign table): no retry helps; health says why.
+                self.schema_error = f"{type(exc).__name__}: {exc}"
+                log.exception("schema_migration_failed")
+                return
         self.ready = True
         log.info("service_ready", pending_reports_resumed=resumed)
         while True:

@@ -12,7 +12,7 @@ from interview.runtime import Runtime
 @pytest.fixture
 async def runtime(database_url: str) -> AsyncIterator[Runtime]:
     parts = Runtime.build(Settings(database_url=database_url, voice_enabled=False))
-    await parts.store.create_schema()
+    await parts.store.migrate()
     yield parts
     await parts.store.dispose()
 

@@ -44,7 +44,7 @@ def build(url: str, clock: Clock, **settings) -> Runtime:
 @pytest.fixture
 async def runtime(database_url: str, clock: Clock) -> AsyncIterator[Runtime]:
     parts = build(database_url, clock)
-    await parts.store.create_schema()
+    await parts.store.migrate()
     yield parts
     await parts.reports.wait()
     await parts.store.dispose()
@@ -242,7 +242,7 @@ async def test_the_interviewer_mode_follows_the_stored_lines_across_a_restart(
         ).service
 
     first = llm_service()
-    await first.store.create_schema()
+    await first.store.migrate()
     started = await first.start("user-1", plan_id="backend-engineer-screen")
     fake_openai.chat.append(Fail(500), Fail(502), Fail(503))
     stand_in = await first.answer(started.session, LONG)

@@ -100,9 +100,10 @@ async def health(runtime: Annotated[Runtime, Depends(get_runtime)]) -> JSONRespo
         checks["database"] = HealthCheck(ok=True, detail="reachable")
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         checks["database"] = HealthCheck(ok=False, detail=f"unreachable: {type(exc).__name__}")
-    checks["schema"] = HealthCheck(
-        ok=runtime.ready, detail="ready" if runtime.ready else "initializing"
-    )
+    schema = "ready" if runtime.ready else "initializing"
+    if runtime.schema_error is not None:
+        schema = f"failed: {runtime.schema_error}"
+    checks["schema"] = HealthCheck(ok=runtime.ready, detail=schema)
     checks["accepting"] = HealthCheck(
         ok=not runtime.draining, detail="draining" if runtime.draining else "accepting interviews"
     )

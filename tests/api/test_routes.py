@@ -190,7 +190,7 @@ async def test_an_unknown_voice_is_refused_with_the_valid_ones(tmp_path):
     # In process, with the real speech engines loaded (their voices are the valid ones).
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/spool.db", voice_enabled=True))
     runtime = app.state.runtime
-    await runtime.store.create_schema()
+    await runtime.store.migrate()
     await runtime.speech.load()
     voices = runtime.speech.voices()
     assert voices is not None and "bf_emma" in voices and voices == sorted(voices)
@@ -284,7 +284,7 @@ async def test_an_expired_session_has_its_own_error_code(tmp_path):
     # In process, with the service's clock moved past the session's time limit.
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/spool.db", voice_enabled=False))
     runtime = app.state.runtime
-    await runtime.store.create_schema()
+    await runtime.store.migrate()
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://t/api/interview") as c:

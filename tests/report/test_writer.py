@@ -19,7 +19,7 @@ def build(url: str) -> Runtime:
 
 async def test_a_report_is_written_when_the_interview_ends(database_url: str):
     runtime = build(database_url)
-    await runtime.store.create_schema()
+    await runtime.store.migrate()
     try:
         row = (await runtime.service.start("u")).session
         await runtime.service.answer(row, LONG)
@@ -36,7 +36,7 @@ async def test_a_report_is_written_when_the_interview_ends(database_url: str):
 
 async def test_pending_report_is_finished_after_a_restart(database_url: str):
     first = build(database_url)
-    await first.store.create_schema()
+    await first.store.migrate()
     row = (await first.service.start("u")).session
     await first.service.answer(row, LONG)
     # Simulate a crash between ending and writing the report: ended, report pending.
@@ -60,7 +60,7 @@ async def test_results_asked_before_the_report_is_stored_say_pending(database_ur
     """A process that did not end the interview (another instance, a restart) writes the report
     when its results are asked for, and says "pending" meanwhile."""
     first = build(database_url)
-    await first.store.create_schema()
+    await first.store.migrate()
     row = (await first.service.start("u")).session
     await first.store.end_session_if_open(row.id, status="ended", reason="candidate", at=NOW)
     await first.store.dispose()

@@ -1,0 +1,188 @@
+"""The Store: the async queries the domain needs, on SQLite or PostgreSQL.
+
+Every write commits on its own, so a turn is durable the moment it is recorded: a crash or a
+SIGKILL loses nothing that was already answered to a client. SQLAlchemy's sessions are called
+`db` here: a "session" in this project is an interview.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, func, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from interview.domain import ConnectionState, EndReason, ReportStatus, Role, SessionStatus
+from interview.store.migrate import migrate_to_head
+from interview.store.tables import ReportRow, SessionRow, TurnRow
+
+
+class Store:
+    """Async access to the interview database."""
+
+    def __init__(self, async_url: str) -> None:
+        url = make_url(async_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: AsyncEngine = create_async_engine(async_url, pool_pre_ping=True)
+        if url.get_backend_name() == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self._db = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def migrate(self) -> None:
+        """Bring the database to the newest schema (Alembic); a no-op when it is there.
+
+        Safe at every start, from any number of instances at once.
+        """
+        await migrate_to_head(self.engine)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    # sessions
+
+    async def insert_session(self, row: SessionRow, *turns: TurnRow) -> None:
+        """A new session and its first turns, in one transaction: all or nothing."""
+        async with self._db() as db, db.begin():
+            db.add(row)
+            await db.flush()  # the session row must exist before its turns reference it
+            db.add_all(turns)
+
+    async def get_session(self, session_id: str) -> SessionRow | None:
+        async with self._db() as db:
+            return await db.get(SessionRow, session_id)
+
+    async def update_session(self, session_id: str, **values: Any) -> None:
+        async with self._db() as db, db.begin():
+            await db.execute(update(SessionRow).where(SessionRow.id == session_id).values(**values))
+
+    async def end_session_if_open(
+        self, session_id: str, *, status: SessionStatus, reason: EndReason, at: datetime
+    ) -> bool:
+        """End a session unless it already ended; True when this call ended it.
+
+        A conditional UPDATE, so two racing ends (candidate and expiry) record one reason.
+        """
+        async with self._db() as db, db.begin():
+            result = await db.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id, SessionRow.ended_at.is_(None))
+                .values(
+                    status=status,
+                    end_reason=reason,
+                    ended_at=at,
+                    connection_state=ConnectionState.closed,
+                )
+            )
+            return result.rowcount == 1
+
+    async def open_sessions_expired_by(self, now: datetime) -> Sequence[str]:
+        async with self._db() as db:
+            rows = await db.scalars(
+                select(SessionRow.id).where(
+                    SessionRow.ended_at.is_(None), SessionRow.expires_at <= now
+                )
+            )
+            return rows.all()
+
+    async def ended_sessions_without_ready_report(self) -> Sequence[str]:
+        async with self._db() as db:
+            rows = await db.scalars(
+                select(SessionRow.id)
+                .outerjoin(ReportRow, ReportRow.session_id == SessionRow.id)
+                .where(SessionRow.ended_at.is_not(None))
+                .where(
+                    (ReportRow.session_id.is_(None)) | (ReportRow.status == ReportStatus.pending)
+                )
+            )
+            return rows.all()
+
+    # turns
+
+    async def add_turn(self, row: TurnRow, **session_values: Any) -> None:
+        """Commit a turn, and the session fields it moves, in one transaction."""
+        async with self._db() as db, db.begin():
+            db.add(row)
+            if session_values:
+                await db.execute(
+                    update(SessionRow)
+                    .where(SessionRow.id == row.session_id)
+                    .values(**session_values)
+                )
+
+    async def degraded_reasons(self, session_id: str) -> list[str | None]:
+        """Each interviewer line's degraded reason (None when the interviewer's own), in order."""
+        async with self._db() as db:
+            rows = await db.scalars(
+                select(TurnRow.degraded_reason)
+                .where(TurnRow.session_id == session_id, TurnRow.role == Role.interviewer)
+                .order_by(TurnRow.index)
+            )
+            return list(rows.all())
+
+    async def update_turn(self, session_id: str, index: int, **values: Any) -> None:
+        async with self._db() as db, db.begin():
+            await db.execute(
+                update(TurnRow)
+                .where(TurnRow.session_id == session_id, TurnRow.index == index)
+                .values(**values)
+            )
+
+    async def list_turns(self, session_id: str) -> Sequence[TurnRow]:
+        async with self._db() as db:
+            rows = await db.scalars(
+                select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.index)
+            )
+            return rows.all()
+
+    async def count_turns(self, session_id: str) -> int:
+        async with self._db() as db:
+            count = await db.scalar(
+                select(func.count()).select_from(TurnRow).where(TurnRow.session_id == session_id)
+            )
+            return int(count or 0)
+
+    # reports
+
+    async def get_report(self, session_id: str) -> ReportRow | None:
+        async with self._db() as db:
+            return await db.get(ReportRow, session_id)
+
+    async def save_report(
+        self,
+        session_id: str,
+        *,
+        status: ReportStatus,
+        at: datetime,
+        body: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        async with self._db() as db, db.begin():
+            row = await db.get(ReportRow, session_id)
+            if row is None:
+                db.add(
+                    ReportRow(
+                        session_id=session_id, status=status, body=body, error=error, updated_at=at
+                    )
+                )
+            else:
+                row.status, row.body, row.error, row.updated_at = status, body, error, at
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # Waiting for a lock comes first: switching a new file to WAL takes one, and another
+    # process (an instance starting beside this one) may hold it. WAL lets readers run beside
+    # the writer; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,129 @@
+"""The database's tables as SQLAlchemy ORM rows: sessions, turns and reports, with typed enums."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy import Enum as EnumType
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from interview.domain import (
+    ConnectionState,
+    EndReason,
+    ReportStatus,
+    Role,
+    SessionStatus,
+    TurnKind,
+    TurnSource,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite drops the zone; PostgreSQL keeps it)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def enum_column(enum: type[Enum], length: int) -> EnumType:
+    """An enum stored as its values in a plain VARCHAR(length): no native type, no CHECK.
+
+    The columns were VARCHARs before they were enums, so the DDL stays the same; a value the
+    enum does not know is refused on write and on read instead of passing through as a string.
+    """
+    return EnumType(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        values_callable=lambda members: [member.value for member in members],
+        length=length,
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SessionRow(Base):
+    __tablename__ = "interview_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(200), index=True)
+    candidate_name: Mapped[str | None] = mapped_column(String(200))
+    plan_id: Mapped[str] = mapped_column(String(100))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    status: Mapped[SessionStatus] = mapped_column(enum_column(SessionStatus, 16), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    end_reason: Mapped[EndReason | None] = mapped_column(enum_column(EndReason, 32))
+    question_index: Mapped[int] = mapped_column(Integer, default=0)
+    follow_ups_used: Mapped[int] = mapped_column(Integer, default=0)
+    connection_state: Mapped[ConnectionState] = mapped_column(
+        enum_column(ConnectionState, 16), default=ConnectionState.none
+    )
+    # The voice chosen at /start; None speaks with the plan's voice (or TTS_VOICE).
+    voice: Mapped[str | None] = mapped_column(String(64))
+
+
+class TurnRow(Base):
+    __tablename__ = "interview_turns"
+    __table_args__ = (UniqueConstraint("session_id", "index", name="uq_turn_session_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("interview_sessions.id", ondelete="CASCADE"), index=True
+    )
+    index: Mapped[int] = mapped_column(Integer)
+    role: Mapped[Role] = mapped_column(enum_column(Role, 16))
+    kind: Mapped[TurnKind] = mapped_column(enum_column(TurnKind, 16))
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[TurnSource] = mapped_column(enum_column(TurnSource, 8))
+    question_index: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # For a spoken interviewer turn: end of the candidate's speech -> first reply audio.
+    reply_latency_ms: Mapped[int | None] = mapped_column(Integer)
+    # Why this interviewer line is the scripted interviewer's stand-in (the language model
+    # failed); None for the interviewer's own lines. Kept with the turn so the status and the
+    # report can say so after the interview, a restart, or on another instance.
+    degraded_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ReportRow(Base):
+    __tablename__ = "interview_reports"
+
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("interview_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[ReportStatus] = mapped_column(enum_column(ReportStatus, 16))
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
