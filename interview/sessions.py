@@ -469,15 +469,5 @@ class InterviewService:
 
     def _publish_turn(self, turn: TurnRow) -> None:
         self.events.publish(
-            turn.session_id,
-            TurnCommitted(
-                index=turn.index,
-                role=turn.role,
-                kind=turn.kind,
-                text=turn.text,
-                source=turn.source,
-                question_index=turn.question_index,
-                started_at=turn.started_at,
-                ended_at=turn.ended_at,
-            ),
+            turn.session_id, TurnCommitted.model_validate(turn, from_attributes=True)
         )
