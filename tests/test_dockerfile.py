@@ -259,6 +259,7 @@ def in_venv(command: list[str]) -> list[str]:
     return [sys.executable, *command[1:]]
 
 
+@pytest.mark.server  # starts the service as the CMD does
 def test_the_cmd_serves_health_with_the_image_environment(stages: list[Stage], tmp_path: Path):
     final = stages[-1]
     port = free_port()
