@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import httpx
@@ -54,13 +55,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(tiers.SLOW)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """An unmarked test, fixtures included, finds no model files and may not start a Debian
-    program or Node.js, on any machine: what it needs without saying so fails here and now."""
+def _held_to_its_tier(item: pytest.Item) -> AbstractContextManager[None]:
+    """An unmarked test finds no model files and may not start a Debian program, Node.js or
+    the service, on any machine: what it needs without saying so fails here and now. (Its
+    teardown is free: it may end the session's servers that other tests started.)"""
     if item.get_closest_marker(tiers.SLOW) is not None:
+        return nullcontext()
+    return tiers.guarded(item.nodeid)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    with _held_to_its_tier(item):
         return (yield)
-    with tiers.guarded(item.nodeid):
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with _held_to_its_tier(item):
         return (yield)
 
 
