@@ -9,8 +9,9 @@ The needs are markers (registered in pyproject.toml); a test with any of them is
   coturn, speaking with espeak-ng, finding the model files, launching Chromium), and to a
   shell-out (a call with a program of `PROGRAMS` first, in code using `subprocess`/`shutil`);
 - its own `@pytest.mark.<need>`, for what none of these can see.
-`guarded` then holds every unmarked test to it on any machine: no model files, and a program
-of `PROGRAMS` (or the service) refuses to start, with the marker to add.
+`guarded` then holds every unmarked test to its tier on any machine (tests/conftest.py, in its
+setup and call): no model files, and a program of `PROGRAMS` (or the service) refuses to start,
+naming the marker to add.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ ENTRY_POINTS = {
     "harness.browser.chromium_executable": {"browser", "apt"},
     "interview.models.models_dir_from_env": {"models"},  # where `make models` put the files
 }
-# Programs not in the venv: the Debian packages' that `make system-deps` installs
+# Programs not in the venv: those of the Debian packages `make system-deps` installs
 # (scripts/ensure-system-packages.sh; tests/test_tiers.py keeps the two in step), Node.js, and
 # the service itself (started by a test, it is a server).
 PROGRAMS = {
