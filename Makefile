@@ -7,14 +7,20 @@ PIP := $(PY) -m pip install --disable-pip-version-check --progress-bar on -c con
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test bench setup dev-setup system-deps models lint format lock clean cdk-cli synth web \
-	migration
+.PHONY: run test check bench setup dev-setup system-deps models lint format lock clean cdk-cli \
+	synth web migration
 
 run: setup models web
 	$(PY) app.py
 
 test: lint system-deps models cdk-cli web
 	$(PY) -m pytest
+
+# The fast loop, under a minute warm: lint, then every test that needs nothing but the dev venv
+# (no process of its own, model file, Debian package, browser or Node.js), as tests/tiers.py
+# marks them. A fresh clone runs it after `make dev-setup` alone.
+check: lint
+	$(PY) -m pytest -m "not slow"
 
 # The voice pipeline benchmarks (benchmarks/README.md), about 16 minutes: real servers, aiortc
 # clients speaking espeak-ng answers. voice_bench: latency, CPU and memory with 1, 4 and 8

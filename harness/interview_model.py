@@ -13,38 +13,58 @@ import re
 from typing import Any
 
 from harness.fake_openai import Behaviour, Fail, ToolCall
+from interview.config import Settings
+from interview.interviewer import prompts
+from interview.interviewer.prompts import CANDIDATE_CLOSE, CANDIDATE_OPEN, TurnAction
+from interview.report import evaluation_prompt
 
 FOLLOW_UP = "Could you tell me more about that? What exactly was your part?"
 FABRICATED = "I single-handedly rewrote the whole platform in a weekend"
-THIN_WORDS = 8
+# Thin as the scripted interviewer counts it by default (Settings.short_answer_words).
+THIN_WORDS: int = Settings.model_fields["short_answer_words"].default
 
-_NEXT = re.compile(r'Next question in the plan \(\d+ of \d+\): "(?P<q>[^"]+)"')
-_CANDIDATE = re.compile(r"<candidate_answer>\n(?P<a>.*?)\n</candidate_answer>", re.S)
+
+def _line_pattern(template: str, **groups: str) -> re.Pattern[str]:
+    """A regex matching what `template.format(...)` makes, with a pattern for each field."""
+    pattern = re.escape(template)
+    for field, group in groups.items():
+        pattern = pattern.replace(re.escape(f"{{{field}}}"), group)
+    return re.compile(pattern)
+
+
+_NEXT = _line_pattern(prompts.NEXT_QUESTION_LINE, number=r"\d+", total=r"\d+", text='(?P<q>[^"]+)')
+# candidate_section() puts each answer on lines of its own between the tags.
+_CANDIDATE = re.compile(
+    rf"{re.escape(CANDIDATE_OPEN)}\n(?P<a>.*?)\n{re.escape(CANDIDATE_CLOSE)}", re.S
+)
 
 
 def respond(body: dict[str, Any]) -> Behaviour:
     tools = body.get("tools") or []
     name = tools[0]["function"]["name"] if tools else None
-    if name == "next_turn":
-        return ToolCall("next_turn", next_turn(body))
-    if name == "submit_evaluation":
-        return ToolCall("submit_evaluation", evaluation(body), chunks=1)
+    if name == prompts.TOOL_NAME:
+        turn = next_turn(body)
+        return turn if isinstance(turn, Fail) else ToolCall(name, turn)
+    if name == evaluation_prompt.TOOL_NAME:
+        return ToolCall(name, evaluation(body), chunks=1)
     return Fail(400, f"the stand-in model does not know tool {name!r}")
 
 
-def next_turn(body: dict[str, Any]) -> dict[str, str]:
+def next_turn(body: dict[str, Any]) -> dict[str, str] | Fail:
     allowed = body["tools"][0]["function"]["parameters"]["properties"]["action"]["enum"]
     system = body["messages"][0]["content"]
     last = body["messages"][-1]["content"]
     answer = _CANDIDATE.findall(last)[-1] if _CANDIDATE.search(last) else last
-    if "follow_up" in allowed and len(answer.split()) < THIN_WORDS:
-        return {"action": "follow_up", "say": FOLLOW_UP}
-    if "next_question" in allowed:
+    if TurnAction.follow_up in allowed and len(answer.split()) < THIN_WORDS:
+        return {"action": TurnAction.follow_up, "say": FOLLOW_UP}
+    if TurnAction.next_question in allowed:
         match = _NEXT.search(system)
-        question = match["q"] if match else "Let's move on."
-        return {"action": "next_question", "say": f"Thank you, that helps. {question}"}
+        if match is None:  # the prompt's wording moved away from prompts.NEXT_QUESTION_LINE
+            return Fail(400, "the system prompt names no next question")
+        question = match["q"]
+        return {"action": TurnAction.next_question, "say": f"Thank you, that helps. {question}"}
     return {
-        "action": "close",
+        "action": TurnAction.close,
         "say": "Thank you for your time today. The interview is over, and the team will be "
         "in touch. Goodbye.",
     }

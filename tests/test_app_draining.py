@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from app import DrainingServer, create_app
+from app import DRAINING_RETRY_AFTER_SECONDS, DrainingServer, create_app
 from harness.runtime import wait_until_ready
 from interview.config import Settings
 
@@ -32,7 +32,7 @@ async def test_draining_refuses_new_interviews_but_not_live_ones(tmp_path: Path)
             )
             assert refused.status_code == 503
             assert refused.json()["error"]["code"] == "draining"
-            assert refused.headers["retry-after"] == "5"
+            assert refused.headers["retry-after"] == str(DRAINING_RETRY_AFTER_SECONDS)
             # CORS still applies, so a browser can read why and retry.
             assert refused.headers["access-control-allow-origin"] == "http://localhost:3000"
             offer = await api.post(

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.app_server import ENGINE_AND_SERVICE_ENV
 from harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,14 +261,11 @@ def in_venv(command: list[str]) -> list[str]:
     return [sys.executable, *command[1:]]
 
 
+@pytest.mark.server  # starts the service as the CMD does
 def test_the_cmd_serves_health_with_the_image_environment(stages: list[Stage], tmp_path: Path):
     final = stages[-1]
     port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TURN_", "DATABASE_", "CORS_", "OPENAI_", "VOICE_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(ENGINE_AND_SERVICE_ENV)}
     image_env = {k: v for k, v in final.env().items() if k != "PATH"}
     env.update(image_env)
     # Only what must differ here: loopback, a free port, a throwaway database, and no speech

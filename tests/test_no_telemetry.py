@@ -10,8 +10,7 @@ from pathlib import Path
 
 from interview.config import PROJECT_DIR
 from interview.no_telemetry import SWITCHES
-
-VAD_MODEL = PROJECT_DIR / "models" / "silero_vad.onnx"
+from interview.speech.model_files import ModelPaths, models_dir_from_env
 
 
 def run_clean(code: str, home: Path, **extra: str) -> subprocess.CompletedProcess[str]:
@@ -44,10 +43,11 @@ def test_importing_the_package_forces_every_switch_off(tmp_path: Path):
 def test_onnx_runtime_keeps_no_device_id_and_no_event_queue(tmp_path: Path):
     """ONNX Runtime's Linux telemetry writes ~/.cache/Microsoft/.../deviceid and an event
     database for upload on its first session unless ORT_DISABLE_TELEMETRY is set first."""
-    assert VAD_MODEL.exists(), "make models first"
+    vad_model = ModelPaths(models_dir_from_env()).silero_vad
+    assert vad_model.exists(), "make models first"
     load = (
         "import onnxruntime as ort; "
-        f"ort.InferenceSession({str(VAD_MODEL)!r}, providers=['CPUExecutionProvider'])"
+        f"ort.InferenceSession({str(vad_model)!r}, providers=['CPUExecutionProvider'])"
     )
     result = run_clean(f"import interview; {load}", tmp_path)
     assert result.returncode == 0, result.stderr

@@ -17,6 +17,8 @@ from interview.interviewer.base import InterviewerAction, InterviewState
 CANDIDATE_OPEN = "<candidate_answer>"
 CANDIDATE_CLOSE = "</candidate_answer>"
 TOOL_NAME = "next_turn"
+# The system prompt's line naming the plan's next question (its position counts from 1).
+NEXT_QUESTION_LINE = 'Next question in the plan ({number} of {total}): "{text}"'
 # A spoken turn longer than this is a monologue; the tool schema and the parser both cap it.
 MAX_SAY_CHARS = 600
 
@@ -137,8 +139,11 @@ def system_prompt(state: InterviewState) -> str:
     questions = "\n".join(f"{i + 1}. {q.text}" for i, q in enumerate(plan.questions))
     follow_up_ideas = "; ".join(question.follow_ups) or "none"
     upcoming = (
-        f"Next question in the plan ({state.question_index + 2} of {len(plan.questions)}): "
-        f'"{plan.questions[state.question_index + 1].text}"'
+        NEXT_QUESTION_LINE.format(
+            number=state.question_index + 2,
+            total=len(plan.questions),
+            text=plan.questions[state.question_index + 1].text,
+        )
         if state.question_index + 1 < len(plan.questions)
         else "This is the plan's last question."
     )

@@ -5,11 +5,15 @@ There is no Docker engine here, so the final stage's COPY instructions are repla
 directory (what they copy from the builder comes from this checkout's `make setup`, `make
 models` and `make web`, which the builder runs). Everything is made read-only except data/, HOME
 is /app as `useradd --home-dir /app` makes it, and the image's CMD starts with the image's
-environment. As root (CI, the sessions) it runs as uid 10001 through setpriv; otherwise the
-read-only modes do the refusing. A write anywhere else (a cache under HOME, bytecode, a temp
-file next to the code) fails here as it would in the container. strace records every address
-the service connects or sends to while it loads, builds its UI and runs an interview: none may
-be off this machine's loopback (no analytics, no model hub, no DNS lookup).
+environment. As root (CI, the sessions) it runs as uid 10001 through setpriv, in a private mount
+namespace where the venv and the models are read-only bind mounts at /app/.venv and /app/models
+(as the image has them, without copying gigabytes) and the venv's base interpreter is reachable
+at its own path even when the checkout or the interpreter sits in a directory closed to other
+users (a 0700 home); otherwise the read-only modes do the refusing. A write anywhere else (a
+cache under HOME, bytecode, a temp file next to the code) fails here as it would in the
+container. strace records every address the service connects or sends to while it loads, builds
+its UI and runs an interview: none may be off this machine's loopback (no analytics, no model
+hub, no DNS lookup).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -36,14 +41,27 @@ from harness.ports import free_port
 from tests.test_dockerfile import DOCKERFILE, ROOT, Stage, parse_dockerfile
 
 IMAGE_UID = 10001
+AS_ROOT = os.geteuid() == 0
 LIVE = "/api/interview/health/live"
+# The venv the tests run in: `make setup`'s, the same pinned packages as the image's.
+VENV = Path(sys.prefix)
 # What the final stage copies from the builder, and where this checkout has it. A new COPY
 # from the builder fails the test until it is listed here.
 BUILDER_OUTPUTS = {
-    "/app/.venv": None,  # the test environment's own venv: the same pinned packages
+    "/app/.venv": VENV,
     "/app/models": ROOT / "models",
     "/app/ui/web/dist": ROOT / "ui" / "web" / "dist",
 }
+# Too large to copy for each run: mounted (root) or linked (any other user) into the image.
+MOUNTED = {"/app/.venv", "/app/models"}
+
+
+@dataclass
+class Image:
+    """/app as the image has it, and the checkout's directories mounted into it (target: source)."""
+
+    app: Path
+    mounts: dict[Path, Path] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +93,8 @@ def _in_app(app: Path, dest: str) -> Path:
     return app / relative
 
 
-def replay_copies(stage: Stage, app: Path) -> None:
+def replay_copies(stage: Stage, image: Image) -> None:
+    app = image.app
     ignore = _ignored(_dockerignore())
     for instruction in stage.all("COPY"):
         parts = shlex.split(instruction.args)
@@ -84,15 +103,16 @@ def replay_copies(stage: Stage, app: Path) -> None:
         for source in sources:
             if from_builder:
                 assert source in BUILDER_OUTPUTS, f"COPY from the builder not replayed: {source}"
-                built = BUILDER_OUTPUTS[source]
-                if built is None:
-                    continue
+                built = BUILDER_OUTPUTS[source].resolve()
                 target = _in_app(app, dest)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                if built.name == "models":
-                    target.symlink_to(built)  # read-only for the image's user all the same
-                else:
+                if source not in MOUNTED:
                     shutil.copytree(built, target)
+                elif AS_ROOT:
+                    target.mkdir()  # the mount point, filled in the app's mount namespace
+                    image.mounts[target] = built
+                else:
+                    target.symlink_to(built)  # mounting needs root; our own files we reach
                 continue
             origin = ROOT / source
             target = _in_app(app, dest)
@@ -116,30 +136,69 @@ def _set_modes(root: Path, writable: bool) -> None:
             path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
+def closed_parent(path: Path) -> Path | None:
+    """The outermost directory above `path` that other users may not enter (a 0700 home), or
+    None when the image's user can reach `path`."""
+    for parent in reversed(path.parents):
+        if not parent.stat().st_mode & stat.S_IXOTH:
+            return parent
+    return None
+
+
 @pytest.fixture(scope="module")
-def image_root(final_stage: Stage) -> Iterator[Path]:
+def image(final_stage: Stage) -> Iterator[Image]:
     """/app as the image has it, read-only but data/ (owned by the image's user when root)."""
     assert (ROOT / "ui" / "web" / "dist" / "index.html").exists(), "make web first"
     top = Path(tempfile.mkdtemp(prefix="spool-image-"))
     top.chmod(0o755)  # another user must be able to reach /app through it
-    app = top / "app"
-    app.mkdir()
+    assert closed_parent(top) is None, f"the image's user cannot reach {top}: set TMPDIR"
+    built = Image(top / "app")
+    built.app.mkdir()
     try:
-        replay_copies(final_stage, app)
-        data = app / "data"
+        replay_copies(final_stage, built)
+        data = built.app / "data"
         data.mkdir()  # the Dockerfile's `mkdir -p /app/data && chown spool:spool /app/data`
-        _set_modes(app, writable=False)
+        _set_modes(built.app, writable=False)
         data.chmod(0o755)
-        if os.geteuid() == 0:
+        if AS_ROOT:
             os.chown(data, IMAGE_UID, IMAGE_UID)
-        yield app
+        yield built
     finally:
         _set_modes(top, writable=True)
         shutil.rmtree(top, ignore_errors=True)
 
 
+def in_image_namespace(image: Image, command: list[str]) -> list[str]:
+    """`command` in a private mount namespace (as root) holding the image's mounts.
+
+    The venv and the models are bind-mounted read-only at /app/.venv and /app/models. The venv's
+    base interpreter (its `bin/python` links and pyvenv.cfg name it by absolute path) must be
+    reachable by the image's user: where a directory above it is closed to other users (pyenv
+    under a 0700 /root), an empty read-only tmpfs covers that directory in the namespace, with
+    only the interpreter mounted back at its own path. The host's mounts are untouched.
+    """
+    if not AS_ROOT:
+        return command
+    steps = [["mount", "-o", "bind,ro", str(s), str(t)] for t, s in image.mounts.items()]
+    base = Path(sys.base_prefix).resolve()
+    closed = closed_parent(base)
+    if closed is not None:
+        stash = image.app.parent / "interpreter"  # reachable, and outside `closed`
+        stash.mkdir()
+        steps += [
+            ["mount", "-o", "bind,ro", str(base), str(stash)],
+            ["mount", "-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", str(closed)],
+            ["mkdir", "-p", str(base)],
+            ["mount", "--move", str(stash), str(base)],
+            ["mount", "-o", "remount,ro", str(closed)],
+        ]
+    script = " && ".join([*map(shlex.join, steps), 'exec "$@"'])
+    # unshare execs (no fork): the shell, then `command`, keep the pid the test started.
+    return ["unshare", "--mount", "--propagation=private", "--", "sh", "-c", script, "sh", *command]
+
+
 def as_image_user(command: list[str]) -> list[str]:
-    if os.geteuid() != 0:
+    if not AS_ROOT:
         return command
     return [
         "setpriv",
@@ -210,15 +269,30 @@ def test_remote_addresses_are_read_from_a_trace(tmp_path: Path):
     ]
 
 
+def app_process(process: subprocess.Popen[bytes]) -> int:
+    """The app's pid: strace's only child (setpriv execs it, so it is the same process)."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def mapped_files(pid: int) -> set[str]:
+    """The files a process has mapped (its executable, shared libraries, extension modules)."""
+    rows = (line.split(maxsplit=5) for line in Path(f"/proc/{pid}/maps").read_text().splitlines())
+    return {row[5] for row in rows if len(row) == 6}
+
+
 def test_the_image_runs_as_its_user_with_voice_and_writes_only_data(
-    final_stage: Stage, image_root: Path, tmp_path: Path
+    final_stage: Stage, image: Image, tmp_path: Path
 ):
+    image_root = image.app
     port = free_port()
-    venv_bin = Path(sys.executable).parent
-    # A container's environment: the image's ENV and HOME, nothing from this shell.
-    env = {k: v for k, v in final_stage.env().items() if k != "PATH"}
+    # A container's environment: the image's ENV and HOME, nothing from this shell. Its PATH
+    # starts with /app/.venv/bin, so the CMD's `python` is the image's venv.
+    env = final_stage.env()
+    assert env["PATH"] == "/app/.venv/bin:$PATH", "the image's PATH changed: replay it here"
     env.update(
-        PATH=f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
+        PATH=f"{_in_app(image_root, '/app/.venv/bin')}:/usr/local/bin:/usr/bin:/bin",
         HOME=str(image_root),
         HOST="127.0.0.1",
         PORT=str(port),
@@ -228,7 +302,7 @@ def test_the_image_runs_as_its_user_with_voice_and_writes_only_data(
     log, trace = tmp_path / "image.log", tmp_path / "network.trace"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            traced(as_image_user([sys.executable, *command[1:]]), trace),
+            in_image_namespace(image, traced(as_image_user(command), trace)),
             cwd=image_root,
             env=env,
             stdout=out,
@@ -248,6 +322,13 @@ def test_the_image_runs_as_its_user_with_voice_and_writes_only_data(
                 pass
             assert time.monotonic() < deadline, log.read_text(errors="replace")
             time.sleep(0.5)
+        # The interpreter is the tests' own (not another Python found by the loader when the
+        # base interpreter's directory is out of reach), with the packages of /app/.venv.
+        app_pid = app_process(process)
+        mapped = mapped_files(app_pid)
+        base_lib = f"{Path(sys.base_prefix).resolve()}/lib/"
+        assert any(path.startswith(base_lib) for path in mapped), sorted(mapped)
+        assert any(path.startswith(f"{image_root}/.venv/lib/") for path in mapped), sorted(mapped)
         with httpx.Client(base_url=api, timeout=30) as client:
             assert client.get("/health").json()["status"] == "ok"
             started = client.post("/start", json={"user_id": "image-check"})
@@ -273,12 +354,10 @@ def test_the_image_runs_as_its_user_with_voice_and_writes_only_data(
         assert httpx.get(f"{base}/ui/", timeout=60, follow_redirects=True).status_code == 200
         # The database is where the image's user may write, and nowhere else was written.
         assert (image_root / "data" / "spool.db").exists()
-        if os.geteuid() == 0:
+        if AS_ROOT:
             assert (image_root / "data" / "spool.db").stat().st_uid == IMAGE_UID
-        # SIGTERM to the app itself (strace's child, the same process after setpriv's exec).
-        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-        assert len(children) == 1, children
-        os.kill(int(children[0]), signal.SIGTERM)
+            assert Path(f"/proc/{app_pid}").stat().st_uid == IMAGE_UID
+        os.kill(app_pid, signal.SIGTERM)  # to the app itself, not to strace
         code = process.wait(timeout=int(env["SHUTDOWN_GRACE_SECONDS"]) + 5)
         text = log.read_text(errors="replace")
         assert code in (0, -signal.SIGTERM), text

@@ -16,6 +16,7 @@ from interview.interviewer import (
     build_interviewer,
 )
 from interview.interviewer.llm import LLMInterviewer
+from interview.interviewer.prompts import TOOL_NAME
 from interview.interviewer.scripted import ScriptedInterviewer
 from interview.openai_client import async_client
 from interview.plans import PlanCatalog
@@ -63,7 +64,7 @@ async def test_a_thin_answer_gets_a_follow_up(fake_openai):
     assert request.body["stream"] is True and request.body["model"] == "test-model"
     # One tool, and a call to it required: that tool is forced.
     assert request.body["tool_choice"] == "required"
-    assert [t["function"]["name"] for t in request.body["tools"]] == ["next_turn"]
+    assert [t["function"]["name"] for t in request.body["tools"]] == [TOOL_NAME]
     assert request.headers["authorization"] == f"Bearer {fake_openai.api_key}"
 
 
@@ -86,7 +87,7 @@ async def test_the_last_answer_closes(fake_openai):
 async def test_the_first_sentence_is_handed_on_before_the_completion_ends(fake_openai):
     fake_openai.chat.append(
         ToolCall(
-            "next_turn",
+            TOOL_NAME,
             {
                 "action": "follow_up",
                 "say": "Could you say more? What was the hardest part for you?",
@@ -124,14 +125,14 @@ async def test_one_failure_is_retried(fake_openai, failure):
 
 
 async def test_a_malformed_tool_call_is_retried(fake_openai):
-    fake_openai.chat.append(ToolCall("next_turn", '{"action": "next_question", "say": "Thanks'))
+    fake_openai.chat.append(ToolCall(TOOL_NAME, '{"action": "next_question", "say": "Thanks'))
     reply = await interviewer(fake_openai).reply(state(FULL), FULL)
     assert reply.degraded is None and reply.action is InterviewerAction.question
 
 
 async def test_a_decision_outside_the_plan_is_retried(fake_openai):
     # Closing with questions left is not allowed: refused before a word is spoken.
-    fake_openai.chat.append(ToolCall("next_turn", {"action": "close", "say": "Goodbye."}))
+    fake_openai.chat.append(ToolCall(TOOL_NAME, {"action": "close", "say": "Goodbye."}))
     pieces: list[str] = []
     reply = await interviewer(fake_openai).reply(state(FULL), FULL, pieces.append)
     assert reply.action is InterviewerAction.question
@@ -184,7 +185,7 @@ async def test_the_opening_is_the_plans_own_and_needs_no_model(fake_openai):
 async def test_a_stream_that_breaks_after_speech_started_keeps_what_was_said(fake_openai):
     # The decision and a first sentence arrived (and are being spoken), then the call broke.
     fake_openai.chat.append(
-        ToolCall("next_turn", '{"action": "follow_up", "say": "Tell me more. What was your')
+        ToolCall(TOOL_NAME, '{"action": "follow_up", "say": "Tell me more. What was your')
     )
     pieces: list[str] = []
     reply = await interviewer(fake_openai).reply(state("Fine."), "Fine.", pieces.append)
@@ -201,7 +202,7 @@ async def test_a_stream_cut_before_its_question_still_asks_the_next_question(fak
     # The session moves to question 2 on this decision: a line that ends before the question
     # would leave question 2 counted as asked but never heard.
     fake_openai.chat.append(
-        ToolCall("next_turn", '{"action": "next_question", "say": "Thanks, that is helpful. Now,')
+        ToolCall(TOOL_NAME, '{"action": "next_question", "say": "Thanks, that is helpful. Now,')
     )
     pieces: list[str] = []
     reply = await interviewer(fake_openai).reply(state(FULL), FULL, pieces.append)
@@ -213,7 +214,7 @@ async def test_a_stream_cut_before_its_question_still_asks_the_next_question(fak
 async def test_a_stream_cut_mid_sentence_keeps_no_half_sentence(fake_openai):
     # "version 2.5" has a full stop inside a word: not the end of a sentence.
     fake_openai.chat.append(
-        ToolCall("next_turn", '{"action": "close", "say": "We moved to version 2.5 of the')
+        ToolCall(TOOL_NAME, '{"action": "close", "say": "We moved to version 2.5 of the')
     )
     last = len(PLAN.questions) - 1
     reply = await interviewer(fake_openai).reply(
@@ -224,7 +225,7 @@ async def test_a_stream_cut_mid_sentence_keeps_no_half_sentence(fake_openai):
 
 async def test_a_line_whose_words_all_arrived_is_kept_whole_when_the_call_breaks(fake_openai):
     say = "Thanks for your time today. We will be in touch soon."
-    fake_openai.chat.append(ToolCall("next_turn", f'{{"action": "close", "say": "{say}"'))
+    fake_openai.chat.append(ToolCall(TOOL_NAME, f'{{"action": "close", "say": "{say}"'))
     last = len(PLAN.questions) - 1
     pieces: list[str] = []
     reply = await interviewer(fake_openai).reply(
