@@ -4,6 +4,8 @@ matches it, and ui/web/openapi.json (from which the client's types are generated
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import typing
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,8 @@ from harness.sse import read_events
 from interview.events import SessionEvent
 from tests.api.helpers import auth
 
-COMMITTED = Path(__file__).resolve().parents[2] / "ui" / "web" / "openapi.json"
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = ROOT / "ui" / "web" / "openapi.json"
 EVENTS = "/api/interview/{session_id}/events"
 REF = "#/components/schemas/"
 
@@ -45,6 +48,19 @@ def test_the_web_clients_copy_of_the_schema_is_current(api_server: AppServer):
         f"{', '.join(differences(committed, live))}: run `make openapi` (then `make web`, which "
         "regenerates the web client's types and type-checks the client against them)"
     )
+
+
+def test_make_openapi_writes_the_live_document(api_server: AppServer):
+    # `make openapi` runs `python app.py openapi`: what it prints is what the server serves.
+    run = subprocess.run(
+        [sys.executable, "app.py", "openapi"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(run.stdout) == live_spec(api_server)
 
 
 def test_the_events_route_publishes_each_event(api_server: AppServer):
