@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
 .PHONY: run test check bench setup dev-setup system-deps models lint format lock clean cdk-cli \
-	synth web migration
+	synth web migration openapi
 
 run: setup models web
 	$(PY) app.py
@@ -103,12 +103,19 @@ synth: dev-setup cdk-cli
 
 # The browser client, React component and /demo page (ui/web): npm ci from the lock file when
 # node_modules is missing or the lock changed (about 50 MB, a few seconds), then type-check and
-# bundle into ui/web/dist (build output, gitignored) when a source changed.
+# bundle into ui/web/dist (build output, gitignored) when a source changed. The API's types
+# (src/api.gen.ts, gitignored) are generated from the committed ui/web/openapi.json by the
+# pinned openapi-typescript of ui/web/codegen (its own packages: it needs TypeScript 5's compiler
+# API, which ui/web's TypeScript 7 no longer has), so a field or value the API renamed fails the
+# type-check. `make openapi` refreshes that copy from the app; a test fails while it is stale.
 WEB_DIR := ui/web
 WEB_NPM_STAMP := $(WEB_DIR)/node_modules/.installed
 WEB_BUILD_STAMP := $(WEB_DIR)/dist/.built
-WEB_SOURCES := $(wildcard $(WEB_DIR)/src/* $(WEB_DIR)/test/*) $(WEB_DIR)/build.mjs \
-	$(WEB_DIR)/tsconfig.json $(WEB_DIR)/tsconfig.test.json
+WEB_CODEGEN_STAMP := $(WEB_DIR)/codegen/node_modules/.installed
+WEB_OPENAPI := $(WEB_DIR)/openapi.json
+WEB_API_TYPES := $(WEB_DIR)/src/api.gen.ts
+WEB_SOURCES := $(filter-out $(WEB_API_TYPES),$(wildcard $(WEB_DIR)/src/* $(WEB_DIR)/test/*)) \
+	$(WEB_DIR)/build.mjs $(WEB_DIR)/tsconfig.json $(WEB_DIR)/tsconfig.test.json
 web: $(WEB_BUILD_STAMP)
 
 $(WEB_NPM_STAMP): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
@@ -116,10 +123,25 @@ $(WEB_NPM_STAMP): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
 	cd $(WEB_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(WEB_BUILD_STAMP): $(WEB_NPM_STAMP) $(WEB_SOURCES)
+$(WEB_CODEGEN_STAMP): $(WEB_DIR)/codegen/package.json $(WEB_DIR)/codegen/package-lock.json
+	@echo ">> installing the pinned type generator (npm ci in $(WEB_DIR)/codegen)"
+	cd $(WEB_DIR)/codegen && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB_API_TYPES): $(WEB_OPENAPI) $(WEB_CODEGEN_STAMP)
+	@echo ">> generating the API's types ($(WEB_OPENAPI) -> $@)"
+	cd $(WEB_DIR)/codegen && npm run --silent generate
+
+$(WEB_BUILD_STAMP): $(WEB_NPM_STAMP) $(WEB_API_TYPES) $(WEB_SOURCES)
 	@echo ">> type-checking and bundling the React demo ($(WEB_DIR)/src -> $(WEB_DIR)/dist)"
 	cd $(WEB_DIR) && npm run --silent typecheck && npm run --silent build
 	touch $@
+
+# Refresh ui/web/openapi.json, the copy of the app's /openapi.json that the web client's types are
+# generated from (after changing a route or a schema); `make web` then regenerates the types.
+openapi: setup
+	$(PY) app.py openapi > $(WEB_OPENAPI).tmp || { rm -f $(WEB_OPENAPI).tmp; exit 1; }
+	mv $(WEB_OPENAPI).tmp $(WEB_OPENAPI)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,8 +1,13 @@
-"""Spool Interview: build the FastAPI application, or run it with `python app.py`."""
+"""Spool Interview: build the FastAPI application, or run it with `python app.py`.
+
+`python app.py openapi` prints its /openapi.json instead, as ui/web/openapi.json keeps it (the web
+client's types are generated from that copy; `make openapi` refreshes it).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 import socket
@@ -180,11 +185,22 @@ class DrainingServer(uvicorn.Server):
             super().handle_exit(sig, frame)
 
 
+def openapi_document(settings: Settings) -> str:
+    """The app's /openapi.json, formatted as the committed copy ui/web/openapi.json."""
+    return json.dumps(create_app(settings).openapi(), indent=2, ensure_ascii=False) + "\n"
+
+
 def main() -> None:
     try:
         settings = get_settings()
     except ConfigError as exc:
         sys.exit(str(exc))
+    if sys.argv[1:] == ["openapi"]:
+        # The document does not depend on the database: an in-memory one touches no file.
+        sys.stdout.write(
+            openapi_document(settings.model_copy(update={"database_url": "sqlite://"}))
+        )
+        return
     app = create_app(settings)
     config = uvicorn.Config(
         app,

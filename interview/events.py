@@ -47,7 +47,11 @@ from interview.domain import (
 
 
 class _EventBody(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Every field is always sent (defaults included): the schema says so, so the generated
+    # TypeScript types have no optional fields where the JSON always has them.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", json_schema_serialization_defaults_required=True
+    )
 
 
 class TurnCommitted(_EventBody):

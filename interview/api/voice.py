@@ -17,6 +17,7 @@ from interview.api.schemas import (
     RtcDescription,
     RtcOfferRequest,
 )
+from interview.api.streams import SessionEvent, event_stream_responses
 from interview.runtime import Runtime
 
 router = APIRouter()
@@ -73,7 +74,8 @@ async def rtc_ice_candidate(
 @router.get(
     "/{session_id}/events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."}},
+    response_model=SessionEvent,
+    responses=event_stream_responses(SessionEvent, "Server-Sent Events: each `data` is one event."),
     description="Live events (turn, status, speaking, candidate, connection, results) as "
     "Server-Sent Events. Each response ends after EVENTS_STREAM_SECONDS (under API Gateway's "
     "30 s limit) or, with EVENTS_DELIVERY=poll (behind a proxy that buffers whole responses), "

@@ -17,10 +17,43 @@
 // behind a load balancer, its stickiness cookie keeps a session on one server.
 
 // ---------------------------------------------------------------------------------------------
-// API types (see /openapi.json)
+// API types: generated from the server's /openapi.json (its copy ui/web/openapi.json becomes
+// ./api.gen.ts in `make web`), so a field or value the API renames fails the type-check here.
 
-export type SessionStatus = "created" | "active" | "ended" | "expired" | "failed";
-export type Role = "interviewer" | "candidate";
+import type { components } from "./api.gen";
+
+type Schemas = components["schemas"];
+
+export type SessionStatus = Schemas["SessionStatus"];
+export type EndReason = Schemas["EndReason"];
+export type ConnectionState = Schemas["ConnectionState"];
+export type Role = Schemas["Role"];
+export type StartedSession = Schemas["StartResponse"];
+export type Turn = Schemas["Turn"];
+export type StatusResponse = Schemas["StatusResponse"];
+export type TranscriptResponse = Schemas["TranscriptResponse"];
+export type AnswerResponse = Schemas["AnswerResponse"];
+export type EndResponse = Schemas["EndResponse"];
+// iceTransportPolicy: not sent by the API today; honoured if a server adds it.
+export type IceServersResponse = Schemas["IceServersResponse"] & { iceTransportPolicy?: RTCIceTransportPolicy };
+export type ReportAnswer = Schemas["Answer"];
+export type ReportQuestion = Schemas["QuestionReport"];
+export type ReportMetrics = Schemas["Metrics"];
+// The language model's evaluation (null without one; then `evaluation_note` says why).
+export type Evaluation = Schemas["Evaluation"];
+export type CompetencyScore = Schemas["CompetencyScore"];
+export type Evidence = Schemas["Evidence"];
+export type FlaggedQuote = Schemas["FlaggedQuote"];
+export type Recommendation = Evaluation["recommendation"];
+export type Report = Schemas["Report"];
+/** GET /results when the report could not be computed. */
+export type FailedResults = Schemas["ResultsStatus"] & { status: "failed" };
+/** The `data` of one /events message; its `type` is the SSE event's name. */
+export type SessionEvent = Schemas["SessionEvent"];
+type ServerEvent<T extends SessionEvent["type"]> = Extract<SessionEvent, { type: T }>;
+
+// ---------------------------------------------------------------------------------------------
+// The client's own types
 
 export interface StartOptions {
   userId: string;
@@ -31,180 +64,31 @@ export interface StartOptions {
   voice?: string;
 }
 
-export interface StartedSession {
-  session_id: string;
-  token: string;
-  status: SessionStatus;
-  plan_id: string;
-  created_at: string;
-  expires_at: string;
-}
-
 export interface SessionCredentials {
   sessionId: string;
   token: string;
 }
 
-export interface Turn {
-  index: number;
-  role: Role;
-  kind: string;
-  text: string;
-  started_at: string;
-  ended_at: string;
-  source: "voice" | "text";
-  question_index: number | null;
-}
-
-export interface StatusResponse {
-  session_id: string;
-  status: SessionStatus;
-  plan_id: string;
-  created_at: string;
-  started_at: string | null;
-  ended_at: string | null;
-  expires_at: string;
-  end_reason: string | null;
-  elapsed_seconds: number;
-  turn_count: number;
-  question_index: number;
-  question_count: number;
-  connection_state: string;
-  /** The session's voice, else the plan's; null is the server's default. */
-  voice: string | null;
-}
-
-export interface AnswerResponse {
-  candidate_turn: Turn;
-  interviewer_turn: Turn;
-  status: SessionStatus;
-  interview_complete: boolean;
-}
-
-export interface EndResponse {
-  session_id: string;
-  status: SessionStatus;
-  end_reason: string | null;
-  ended_at: string | null;
-}
-
-export interface IceServersResponse {
-  iceServers: RTCIceServer[];
-  ttl: number;
-  // Not sent by the API today; honoured if a server adds it.
-  iceTransportPolicy?: RTCIceTransportPolicy;
-}
-
-export interface ReportAnswer {
-  turn_index: number;
-  text: string;
-  source: "voice" | "text";
-  words: number;
-  speaking_seconds: number | null;
-  response_delay_seconds: number | null;
-}
-
-export interface ReportQuestion {
-  index: number;
-  id: string;
-  text: string;
-  competency: string;
-  asked: boolean;
-  answered: boolean;
-  follow_ups_asked: string[];
-  answers: ReportAnswer[];
-  response_delay_seconds?: number | null;
-}
-
-export interface ReportMetrics {
-  duration_seconds: number | null;
-  candidate_turns: number;
-  answer_words: number;
-  interviewer_words?: number;
-  talk_ratio?: number | null; // the candidate's share of the words (0-1)
-  talk_time_ratio?: number | null; // the candidate's share of the speaking time (0-1)
-  speaking_seconds: number | null;
-  words_per_minute: number | null;
-  mean_response_delay_seconds: number | null;
-  questions_covered: number;
-  questions_total: number;
-}
-
-// The language model's evaluation (null without one; then `evaluation_note` says why).
-export interface Evidence {
-  quote: string; // verbatim from the candidate's turn `turn_index`
-  turn_index: number;
-}
-
-export interface CompetencyScore {
-  id: string;
-  name: string;
-  assessed: boolean; // false when no answer gave evidence for it
-  score: number | null; // on `scale`; null when not assessed
-  justification: string;
-  evidence: Evidence[];
-}
-
-export interface FlaggedQuote {
-  competency: string;
-  quote: string;
-  reason: string;
-}
-
-export type Recommendation = "strong_yes" | "yes" | "no" | "strong_no";
-
-export interface Evaluation {
-  model: string;
-  scale: { min: number; max: number };
-  competencies: CompetencyScore[];
-  strengths: string[];
-  concerns: string[];
-  recommendation: Recommendation;
-  confidence: "low" | "medium" | "high";
-  summary: string;
-  flagged_quotes?: FlaggedQuote[];
-}
-
-export interface Report {
-  status: "ready";
-  session_id: string;
-  user_id: string;
-  candidate_name: string | null;
-  plan: { id: string; title: string; role: string };
-  started_at: string | null;
-  ended_at: string | null;
-  end_reason: string | null;
-  questions: ReportQuestion[];
-  metrics: ReportMetrics;
-  evaluation: Evaluation | null;
-  evaluation_note?: string | null;
-  generated_at: string;
-}
-
-export interface FailedResults {
-  status: "failed";
-  reason: string | null;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Events
 
-// What the server streams on /events, plus what this client adds about its own connection.
+// What the server streams on /events, as listeners get it (with the SSE id), plus what this
+// client adds about its own connection.
 export type InterviewEvent =
   | { type: "turn"; id?: string; turn: Turn }
-  | { type: "status"; id?: string; status: SessionStatus; reason: string | null }
-  | { type: "connection"; id?: string; state: string }
+  | { type: "status"; id?: string; status: SessionStatus; reason: EndReason | null }
+  | { type: "connection"; id?: string; state: ConnectionState }
   | {
       type: "speaking";
       id?: string;
       role: Role;
-      state: "started" | "queued";
+      state: ServerEvent<"speaking">["state"];
       index?: number;
       seconds?: number;
     }
-  | { type: "candidate"; id?: string; state: "speaking" | "transcribing" | "nothing_heard" }
-  | { type: "results"; id?: string; status: "ready" | "failed" }
-  | { type: "interviewer"; id?: string; mode: string; reason: string | null }
+  | { type: "candidate"; id?: string; state: ServerEvent<"candidate">["state"] }
+  | { type: "results"; id?: string; status: ServerEvent<"results">["status"] }
+  | { type: "interviewer"; id?: string; mode: ServerEvent<"interviewer">["mode"]; reason: string | null }
   | { type: "server-error"; id?: string; message: string; reason?: string }
   // Local: the browser side of the voice connection.
   | { type: "peer"; state: RTCPeerConnectionState }
@@ -252,15 +136,11 @@ export class InterviewError extends Error {
   }
 }
 
-interface ErrorBody {
-  error?: { code?: string; message?: string };
-}
-
 async function errorFromResponse(response: Response, what: string): Promise<InterviewError> {
   let code: string | undefined;
   let message = `${what}: HTTP ${response.status}`;
   try {
-    const body = (await response.json()) as ErrorBody;
+    const body = (await response.json()) as Partial<Schemas["ErrorResponse"]>;
     code = body.error?.code;
     if (body.error?.message) message = body.error.message;
   } catch {
@@ -385,53 +265,41 @@ function parseSseBlock(block: string): { id?: string; event: string; data: strin
   };
 }
 
-function toEvent(event: string, id: string | undefined, data: Record<string, unknown>): InterviewEvent | null {
+/** What listeners get for one server event; null for a newer server's event this client does
+ * not know. */
+function toEvent(data: SessionEvent, id: string | undefined): InterviewEvent | null {
   const withId = id === undefined ? {} : { id };
-  switch (event) {
+  switch (data.type) {
     case "turn":
-      return { type: "turn", ...withId, turn: data as unknown as Turn };
+      return { type: "turn", ...withId, turn: data };
     case "status":
-      return {
-        type: "status",
-        ...withId,
-        status: data["status"] as SessionStatus,
-        reason: (data["reason"] as string | null) ?? null,
-      };
+      return { type: "status", ...withId, status: data.status, reason: data.reason };
     case "connection":
-      return { type: "connection", ...withId, state: String(data["state"]) };
+      return { type: "connection", ...withId, state: data.state };
     case "speaking":
       return {
         type: "speaking",
         ...withId,
-        role: (data["role"] as Role) ?? "interviewer",
-        state: data["state"] as "started" | "queued",
-        ...(typeof data["index"] === "number" ? { index: data["index"] } : {}),
-        ...(typeof data["seconds"] === "number" ? { seconds: data["seconds"] } : {}),
+        role: data.role,
+        state: data.state,
+        ...(typeof data.index === "number" ? { index: data.index } : {}),
+        ...(typeof data.seconds === "number" ? { seconds: data.seconds } : {}),
       };
     case "candidate":
-      return {
-        type: "candidate",
-        ...withId,
-        state: data["state"] as "speaking" | "transcribing" | "nothing_heard",
-      };
+      return { type: "candidate", ...withId, state: data.state };
     case "results":
-      return { type: "results", ...withId, status: data["status"] as "ready" | "failed" };
+      return { type: "results", ...withId, status: data.status };
     case "interviewer":
-      return {
-        type: "interviewer",
-        ...withId,
-        mode: String(data["mode"]),
-        reason: (data["reason"] as string | null) ?? null,
-      };
+      return { type: "interviewer", ...withId, mode: data.mode, reason: data.reason };
     case "error":
       return {
         type: "server-error",
         ...withId,
-        message: String(data["message"] ?? "The server reported an error."),
-        ...(typeof data["reason"] === "string" ? { reason: data["reason"] } : {}),
+        message: data.message ?? "The server reported an error.",
+        ...(typeof data.reason === "string" ? { reason: data.reason } : {}),
       };
     default:
-      return null; // a newer server's event this client does not know: ignored
+      return null;
   }
 }
 
@@ -524,11 +392,11 @@ export class InterviewSession {
     options: SessionOptions = {},
   ): Promise<{ session: InterviewSession; started: StartedSession }> {
     const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
-    const body: Record<string, unknown> = { user_id: start.userId };
-    if (start.planId) body["plan_id"] = start.planId;
-    if (start.candidateName) body["candidate_name"] = start.candidateName;
-    if (start.metadata) body["metadata"] = start.metadata;
-    if (start.voice) body["voice"] = start.voice;
+    const body: Schemas["StartRequest"] = { user_id: start.userId };
+    if (start.planId) body.plan_id = start.planId;
+    if (start.candidateName) body.candidate_name = start.candidateName;
+    if (start.metadata) body.metadata = start.metadata;
+    if (start.voice) body.voice = start.voice;
     let response: Response;
     try {
       response = await fetchImpl(`${apiBase.replace(/\/+$/, "")}/start`, {
@@ -599,14 +467,14 @@ export class InterviewSession {
   }
 
   async transcript(): Promise<Turn[]> {
-    return (await this.json<{ turns: Turn[] }>("/transcript")).turns;
+    return (await this.json<TranscriptResponse>("/transcript")).turns;
   }
 
   /** A typed answer; returns the candidate's turn and the interviewer's next line. */
   async answer(text: string): Promise<AnswerResponse> {
     const outcome = await this.json<AnswerResponse>("/transcript", {
       method: "POST",
-      body: JSON.stringify({ text }),
+      body: JSON.stringify({ text } satisfies Schemas["AnswerRequest"]),
     });
     // The same turns also arrive as events; listeners dedupe by index.
     this.emit({ type: "turn", turn: outcome.candidate_turn });
@@ -712,13 +580,15 @@ export class InterviewSession {
             if (parsed === null) continue;
             if (parsed.retry !== undefined) retryMs = parsed.retry;
             if (parsed.id !== undefined) this.lastEventId = parsed.id;
-            let data: Record<string, unknown> = {};
+            let data: SessionEvent;
             try {
-              data = parsed.data ? (JSON.parse(parsed.data) as Record<string, unknown>) : {};
+              data = JSON.parse(parsed.data) as SessionEvent;
             } catch {
               continue;
             }
-            const event = toEvent(parsed.event, parsed.id, data);
+            // Not an event object (a proxy's page, a newer server's format): skipped.
+            if (typeof data !== "object" || data === null) continue;
+            const event = toEvent(data, parsed.id);
             if (event === null) continue;
             this.emit(event);
             received += 1;
@@ -873,7 +743,7 @@ export class InterviewSession {
             candidate: body.candidate ?? "",
             sdpMid: body.sdpMid ?? null,
             sdpMLineIndex: body.sdpMLineIndex ?? null,
-          }),
+          } satisfies Schemas["IceCandidateRequest"]),
         },
         "ice-candidate",
       ).catch(() => null);
@@ -897,13 +767,16 @@ export class InterviewSession {
     if (local === null) throw new InterviewError("server", "The browser made no offer.");
     const response = await this.request(
       "/rtc/offer",
-      { method: "POST", body: JSON.stringify({ sdp: local.sdp, type: local.type }) },
+      {
+        method: "POST",
+        body: JSON.stringify({ sdp: local.sdp, type: local.type } satisfies Schemas["RtcOfferRequest"]),
+      },
       "offer",
     );
     if (response.status !== 200) throw await errorFromResponse(response, "offer");
-    const answer = (await response.json()) as RTCSessionDescriptionInit;
+    const answer = (await response.json()) as Schemas["RtcDescription"];
     if (this.pc !== pc) return; // hung up meanwhile
-    await pc.setRemoteDescription(answer);
+    await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type as RTCSdpType });
     answered = true;
     for (const candidate of pending.splice(0)) queue(candidate);
 

@@ -7,7 +7,13 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, test } from "node:test";
 
-import { InterviewError, InterviewSession, defaultCredentials, type InterviewEvent } from "../src/client";
+import {
+  InterviewError,
+  InterviewSession,
+  defaultCredentials,
+  type InterviewEvent,
+  type SessionEvent,
+} from "../src/client";
 
 // -- a fake server ------------------------------------------------------------------------
 
@@ -29,6 +35,21 @@ const json = (status: number, body: unknown, headers: Record<string, string> = {
 
 const apiError = (status: number, code: string, message: string, headers: Record<string, string> = {}) =>
   json(status, { error: { code, message, details: [] } }, headers);
+
+/** One Server-Sent Event as the API sends it: named after the event's `type`, the event as data. */
+const sse = (event: SessionEvent, fields: { id?: number; retry?: number } = {}): string =>
+  (fields.retry === undefined ? "" : `retry: ${fields.retry}\n`) +
+  (fields.id === undefined ? "" : `id: ${fields.id}\n`) +
+  `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
+
+const speakingStarted: SessionEvent = {
+  type: "speaking",
+  role: "interviewer",
+  state: "started",
+  index: 0,
+  seconds: null,
+  latency_ms: null,
+};
 
 class FakeServer {
   calls: Call[] = [];
@@ -310,11 +331,26 @@ test("live events: parsed across chunks, resumed with Last-Event-ID, stopped aft
       }),
       { status: 200, headers: { "Content-Type": "text/event-stream" } },
     );
-  const turn = { index: 0, role: "interviewer", kind: "question", text: "Hello.", source: "voice" };
+  const turn = sse(
+    {
+      type: "turn",
+      index: 0,
+      role: "interviewer",
+      kind: "question",
+      text: "Hello.",
+      source: "voice",
+      question_index: 0,
+      started_at: "2026-01-05T10:00:00Z",
+      ended_at: "2026-01-05T10:00:02Z",
+    },
+    { id: 7, retry: 5 },
+  );
+  const cut = turn.indexOf("urn\ndata"); // the first chunk ends inside "event: turn"
+  const ended = sse({ type: "status", status: "ended", reason: "candidate" }, { id: 9 });
   const responses = [
     // The server ends each response after a while; the client resumes after `retry` ms.
-    stream([": ping\n\nid: 7\nevent: tu", `rn\ndata: ${JSON.stringify(turn)}\nretry: 5\n\n`, "id: 8\nevent: speaking\ndata: {\"role\": \"interviewer\", \"state\": \"started\", \"index\": 0}\n\n"]),
-    stream(["id: 9\r\nevent: status\r\ndata: {\"status\": \"ended\", \"reason\": \"candidate\"}\r\n\r\n", "id: 10\nevent: results\ndata: {\"status\": \"ready\"}\n\n"]),
+    stream([`: ping\n\n${turn.slice(0, cut)}`, turn.slice(cut), sse(speakingStarted, { id: 8 })]),
+    stream([ended.replace(/\n/g, "\r\n"), sse({ type: "results", status: "ready" }, { id: 10 })]),
   ];
   const server = new FakeServer().on("GET", "/events", () => responses.shift() ?? json(500, {}));
   const { session, events } = sessionOn(server);
@@ -343,8 +379,7 @@ test("a response that carried events is followed at once; an empty one waits for
   const encoder = new TextEncoder();
   const body = (text: string) =>
     new Response(encoder.encode(text), { status: 200, headers: { "Content-Type": "text/event-stream" } });
-  const speaking = (id: number) =>
-    `retry: 3000\nid: ${id}\nevent: speaking\ndata: {"role": "interviewer", "state": "started", "index": 0}\n\n`;
+  const speaking = (id: number) => sse(speakingStarted, { id, retry: 3000 });
   const responses = [body(speaking(1)), body(speaking(2)), body("retry: 3000\n\n: idle\n\n")];
   const server = new FakeServer().on("GET", "/events", () => responses.shift() ?? body(": idle\n\n"));
   const { session, events } = sessionOn(server);
@@ -544,7 +579,7 @@ async function everyRequest(apiBase: string, options: { credentials?: RequestCre
       new Response(
         new ReadableStream({
           start(controller) {
-            controller.enqueue(encoder.encode('id: 1\nevent: results\ndata: {"status": "ready"}\n\n'));
+            controller.enqueue(encoder.encode(sse({ type: "results", status: "ready" }, { id: 1 })));
             controller.close();
           },
         }),
