@@ -1,1 +1,2 @@
-"""Voice interviews over WebRTC: turn detection, the spoken pipeline and signaling."""
+"""Voice interviews over WebRTC: the door into fastrtc (rtc.py), signaling, each connection's
+ear and the spoken pipeline."""
