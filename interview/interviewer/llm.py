@@ -16,6 +16,7 @@ import httpx
 import openai
 import structlog
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from interview.config import InterviewerEngine
 from interview.interviewer.base import (
@@ -126,7 +127,7 @@ class LLMInterviewer:
 
     async def _attempt(
         self,
-        messages: list[dict[str, str]],
+        messages: list[ChatCompletionMessageParam],
         allowed: list[TurnAction],
         stream: TurnStream,
         deadline: float,
@@ -137,11 +138,12 @@ class LLMInterviewer:
         async with asyncio.timeout_at(min(deadline, first_chunk_by)) as limit:
             response = await self.client.chat.completions.create(
                 model=self.model,
-                messages=messages,  # type: ignore[arg-type]
-                tools=[next_turn_tool(allowed)],  # type: ignore[list-item]
-                tool_choice=tool_choice(),  # type: ignore[arg-type]
+                messages=messages,
+                tools=[next_turn_tool(allowed)],
+                tool_choice=tool_choice(),
                 stream=True,
-                **({} if self.temperature is None else {"temperature": self.temperature}),
+                # omit: no temperature is sent at all, and the server uses its own default.
+                temperature=openai.omit if self.temperature is None else self.temperature,
             )
             async with response:
                 async for chunk in response:
@@ -212,6 +214,8 @@ def _whole_sentences(text: str) -> str:
 
 def _backoff(exc: BaseException, attempt: int) -> float:
     if isinstance(exc, openai.APIStatusError):
-        with contextlib.suppress(TypeError, ValueError):
-            return max(0.0, float(exc.response.headers.get("retry-after")))
-    return FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1)
+        retry_after = exc.response.headers.get("retry-after")
+        if retry_after is not None:
+            with contextlib.suppress(ValueError):
+                return max(0.0, float(retry_after))
+    return FIRST_BACKOFF_SECONDS * 2.0 ** (attempt - 1)

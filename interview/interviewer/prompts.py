@@ -10,7 +10,14 @@ candidate text) can move the interview outside the plan.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Literal
+
+from openai.types.chat import (
+    ChatCompletionMessageParam,
+    ChatCompletionSystemMessageParam,
+    ChatCompletionToolChoiceOptionParam,
+    ChatCompletionToolParam,
+)
 
 from interview.interviewer.base import InterviewerAction, InterviewState
 
@@ -58,7 +65,7 @@ def allowed_actions(state: InterviewState) -> list[TurnAction]:
     return actions
 
 
-def next_turn_tool(allowed: list[TurnAction]) -> dict[str, Any]:
+def next_turn_tool(allowed: list[TurnAction]) -> ChatCompletionToolParam:
     return {
         "type": "function",
         "function": {
@@ -85,7 +92,7 @@ def next_turn_tool(allowed: list[TurnAction]) -> dict[str, Any]:
     }
 
 
-def tool_choice() -> str:
+def tool_choice() -> ChatCompletionToolChoiceOptionParam:
     # With a single tool offered, "required" forces that tool just as naming it does, and more
     # OpenAI-compatible servers honour it: llama.cpp's server has been seen to fall back to
     # "auto" silently for a named choice (ggml-org/llama.cpp#26535), so a model could answer
@@ -100,33 +107,44 @@ def candidate_section(text: str) -> str:
     return f"{CANDIDATE_OPEN}\n{inert}\n{CANDIDATE_CLOSE}"
 
 
-def build_messages(state: InterviewState, answer: str) -> list[dict[str, str]]:
+def build_messages(state: InterviewState, answer: str) -> list[ChatCompletionMessageParam]:
     """One system message (rules, plan, where the interview stands), then the conversation:
     the interviewer's lines as assistant turns and the candidate's as delimited user turns.
 
     A single leading system message and strictly alternating turns suit every
     OpenAI-compatible server's chat template, not only OpenAI's.
     """
-    messages = [{"role": "system", "content": system_prompt(state)}]
+    system: ChatCompletionSystemMessageParam = {"role": "system", "content": system_prompt(state)}
+    turns: list[tuple[_Role, str]] = []
     for turn in state.history:
         if turn.role == "interviewer":
-            messages.append({"role": "assistant", "content": turn.text})
+            turns.append(("assistant", turn.text))
         else:
-            messages.append({"role": "user", "content": candidate_section(turn.text)})
+            turns.append(("user", candidate_section(turn.text)))
     last = state.history[-1] if state.history else None
     if last is None or last.role != "candidate" or last.text != answer:
-        messages.append({"role": "user", "content": candidate_section(answer)})
-    return _merge_consecutive(messages)
+        turns.append(("user", candidate_section(answer)))
+    return [system, *(_message(role, content) for role, content in _merge_consecutive(turns))]
 
 
-def _merge_consecutive(messages: list[dict[str, str]]) -> list[dict[str, str]]:
-    merged: list[dict[str, str]] = []
-    for message in messages:
-        if merged and merged[-1]["role"] == message["role"] != "system":
-            merged[-1] = {**message, "content": merged[-1]["content"] + "\n" + message["content"]}
+_Role = Literal["assistant", "user"]
+
+
+def _merge_consecutive(turns: list[tuple[_Role, str]]) -> list[tuple[_Role, str]]:
+    merged: list[tuple[_Role, str]] = []
+    for role, content in turns:
+        if merged and merged[-1][0] == role:
+            merged[-1] = (role, merged[-1][1] + "\n" + content)
         else:
-            merged.append(dict(message))
+            merged.append((role, content))
     return merged
+
+
+def _message(role: _Role, content: str) -> ChatCompletionMessageParam:
+    # One literal per role: the SDK types each role's message as its own TypedDict.
+    if role == "assistant":
+        return {"role": "assistant", "content": content}
+    return {"role": "user", "content": content}
 
 
 def system_prompt(state: InterviewState) -> str:

@@ -19,6 +19,7 @@ import httpx
 import openai
 import structlog
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from interview.config import Settings
@@ -126,13 +127,16 @@ class LLMEvaluator:
             f"the evaluation failed after {self.max_attempts} attempts: " + "; ".join(failures)
         )
 
-    async def _ask(self, plan: InterviewPlan, messages: list[dict[str, str]]) -> _RawEvaluation:
+    async def _ask(
+        self, plan: InterviewPlan, messages: list[ChatCompletionMessageParam]
+    ) -> _RawEvaluation:
         completion = await self.client.chat.completions.create(
             model=self.model,
-            messages=messages,  # type: ignore[arg-type]
-            tools=[evaluation_tool(plan)],  # type: ignore[list-item]
-            tool_choice=tool_choice(),  # type: ignore[arg-type]
-            **({} if self.temperature is None else {"temperature": self.temperature}),
+            messages=messages,
+            tools=[evaluation_tool(plan)],
+            tool_choice=tool_choice(),
+            # omit: no temperature is sent at all, and the server uses its own default.
+            temperature=openai.omit if self.temperature is None else self.temperature,
         )
         try:
             calls = [
@@ -167,11 +171,11 @@ def check(
     model: str,
 ) -> Evaluation:
     """The model's evaluation, with every checkable claim checked (see the module docstring)."""
-    by_id = {}
-    for item in raw.competencies:
-        if item.competency_id in by_id:
-            raise InvalidEvaluation(f"competency {item.competency_id!r} is scored twice")
-        by_id[item.competency_id] = item
+    by_id: dict[str, _RawCompetency] = {}
+    for entry in raw.competencies:
+        if entry.competency_id in by_id:
+            raise InvalidEvaluation(f"competency {entry.competency_id!r} is scored twice")
+        by_id[entry.competency_id] = entry
     unknown = set(by_id) - {c.id for c in plan.competencies}
     if unknown:
         raise InvalidEvaluation(f"unknown competencies {sorted(unknown)}")

@@ -11,7 +11,12 @@ anything said: competency ids are an enum, scores integers on the plan's scale.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+
+from openai.types.chat import (
+    ChatCompletionMessageParam,
+    ChatCompletionToolChoiceOptionParam,
+    ChatCompletionToolParam,
+)
 
 from interview.interviewer.prompts import CANDIDATE_CLOSE, CANDIDATE_OPEN, candidate_section
 from interview.plans import InterviewPlan
@@ -25,7 +30,7 @@ RECOMMENDATIONS = ["strong_yes", "yes", "no", "strong_no"]
 CONFIDENCE = ["low", "medium", "high"]
 
 
-def evaluation_tool(plan: InterviewPlan) -> dict[str, Any]:
+def evaluation_tool(plan: InterviewPlan) -> ChatCompletionToolParam:
     text = {"type": "string"}
     texts = {"type": "array", "items": text}
     competency = {
@@ -78,7 +83,7 @@ def evaluation_tool(plan: InterviewPlan) -> dict[str, Any]:
     }
 
 
-def tool_choice() -> str:
+def tool_choice() -> ChatCompletionToolChoiceOptionParam:
     # With a single tool offered, "required" forces that tool just as naming it does, and more
     # OpenAI-compatible servers honour it: llama.cpp's server has been seen to fall back to
     # "auto" silently for a named choice (ggml-org/llama.cpp#26535), so a model could answer
@@ -88,7 +93,7 @@ def tool_choice() -> str:
 
 def build_messages(
     plan: InterviewPlan, questions: Sequence[QuestionReport], turns: Sequence[TurnRow]
-) -> list[dict[str, str]]:
+) -> list[ChatCompletionMessageParam]:
     return [
         {"role": "system", "content": _system(plan)},
         {"role": "user", "content": _interview(plan, questions, turns)},

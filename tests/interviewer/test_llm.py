@@ -255,3 +255,19 @@ async def test_an_unreadable_stream_from_a_compatible_server_is_retried(fake_ope
     assert reply.degraded is None and reply.question_index == 1
     assert len(fake_openai.chat_requests()) == 2
     assert [e["event"] for e in logs] == ["llm_turn_failed"]
+
+
+async def test_the_temperature_is_sent_only_when_one_is_set(fake_openai):
+    settings = Settings(openai_api_key=fake_openai.api_key, openai_base_url=fake_openai.base_url)
+    for temperature in (None, 0.3):
+        chosen = LLMInterviewer(
+            async_client(settings, timeout=5.0),
+            model="test-model",
+            fallback=ScriptedInterviewer(),
+            budget_seconds=5.0,
+            max_attempts=1,
+            temperature=temperature,
+        )
+        await chosen.reply(state(FULL), FULL)
+    unset, set_ = (r.body for r in fake_openai.chat_requests())
+    assert "temperature" not in unset and set_["temperature"] == 0.3

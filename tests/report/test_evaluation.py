@@ -206,3 +206,14 @@ async def test_an_unreadable_answer_is_retried_like_any_failure(fake_openai, bod
     evaluation = await evaluator(fake_openai, attempts=2).evaluate(PLAN, QUESTIONS, TURNS)
     assert evaluation.recommendation == "yes"
     assert len(fake_openai.chat_requests()) == 2
+
+
+async def test_the_temperature_is_sent_only_when_one_is_set(fake_openai):
+    settings = Settings(openai_api_key=fake_openai.api_key, openai_base_url=fake_openai.base_url)
+    for temperature in (None, 0.3):
+        chosen = LLMEvaluator(
+            async_client(settings, timeout=5.0), "eval-model", 5.0, 1, temperature=temperature
+        )
+        await chosen.evaluate(PLAN, QUESTIONS, TURNS)
+    unset, set_ = (r.body for r in fake_openai.chat_requests())
+    assert "temperature" not in unset and set_["temperature"] == 0.3
