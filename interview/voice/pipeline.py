@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from interview.access import SessionNotFound
 from interview.domain import ConnectionState, TurnKind, TurnSource
 from interview.events import (
     CandidateChanged,
@@ -28,7 +29,7 @@ from interview.events import (
     SpeakingState,
     TurnFailed,
 )
-from interview.sessions import AnswerOutcome, InterviewService, SessionClosed, SessionNotFound
+from interview.sessions import AnswerOutcome, InterviewService, SessionClosed
 from interview.speech.stack import LoadState, SpeechStack
 from interview.store import TurnRow
 from interview.voice.listener import Listener

@@ -32,7 +32,7 @@ import contextlib
 import contextvars
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -49,7 +49,8 @@ from interview.voice.errors import (
 
 if TYPE_CHECKING:
     from aiortc import RTCConfiguration
-    from fastrtc import Stream
+    from fastrtc import AudioEmitType, Stream
+    from fastrtc.utils import AudioChunk
 
 # Peer connection states (aiortc's) that hold a place: counted against capacity.
 LIVE_STATES = frozenset({"new", "connecting", "connected"})
@@ -312,7 +313,9 @@ class _NoPauseModel:
     """Stands in for fastrtc's pause model, which our Ear replaces: without a model given,
     ReplyOnPause would fetch its own silero from a model hub."""
 
-    def vad(self, audio: Any, options: Any) -> tuple[float, list[dict[str, int]]]:
+    def vad(
+        self, audio: tuple[int, NDArray[np.int16] | NDArray[np.float32]], options: Any
+    ) -> tuple[float, list[AudioChunk]]:
         raise RuntimeError("the Ear detects turns; fastrtc's pause model is never used")
 
     def warmup(self) -> None:
@@ -346,9 +349,7 @@ def _refusal(result: Any) -> str | None:
 
 
 def _build_stream(host: RtcHost[Any]) -> Stream:
-    from fastrtc import Stream
-
-    return _stream_class(Stream)(
+    return _stream_class()(
         # The prototype fastrtc copies for each connection; it has no session of its own.
         handler=_handler_class()(host, None, None),
         modality="audio",
@@ -359,8 +360,10 @@ def _build_stream(host: RtcHost[Any]) -> Stream:
     )
 
 
-def _stream_class(base: type) -> type:
-    class _Stream(base):  # type: ignore[misc, valid-type]  # fastrtc.Stream, imported lazily
+def _stream_class() -> type[Stream]:
+    from fastrtc import Stream
+
+    class _Stream(Stream):
         @property
         def server_rtc_configuration(self) -> RTCConfiguration | None:
             offering = _offering.get(None)
@@ -390,7 +393,7 @@ def _handler_class() -> type:
 def _define_handler() -> type:
     from fastrtc import AlgoOptions, CloseStream, ReplyOnPause
 
-    class _Handler(ReplyOnPause):  # type: ignore[misc]  # fastrtc is untyped here
+    class _Handler(ReplyOnPause):
         """One connection: its Ear decides when an answer ends; its replies are spoken."""
 
         def __init__(self, host: RtcHost[Any], session_id: str | None, ear: Ear | None) -> None:
@@ -443,14 +446,16 @@ def _define_handler() -> type:
                 self.event.wait(IDLE_WAIT_SECONDS)
             return super().emit()
 
-        async def _on_answer(self, _audio: Any) -> AsyncIterator[Any]:
+        async def _on_answer(
+            self, _audio: tuple[int, NDArray[np.int16]]
+        ) -> AsyncGenerator[AudioEmitType, None]:
             async for output in self._speak(self.host._reply):
                 yield output
 
-        def _on_start(self) -> AsyncIterator[Any]:
+        def _on_start(self) -> AsyncGenerator[AudioEmitType, None]:
             return self._speak(self.host._greet)
 
-        async def _speak(self, speaker: Speaker[Any]) -> AsyncIterator[Any]:
+        async def _speak(self, speaker: Speaker[Any]) -> AsyncGenerator[AudioEmitType, None]:
             if self.session_id is None or self.ear is None:
                 return
             async for output in speaker(self.session_id, self.ear):
