@@ -91,7 +91,9 @@ class SpeechCache:
         if path is None or not path.exists():
             return None
         try:
-            return np.load(path, allow_pickle=False)
+            # np.load is typed Any; this cache only ever saves float32 audio (_synthesize).
+            audio: NDArray[np.float32] = np.load(path, allow_pickle=False)
+            return audio
         except (OSError, ValueError):
             return None  # a damaged entry is made again
 

@@ -387,9 +387,9 @@ def _write_voices(tarball: Path, folder: str, out: BinaryIO) -> None:
     # result is the official voices-v1.0.bin byte for byte, and the same on every run.
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as npz:
         for name in sorted(voices):
-            with npz.open(f"{name}.npy", "w", force_zip64=True) as member:
-                member.write(header)
-                member.write(voices[name])
+            with npz.open(f"{name}.npy", "w", force_zip64=True) as entry:
+                entry.write(header)
+                entry.write(voices[name])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
