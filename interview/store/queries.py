@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, func, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from interview.domain import ConnectionState, EndReason, ReportStatus, Role, SessionStatus
@@ -82,6 +82,8 @@ class Store:
                     connection_state=ConnectionState.closed,
                 )
             )
+            # A plain UPDATE (no RETURNING) gives the DBAPI cursor's result, with its row count.
+            assert isinstance(result, CursorResult)
             return result.rowcount == 1
 
     async def open_sessions_expired_by(self, now: datetime) -> Sequence[str]:
