@@ -45,7 +45,8 @@ _bearer = HTTPBearer(auto_error=False, description="The token returned by POST /
 
 
 def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    runtime: Runtime = request.app.state.runtime  # Starlette's state is untyped; app.py sets it
+    return runtime
 
 
 def get_service(runtime: Annotated[Runtime, Depends(get_runtime)]) -> InterviewService:

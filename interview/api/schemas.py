@@ -205,7 +205,7 @@ class IceServersResponse(BaseModel):
     @classmethod
     def of(cls, servers: IceServers) -> IceServersResponse:
         return cls(
-            iceServers=[
+            ice_servers=[
                 IceServer(urls=s.urls, username=s.username, credential=s.credential)
                 for s in servers.servers
             ],
