@@ -151,7 +151,7 @@ class _StopBody(BaseModel):
     webrtc_id: str
 
 
-_SIGNAL = TypeAdapter(_CandidateBody | _OfferBody)
+_SIGNAL: TypeAdapter[_CandidateBody | _OfferBody] = TypeAdapter(_CandidateBody | _OfferBody)
 _STOP = TypeAdapter(_StopBody)
 _Body = TypeVar("_Body")
 
@@ -342,8 +342,8 @@ def _without_external_head(send: Send) -> Send:
     async def wrapped(message: Message) -> None:
         nonlocal start
         if message["type"] == "http.response.start":
-            headers = dict(message.get("headers", []))
-            if headers.get(b"content-type", b"").startswith(b"text/html"):
+            content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+            if content_type.startswith(b"text/html"):
                 start = message
                 return
             await send(message)
