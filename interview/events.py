@@ -26,7 +26,7 @@ import itertools
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -217,7 +217,9 @@ class EventBus:
             events = list(channel.events) if channel else []
         return [e for e in events if after_id is None or e.id > after_id]
 
-    async def subscribe(self, session_id: str, after_id: int | None = None) -> AsyncIterator[Event]:
+    async def subscribe(
+        self, session_id: str, after_id: int | None = None
+    ) -> AsyncGenerator[Event, None]:
         """Replay what came after `after_id` (nothing when None), then follow live events.
 
         With poll delivery (`linger_seconds` set) the subscription ends that long after its
