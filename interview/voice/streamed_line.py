@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
 
 import numpy as np
 import structlog
 from numpy.typing import NDArray
 
 from interview.interviewer.base import LINE_COMPLETE
-from interview.speech.cache import SpeechCache
 from interview.speech.sentences import MIN_CHARS, SENTENCE_END, split_sentences
 
 log = structlog.get_logger(__name__)
@@ -23,8 +23,16 @@ log = structlog.get_logger(__name__)
 Piece = tuple[str, "asyncio.Future[NDArray[np.float32]]"]
 
 
+class Synthesis(Protocol):
+    """What a line needs of the speech cache (interview.speech.cache.SpeechCache)."""
+
+    def piece(
+        self, sentence: str, voice: str | None, first: bool
+    ) -> asyncio.Future[NDArray[np.float32]]: ...
+
+
 class StreamedLine:
-    def __init__(self, speech: SpeechCache, voice: str | None) -> None:
+    def __init__(self, speech: Synthesis, voice: str | None) -> None:
         self.speech = speech
         self.voice = voice
         self.pieces: list[Piece] = []
@@ -34,7 +42,7 @@ class StreamedLine:
         self._changed = asyncio.Event()
 
     @classmethod
-    def of(cls, speech: SpeechCache, voice: str | None, text: str) -> StreamedLine:
+    def of(cls, speech: Synthesis, voice: str | None, text: str) -> StreamedLine:
         """A line known whole (the greeting, a reconnect's repeat)."""
         line = cls(speech, voice)
         line.finish(text)
