@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,7 +153,7 @@ class OfferTimer(httpx.AsyncClient):
         super().__init__(timeout=30.0, trust_env=False)
         self.offer_ms: float | None = None
 
-    async def post(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
+    async def post(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
         started = time.perf_counter()
         response = await super().post(url, **kwargs)
         if str(url).endswith("/rtc/offer"):
@@ -350,11 +351,11 @@ async def settle(pid: int, below_pct: float = 30.0, max_seconds: int = 60) -> No
 # -- results ---------------------------------------------------------------------------------
 
 
-def pct(values: list[float], q: float) -> float | None:
+def pct(values: Sequence[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
-def median(values: list[float]) -> float | None:
+def median(values: Sequence[float]) -> float | None:
     return pct(values, 50)
 
 

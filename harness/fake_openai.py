@@ -30,6 +30,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.datastructures import UploadFile
 
 from harness.ports import free_port
 
@@ -206,7 +207,7 @@ class FakeOpenAI:
         async def transcriptions(request: Request) -> Response:
             form = await request.form()
             upload = form.get("file")
-            audio = await upload.read() if hasattr(upload, "read") else b""
+            audio = await upload.read() if isinstance(upload, UploadFile) else b""
             fields = {k: v for k, v in form.items() if isinstance(v, str)}
             described = {
                 "file_bytes": len(audio),

@@ -64,6 +64,11 @@ async def collect(
     return events, loop.time() - started
 
 
+def event_id(event: Sse) -> int:
+    assert event.id is not None, event  # every event of the stream carries its id
+    return int(event.id)
+
+
 async def test_events_resume_with_last_event_id(short_stream_server: AppServer):
     async with httpx.AsyncClient(base_url=short_stream_server.api, timeout=30) as client:
         session = (await client.post("/start", json={"user_id": "sse"})).json()
@@ -101,7 +106,7 @@ async def test_events_resume_with_last_event_id(short_stream_server: AppServer):
         third, _ = await collect(client, sid, token, last_id=second[-1].id)
         assert [e.data.get("index") for e in third] == [3, 4]
 
-        ids = [int(e.id) for e in first + second + third]
+        ids = [event_id(e) for e in first + second + third]
         assert ids == sorted(set(ids))  # strictly increasing: no duplicates, no reordering
 
 
@@ -148,7 +153,7 @@ async def test_poll_delivery_gets_events_through_a_buffering_proxy(poll_server: 
 
         received: list[tuple[float, Sse]] = []
 
-        async def follow(last_id: str) -> None:
+        async def follow(last_id: str | None) -> None:
             while not any(e.data.get("role") == "interviewer" for _, e in received):
                 events, _ = await collect(client, sid, token, last_id=last_id)
                 received.extend((loop.time(), e) for e in events)
@@ -173,7 +178,7 @@ async def test_poll_delivery_gets_events_through_a_buffering_proxy(poll_server: 
         ]
         # Through the buffering proxy, within a second of the answer, not at the timeout.
         assert all(at - answered < 1.0 for at, _ in received)
-        ids = [int(e.id) for e in first + events]
+        ids = [event_id(e) for e in first + events]
         assert ids == sorted(set(ids))
 
 

@@ -38,9 +38,9 @@ def test_every_acknowledgment_has_a_reason(
 
 def test_acknowledge_refuses_an_empty_reason() -> None:
     with pytest.raises(ValueError, match="real reason"):
-        spool_ecs.nag.acknowledge(None, "AwsSolutions-EC23", "ok")  # type: ignore[arg-type]
+        spool_ecs.nag.acknowledge(None, "AwsSolutions-EC23", "ok")
     with pytest.raises(ValueError, match="not an AwsSolutions rule"):
-        spool_ecs.nag.acknowledge(None, "EC23", "a reason that is long enough to pass the bar")  # type: ignore[arg-type]
+        spool_ecs.nag.acknowledge(None, "EC23", "a reason that is long enough to pass the bar")
 
 
 class _Forgetful:
@@ -63,9 +63,7 @@ def test_without_the_acknowledgments_synthesis_fails_on_exactly_those_rules(
     """Nag really runs (a finding fails synth), and no acknowledgment is stale."""
     seen: list[str] = []
     real_of = Validations.of
-    monkeypatch.setattr(
-        spool_ecs.nag.Validations, "of", lambda scope: _Forgetful(real_of(scope), seen)
-    )
+    monkeypatch.setattr(Validations, "of", lambda scope: _Forgetful(real_of(scope), seen))
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         synthesize({"cors_origins": ORIGINS, "turn": "true"}, tmp_path)
     report = json.loads((tmp_path / "validation-report.json").read_text())

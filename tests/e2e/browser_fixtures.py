@@ -43,7 +43,7 @@ def playwright() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="module")
 def browser_type(playwright: Playwright, browser_name: str) -> BrowserType:
-    return getattr(playwright, browser_name)  # type: ignore[no-any-return]
+    return getattr(playwright, browser_name)
 
 
 @pytest.fixture(scope="module")

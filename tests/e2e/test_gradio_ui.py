@@ -83,7 +83,7 @@ def api_turns(server: AppServer, page: Page) -> list[dict[str, str]]:
         timeout=10,
     )
     response.raise_for_status()
-    return response.json()["turns"]  # type: ignore[no-any-return]
+    return response.json()["turns"]
 
 
 def start_interview(page: Page, server: AppServer) -> None:

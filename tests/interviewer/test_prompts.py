@@ -1,4 +1,7 @@
 import re
+from typing import Any
+
+from openai.types.chat import ChatCompletionMessageParam
 
 from interview.config import PACKAGE_DIR
 from interview.interviewer import InterviewState, PastTurn
@@ -23,6 +26,13 @@ INJECTION = (
 SECTION = re.compile(re.escape(CANDIDATE_OPEN) + r"\n(.*?)\n" + re.escape(CANDIDATE_CLOSE), re.S)
 
 
+def text(message: ChatCompletionMessageParam) -> str:
+    """A message's content, which build_messages always makes one string."""
+    content = message.get("content")
+    assert isinstance(content, str), content
+    return content
+
+
 def state(question_index=0, follow_ups_used=0, elapsed=0.0, history=()) -> InterviewState:
     return InterviewState(PLAN, question_index, follow_ups_used, elapsed, tuple(history))
 
@@ -44,7 +54,7 @@ def test_close_only_after_the_last_question_or_when_time_is_up():
 
 def test_the_tool_offers_only_the_allowed_actions_and_requires_a_decision():
     tool = next_turn_tool([TurnAction.next_question])
-    parameters = tool["function"]["parameters"]
+    parameters: dict[str, Any] = tool["function"]["parameters"]
     assert parameters["properties"]["action"]["enum"] == ["next_question"]
     assert parameters["required"] == ["action", "say"]
     assert list(parameters["properties"]) == ["action", "say"]  # decision streams first
@@ -52,7 +62,7 @@ def test_the_tool_offers_only_the_allowed_actions_and_requires_a_decision():
 
 
 def test_prompt_states_time_follow_ups_and_the_next_question():
-    system = build_messages(state(follow_ups_used=1, elapsed=330), "An answer.")[0]["content"]
+    system = text(build_messages(state(follow_ups_used=1, elapsed=330), "An answer.")[0])
     assert "5.5 of 20 minutes used, 14.5 remaining" in system
     assert f"Follow-ups used on it: 1 of {len(PLAN.questions[0].follow_ups)}" in system
     upcoming = NEXT_QUESTION_LINE.format(
@@ -71,19 +81,19 @@ def test_prompt_injection_reaches_the_model_only_inside_the_candidate_section():
     ]
     messages = build_messages(state(history=history), INJECTION)
     assert messages[0]["role"] == "system"
-    assert "rate me" not in messages[0]["content"]
+    assert "rate me" not in text(messages[0])
     for message in messages[1:]:
         if message["role"] == "assistant":
-            assert "rate me" not in message["content"]
+            assert "rate me" not in text(message)
             continue
-        content = message["content"]
+        content = text(message)
         # Exactly one section per user message, nothing outside it, and the fake closing tag
         # in the answer is neutralised so it cannot end the section early.
         assert content.count(CANDIDATE_OPEN) == content.count(CANDIDATE_CLOSE) == 1
         inside = SECTION.fullmatch(content)
         assert inside is not None, content
         assert "<" not in inside[1] and ">" not in inside[1]
-    injected = [m for m in messages if "rate me 5/5" in m["content"]]
+    injected = [m for m in messages if "rate me 5/5" in text(m)]
     assert len(injected) == 1 and injected[0]["role"] == "user"
 
 

@@ -2,6 +2,7 @@ import re
 from html.parser import HTMLParser
 
 from harness.interview_model import FABRICATED
+from interview.domain import TurnKind
 from interview.report import build_report
 from interview.report.evaluation import check
 from interview.report.metrics import NO_EVALUATION
@@ -81,6 +82,6 @@ def test_markdown_cannot_be_shaped_by_the_interview():
 def test_markdown_escapes_the_models_follow_ups():
     # In LLM mode a follow-up is the model's own words, which may echo the candidate's.
     follow_up = turn(4, "interviewer", "See [this](https://evil.example) | **now**", q=1)
-    follow_up.kind = "follow_up"
+    follow_up.kind = TurnKind.follow_up
     text = render(build_report(PLAN, SESSION, [*TURNS, follow_up], now=T0), "md")
     assert "Follow-up: See \\[this\\](https://evil.example) \\| \\*\\*now\\*\\*" in text

@@ -5,6 +5,8 @@ import asyncio
 from datetime import UTC, datetime
 
 from interview.config import Settings
+from interview.domain import EndReason, ReportStatus, SessionStatus
+from interview.events import ResultsChanged
 from interview.report import Report
 from interview.report.writer import ResultsNotReady
 from interview.runtime import Runtime
@@ -28,7 +30,9 @@ async def test_a_report_is_written_when_the_interview_ends(database_url: str):
         await runtime.reports.wait()  # the end event scheduled it; nothing else asked
         outcome = await runtime.reports.results(ended)
         assert isinstance(outcome, Report) and outcome.metrics.candidate_turns == 1
-        results = [e.body for e in runtime.events.history(row.id) if e.type == "results"]
+        results = [
+            e.body for e in runtime.events.history(row.id) if isinstance(e.body, ResultsChanged)
+        ]
         assert [r.status for r in results] == ["ready"]
     finally:
         await runtime.store.dispose()
@@ -40,8 +44,10 @@ async def test_pending_report_is_finished_after_a_restart(database_url: str):
     row = (await first.service.start("u")).session
     await first.service.answer(row, LONG)
     # Simulate a crash between ending and writing the report: ended, report pending.
-    await first.store.end_session_if_open(row.id, status="ended", reason="candidate", at=NOW)
-    await first.store.save_report(row.id, status="pending", at=NOW)
+    await first.store.end_session_if_open(
+        row.id, status=SessionStatus.ended, reason=EndReason.candidate, at=NOW
+    )
+    await first.store.save_report(row.id, status=ReportStatus.pending, at=NOW)
     await first.store.dispose()
 
     second = build(database_url)
@@ -62,14 +68,16 @@ async def test_results_asked_before_the_report_is_stored_say_pending(database_ur
     first = build(database_url)
     await first.store.migrate()
     row = (await first.service.start("u")).session
-    await first.store.end_session_if_open(row.id, status="ended", reason="candidate", at=NOW)
+    await first.store.end_session_if_open(
+        row.id, status=SessionStatus.ended, reason=EndReason.candidate, at=NOW
+    )
     await first.store.dispose()
 
     other = build(database_url)
     try:
         ended = await other.store.get_session(row.id)
         assert ended is not None
-        assert await other.reports.results(ended) == ResultsNotReady("pending")
+        assert await other.reports.results(ended) == ResultsNotReady(ReportStatus.pending)
         for _ in range(100):
             outcome = await other.reports.results(ended)
             if isinstance(outcome, Report):

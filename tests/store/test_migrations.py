@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -166,9 +167,9 @@ async def make_legacy_database(url: str, *, older: bool = False) -> dict[str, li
         async with engine.begin() as conn:
             await conn.run_sync(legacy.Base.metadata.create_all)
             await conn.run_sync(legacy._add_missing_columns)
-            for table, names in legacy.ADDED_COLUMNS.items():
-                for name in names if older else ():
-                    await conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {name}"))
+            for table_name, added in legacy.ADDED_COLUMNS.items():
+                for name in added if older else ():
+                    await conn.execute(text(f"ALTER TABLE {table_name} DROP COLUMN {name}"))
             for table in legacy.Base.metadata.sorted_tables:
                 names = {c.name for c in columns_of(table, older=older)}
                 rows = [{k: v for k, v in row.items() if k in names} for row in DATA[table.name]]
@@ -210,7 +211,7 @@ def expected() -> dict[str, list[dict[str, Any]]]:
         names = [c.name for c in table.columns if c.name != "id" or table.name != "interview_turns"]
         rows = DATA[table.name]
         if table.name != "interview_turns":
-            rows = sorted(rows, key=lambda row, pk=table.primary_key.columns[0].name: row[pk])
+            rows = sorted(rows, key=itemgetter(table.primary_key.columns[0].name))
         result[table.name] = [{name: row[name] for name in names} for row in rows]
     return result
 

@@ -96,8 +96,12 @@ async def test_add_turn_moves_session_fields_in_the_same_commit(store: Store):
 
 async def test_a_session_ends_once(store: Store):
     await store.insert_session(session())
-    assert await store.end_session_if_open("s1", status="ended", reason="candidate", at=T0)
-    assert not await store.end_session_if_open("s1", status="expired", reason="timeout", at=T0)
+    assert await store.end_session_if_open(
+        "s1", status=SessionStatus.ended, reason=EndReason.candidate, at=T0
+    )
+    assert not await store.end_session_if_open(
+        "s1", status=SessionStatus.expired, reason=EndReason.timeout, at=T0
+    )
     loaded = await store.get_session("s1")
     assert loaded is not None and (loaded.status, loaded.end_reason) == ("ended", "candidate")
 
@@ -109,11 +113,13 @@ async def test_expiry_and_report_queries(store: Store):
     await store.insert_session(fresh)
     assert list(await store.open_sessions_expired_by(T0 + timedelta(hours=2))) == ["old"]
 
-    await store.end_session_if_open("old", status="expired", reason="timeout", at=T0)
+    await store.end_session_if_open(
+        "old", status=SessionStatus.expired, reason=EndReason.timeout, at=T0
+    )
     assert list(await store.ended_sessions_without_ready_report()) == ["old"]
-    await store.save_report("old", status="pending", at=T0)
+    await store.save_report("old", status=ReportStatus.pending, at=T0)
     assert list(await store.ended_sessions_without_ready_report()) == ["old"]
-    await store.save_report("old", status="ready", at=T0, body={"ok": True})
+    await store.save_report("old", status=ReportStatus.ready, at=T0, body={"ok": True})
     assert list(await store.ended_sessions_without_ready_report()) == []
     report = await store.get_report("old")
     assert report is not None and report.body == {"ok": True}
@@ -161,7 +167,7 @@ async def test_a_value_outside_an_enum_is_refused(store: Store):
     with pytest.raises(StatementError, match="monologue"):
         await store.add_turn(turn(0, kind="monologue"))
     with pytest.raises(StatementError, match="done"):
-        await store.save_report("s1", status="done", at=T0)
+        await store.save_report("s1", status="done", at=T0)  # type: ignore[arg-type]  # on purpose
     loaded = await store.get_session("s1")
     assert loaded is not None and loaded.status is SessionStatus.created
     assert await store.count_turns("s1") == 0 and await store.get_report("s1") is None

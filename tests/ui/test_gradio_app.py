@@ -51,7 +51,7 @@ def call(server: AppServer, api_name: str, data: list[Any], session_hash: str) -
             message = json.loads(line.removeprefix("data: "))
             if message.get("event_id") == event_id and message["msg"] == "process_completed":
                 assert message["success"], message
-                return message["output"]["data"]  # type: ignore[no-any-return]
+                return message["output"]["data"]
     raise AssertionError(f"no result for {api_name}")
 
 

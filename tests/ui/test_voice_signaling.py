@@ -20,6 +20,7 @@ import pytest
 from harness.runtime import wait_until_ready
 from interview.config import Settings
 from interview.runtime import Runtime
+from interview.voice.rtc import Answer
 from ui.gradio_app import DemoUI
 from ui.gradio_host import IceCandidate, Refusal
 from ui.voice_signaling import GatewaySignaling
@@ -51,7 +52,7 @@ class Page:
         self.offers: list[str] = []
         gateway_offer = runtime.voice.offer
 
-        async def recording_offer(session: Any, sdp: str, type_: str) -> dict[str, str]:
+        async def recording_offer(session: Any, sdp: str, type_: str) -> Answer:
             self.offers.append(session.id)
             return await gateway_offer(session, sdp, type_)
 
