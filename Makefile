@@ -59,9 +59,12 @@ models: setup
 system-deps:
 	@bash scripts/ensure-system-packages.sh
 
+# ruff, then mypy (what it checks, and how strictly: pyproject.toml [tool.mypy]); mypy keeps its
+# cache in .mypy_cache, so a warm run checks only what changed.
 lint: dev-setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: dev-setup
 	$(VENV)/bin/ruff check --fix .
@@ -144,4 +147,4 @@ openapi: setup
 	mv $(WEB_OPENAPI).tmp $(WEB_OPENAPI)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
