@@ -34,7 +34,11 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if not needs or not expression:
         return None
     marks = {tiers.SLOW, *needs}
-    selected = Expression.compile(expression).evaluate(lambda name, **_: name in marks)
+
+    def marked(name: str, /, **_: object) -> bool:
+        return name in marks
+
+    selected = Expression.compile(expression).evaluate(marked)
     return True if not selected else None
 
 
