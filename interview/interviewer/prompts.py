@@ -107,6 +107,10 @@ def candidate_section(text: str) -> str:
     return f"{CANDIDATE_OPEN}\n{inert}\n{CANDIDATE_CLOSE}"
 
 
+# The roles of the conversation after the system message.
+_Role = Literal["assistant", "user"]
+
+
 def build_messages(state: InterviewState, answer: str) -> list[ChatCompletionMessageParam]:
     """One system message (rules, plan, where the interview stands), then the conversation:
     the interviewer's lines as assistant turns and the candidate's as delimited user turns.
@@ -125,9 +129,6 @@ def build_messages(state: InterviewState, answer: str) -> list[ChatCompletionMes
     if last is None or last.role != "candidate" or last.text != answer:
         turns.append(("user", candidate_section(answer)))
     return [system, *(_message(role, content) for role, content in _merge_consecutive(turns))]
-
-
-_Role = Literal["assistant", "user"]
 
 
 def _merge_consecutive(turns: list[tuple[_Role, str]]) -> list[tuple[_Role, str]]:
