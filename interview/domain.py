@@ -20,6 +20,8 @@ class SessionStatus(StrEnum):
 
 # A session in these states may still be answered and spoken in.
 OPEN_STATUSES = frozenset({SessionStatus.created, SessionStatus.active})
+# An interview that reached one of these is over: its report is written, its call hung up.
+ENDED_STATUSES = frozenset({SessionStatus.ended, SessionStatus.expired})
 
 
 class EndReason(StrEnum):

@@ -10,7 +10,7 @@ from typing import Literal
 
 import structlog
 
-from interview.domain import OPEN_STATUSES, ReportStatus, SessionStatus
+from interview.domain import ENDED_STATUSES, OPEN_STATUSES, ReportStatus
 from interview.events import Event, EventBus, ResultsChanged, StatusChanged
 from interview.plans import InterviewPlan, PlanCatalog
 from interview.report.evaluation import EvaluationFailed, LLMEvaluator
@@ -20,8 +20,6 @@ from interview.sessions import Clock, utcnow
 from interview.store import SessionRow, Store, TurnRow
 
 log = structlog.get_logger(__name__)
-
-ENDED = frozenset({SessionStatus.ended, SessionStatus.expired})
 
 
 class InterviewRunning(Exception):
@@ -88,7 +86,7 @@ class ReportWriter:
 
     def _on_event(self, event: Event) -> None:
         body = event.body
-        if isinstance(body, StatusChanged) and body.status in ENDED:
+        if isinstance(body, StatusChanged) and body.status in ENDED_STATUSES:
             self.schedule(event.session_id)
 
     async def _write(self, session_id: str) -> None:

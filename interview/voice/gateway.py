@@ -19,13 +19,14 @@ from interview.config import Settings
 from interview.domain import OPEN_STATUSES, ConnectionState
 from interview.sessions import InterviewService, SessionClosed
 from interview.speech.stack import LoadState, SpeechStack
+from interview.speech.vad import SAMPLE_RATE as VAD_SAMPLE_RATE
 from interview.store import SessionRow
 from interview.turn_credentials import IceServers, TurnCredentialIssuer
 from interview.voice.errors import AlreadyConnected, InvalidOffer, NoConnection, VoiceUnavailable
 from interview.voice.listener import Listener
 from interview.voice.pipeline import VoicePipeline
 from interview.voice.presence import Presence
-from interview.voice.rtc import LIVE_STATES, Answer, IceConfig, IceServer, RtcHost
+from interview.voice.rtc import LIVE_STATES, Answer, IceConfig, RtcHost
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +35,6 @@ log = structlog.get_logger(__name__)
 MEDIA_STALE_SECONDS = 5.0
 # How long closing every connection at shutdown waits for their state to be written.
 CLOSE_RECORD_SECONDS = 3.0
-INPUT_SAMPLE_RATE = 16_000
 
 
 class VoiceGateway:
@@ -72,7 +72,7 @@ class VoiceGateway:
                 greet=self.pipeline.greet,
                 reply=self.pipeline.reply,
                 capacity=self.settings.max_concurrent_interviews,
-                input_rate=INPUT_SAMPLE_RATE,
+                input_rate=VAD_SAMPLE_RATE,
                 output_rate=self.speech.engines.tts.sample_rate,
             )
         except Exception as exc:  # health reports it; text interviews keep working
@@ -188,9 +188,8 @@ class VoiceGateway:
         return self._rtc
 
     def _ice_config(self, session: SessionRow) -> IceConfig:
-        servers = self.ice_servers(session).servers
         return IceConfig(
-            servers=[IceServer(s.urls, s.username, s.credential) for s in servers],
+            servers=self.ice_servers(session).servers,
             relay_only=self.settings.rtc_ice_transport_policy == "relay",
         )
 

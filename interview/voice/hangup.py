@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from interview.domain import EndReason, SessionStatus
+from interview.domain import ENDED_STATUSES, EndReason
 from interview.events import Event, EventBus, StatusChanged
 from interview.voice.gateway import VoiceGateway
 
-ENDED = frozenset({SessionStatus.ended, SessionStatus.expired})
 # A plan finished while a voice connection was open: the pipeline closes the connection once
 # the closing line has played; this is the fallback, e.g. for a plan finished in text mode.
 PLAN_FINISHED_CLOSE_SECONDS = 30.0
@@ -23,7 +22,7 @@ class HangUp:
 
     def _on_event(self, event: Event) -> None:
         body = event.body
-        if not isinstance(body, StatusChanged) or body.status not in ENDED:
+        if not isinstance(body, StatusChanged) or body.status not in ENDED_STATUSES:
             return
         if not self.gateway.has_connection(event.session_id):
             return

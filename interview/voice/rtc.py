@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from interview.turn_credentials import IceServer
 from interview.voice.errors import (
     AlreadyConnected,
     AtCapacity,
@@ -92,13 +93,6 @@ class Close:
 Output = Frame | Close
 # A connection's reply to a finished answer (or its greeting): what to send, in order.
 Speaker = Callable[[str, EarT], AsyncIterator[Output]]
-
-
-@dataclass(frozen=True)
-class IceServer:
-    urls: Sequence[str]
-    username: str
-    credential: str
 
 
 @dataclass(frozen=True)
