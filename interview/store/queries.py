@@ -7,6 +7,7 @@ SIGKILL loses nothing that was already answered to a client. SQLAlchemy's sessio
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -185,6 +186,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # process (an instance starting beside this one) may hold it. WAL lets readers run beside
     # the writer; foreign keys are off by default in SQLite.
     cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any, *, attempts: int = 100, pause: float = 0.05) -> None:
+    """`PRAGMA journal_mode=WAL`, retried: SQLite answers "database is locked" at once, without
+    its busy handler, while another process is switching the same new file (measured: 8 of 40
+    two-process starts failed), so busy_timeout alone does not cover it."""
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as error:  # the driver adapter's OperationalError, whatever its class
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(pause)
