@@ -1,9 +1,11 @@
 """Decides when a candidate has finished an answer, from a stream of 16 kHz audio.
 
 Stock ReplyOnPause judges each 0.6 s chunk on its own, so a thinking pause of 0.7 s splits one
-answer in two. Here a turn ends only after `end_silence` seconds of continuous non-speech,
-measured on silero's 32 ms frames, which keeps mid-sentence pauses inside the answer while a
-real end of answer is still noticed within one frame of the threshold.
+answer in two. Here silence is measured on silero's 32 ms frames: after `decide_after` seconds
+of it the detector reports a `pause` (the moment to judge whether the answer is finished), and
+the turn ends once the silence reaches `end_silence`, which starts at the patient fallback
+(`DetectorOptions.end_silence`) and may be lowered for this pause by whoever judged it
+(`end_after`, interview.voice.listener).
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ HYSTERESIS = 0.15
 
 @dataclass(frozen=True)
 class DetectorOptions:
-    end_silence: float = 0.8
+    # The longest silence heard out inside an answer: what ends a turn when nothing judged it
+    # finished sooner.
+    end_silence: float = 2.5
     start_speech: float = 0.2  # speech needed before a turn counts as started
-    # Silence after which the speech so far is transcribed while the candidate may go on.
-    segment_after: float = 0.3
+    # Silence after which the answer so far is judged, and its last stretch transcribed.
+    decide_after: float = 0.25
     max_turn: float = 120.0
     pre_roll: float = 0.3  # audio kept before the first speech frame, so onsets are not clipped
     threshold: float = 0.5
@@ -62,12 +66,23 @@ class TurnDetector:
         self._silence = 0.0
         self._started = False
         self._paused = False
+        self.end_silence = self.options.end_silence
         self._first_speech_sample: int | None = None
         self._last_speech_end_sample = 0
 
     @property
     def speaking(self) -> bool:
         return self._started
+
+    @property
+    def silence(self) -> float:
+        """Seconds of silence since the last speech frame (0 while the candidate speaks)."""
+        return self._silence
+
+    def end_after(self, seconds: float) -> None:
+        """End the turn once this pause has lasted `seconds` (at the next frame if it already
+        has); speech before then resumes the answer and restores the patient fallback."""
+        self.end_silence = seconds
 
     def feed(self, samples: NDArray[np.int16], now: float | None = None) -> TurnEvent | None:
         """Add 16 kHz audio received at wall-clock `now`; report what changed, if anything."""
@@ -86,6 +101,7 @@ class TurnDetector:
                 self._silence = 0.0
                 if self._paused:
                     self._paused = False
+                    self.end_silence = self.options.end_silence
                     event = TurnEvent.resumed
                 if self._first_speech_sample is None:
                     self._first_speech_sample = start
@@ -105,9 +121,9 @@ class TurnDetector:
                         self._first_speech_sample = None
                     self._trim_pre_roll()
                     continue
-                if self._silence >= self.options.end_silence:
+                if self._silence >= self.end_silence:
                     return TurnEvent.turn_ended
-                if not self._paused and self._silence >= self.options.segment_after:
+                if not self._paused and self._silence >= self.options.decide_after:
                     self._paused = True
                     event = TurnEvent.pause
             if self._started and self._turn_seconds() >= self.options.max_turn:

@@ -23,6 +23,8 @@ CHUNK = 320  # 20 ms at 16 kHz
 STEP = CHUNK / RATE
 EPOCH = 1_700_000_000.0  # the synthetic clock's reading before the first chunk
 TIMING_TOLERANCE = 0.15
+# The mechanics with a fixed end of turn, as when nothing judges a pause sooner.
+FIXED = DetectorOptions(end_silence=0.8)
 
 FIRST_PART = "I worked on the payments team"
 SECOND_PART = "for about three years."
@@ -111,7 +113,7 @@ def test_a_mid_sentence_pause_of_0_7_s_stays_one_turn(vad: SileroVAD) -> None:
     for first_text, second_text in PAUSED_ANSWERS:
         first, second = speech16(first_text), speech16(second_text)
         for lead in FRAME_PHASE_LEADS:
-            audio = audio16(lead, first, 0.7, second, 2.0)
+            audio = audio16(lead, first, 0.7, second, 3.0)
             run = feed(TurnDetector(vad.stream(), DetectorOptions()), audio)
             assert run.turns, "the answer never ended"
             # The one turn holds both halves, and the pause between them.
@@ -125,7 +127,7 @@ def test_a_mid_sentence_pause_of_0_7_s_stays_one_turn(vad: SileroVAD) -> None:
 def test_the_same_pause_splits_the_answer_when_end_silence_is_shorter(vad: SileroVAD) -> None:
     # The counterpart of the test above: the 0.7 s pause is really seen as a pause.
     first, second = speech16(FIRST_PART), speech16(SECOND_PART)
-    audio = audio16(1.0, first, 0.7, second, 2.0)
+    audio = audio16(1.0, first, 0.7, second, 3.0)
     run = feed(TurnDetector(vad.stream(), DetectorOptions(end_silence=0.5)), audio)
 
     assert len(run.turns) == 2
@@ -148,7 +150,7 @@ def test_the_end_of_an_answer_is_noticed_within_end_silence_plus_0_1_s(
 def test_turn_timings_match_where_the_speech_is(vad: SileroVAD) -> None:
     # 1.5 s of silence first, so the pre-roll buffer is trimmed several times before speech.
     audio = audio16(1.5, speech16(ANSWER), 2.0)
-    run = feed(TurnDetector(vad.stream()), audio)
+    run = feed(TurnDetector(vad.stream(), FIXED), audio)
 
     [turn] = run.turns
     start, end = bounds(audio)
@@ -161,7 +163,7 @@ def test_turn_timings_match_where_the_speech_is(vad: SileroVAD) -> None:
 def test_the_turn_audio_holds_the_whole_answer(vad: SileroVAD) -> None:
     answer = speech16(ANSWER)
     audio = audio16(1.5, answer, 2.0)
-    run = feed(TurnDetector(vad.stream()), audio)
+    run = feed(TurnDetector(vad.stream(), FIXED), audio)
 
     [turn] = run.turns
     assert turn.audio.dtype == np.int16
@@ -175,7 +177,7 @@ def test_the_turn_audio_holds_the_whole_answer(vad: SileroVAD) -> None:
 
 
 def test_silence_alone_never_starts_a_turn(vad: SileroVAD) -> None:
-    detector = TurnDetector(vad.stream())
+    detector = TurnDetector(vad.stream(), FIXED)
     run = feed(detector, audio16(10.0))
 
     assert run.events == []
@@ -185,7 +187,7 @@ def test_silence_alone_never_starts_a_turn(vad: SileroVAD) -> None:
 def test_a_loud_60_ms_noise_click_does_not_start_a_turn(vad: SileroVAD) -> None:
     rng = np.random.default_rng(7)
     click = np.clip(rng.standard_normal(round(0.06 * RATE)) * 8000, -32768, 32767)
-    detector = TurnDetector(vad.stream())
+    detector = TurnDetector(vad.stream(), FIXED)
     run = feed(detector, audio16(1.0, click.astype(np.int16), 1.0, click.astype(np.int16), 1.0))
 
     assert run.events == []
@@ -201,7 +203,7 @@ def test_short_speech_blips_do_not_start_or_add_up_to_a_turn(vad: SileroVAD) -> 
     speech_frames = [p for _start, p in vad.stream().feed(alone) if p >= 0.5]
     assert 1 <= len(speech_frames) < DetectorOptions().start_speech / 0.032
 
-    detector = TurnDetector(vad.stream())
+    detector = TurnDetector(vad.stream(), FIXED)
     run = feed(detector, audio16(0.5, blip, 0.5, blip, 0.5, blip, 0.5, blip, 1.0))
 
     assert run.events == []
@@ -210,8 +212,8 @@ def test_short_speech_blips_do_not_start_or_add_up_to_a_turn(vad: SileroVAD) -> 
 
 def test_pause_and_resumed_fire_around_a_mid_answer_pause(vad: SileroVAD) -> None:
     first, second = speech16("We moved the billing jobs"), speech16("onto a queue.")
-    audio = audio16(1.0, first, 0.7, second, 2.0)
-    run = feed(TurnDetector(vad.stream()), audio)
+    audio = audio16(1.0, first, 0.7, second, 3.0)
+    run = feed(TurnDetector(vad.stream(), FIXED), audio)
 
     assert run.kinds() == [
         TurnEvent.speech_started,
@@ -220,17 +222,17 @@ def test_pause_and_resumed_fire_around_a_mid_answer_pause(vad: SileroVAD) -> Non
         TurnEvent.pause,  # after the answer, before the turn ends
         TurnEvent.turn_ended,
     ]
-    segment_after = DetectorOptions().segment_after
+    decide_after = DetectorOptions().decide_after
     first_end = bounds(audio16(1.0, first))[1]
     second_start = first_end + 0.7
     pause, _final_pause = run.times(TurnEvent.pause)
     [resumed] = run.times(TurnEvent.resumed)
-    assert pause == pytest.approx(first_end + segment_after, abs=TIMING_TOLERANCE)
+    assert pause == pytest.approx(first_end + decide_after, abs=TIMING_TOLERANCE)
     assert resumed == pytest.approx(second_start, abs=TIMING_TOLERANCE)
 
 
 def test_speech_started_fires_soon_after_the_speech_begins(vad: SileroVAD) -> None:
-    detector = TurnDetector(vad.stream())
+    detector = TurnDetector(vad.stream(), FIXED)
     audio = audio16(1.0, speech16(ANSWER))
     run = feed(detector, audio)
 
@@ -272,7 +274,7 @@ def test_max_turn_ends_endless_speech(vad: SileroVAD) -> None:
 def test_after_take_turn_a_second_answer_is_a_new_turn(vad: SileroVAD) -> None:
     first, second = speech16(ANSWER), speech16(OTHER_ANSWER)
     audio = audio16(1.0, first, 2.0, second, 2.0)
-    detector = TurnDetector(vad.stream())
+    detector = TurnDetector(vad.stream(), FIXED)
     run = feed(detector, audio)
 
     assert run.kinds().count(TurnEvent.speech_started) == 2
@@ -290,7 +292,7 @@ def test_after_take_turn_a_second_answer_is_a_new_turn(vad: SileroVAD) -> None:
 
 def test_reset_forgets_speech_heard_so_far(vad: SileroVAD) -> None:
     # Speech heard while the interviewer talks is dropped; the answer after it stands alone.
-    detector = TurnDetector(vad.stream())
+    detector = TurnDetector(vad.stream(), FIXED)
     heard = feed(detector, audio16(0.5, speech16(OTHER_ANSWER)))
     assert heard.kinds() == [TurnEvent.speech_started]
     detector.reset()
@@ -314,7 +316,7 @@ def test_the_onset_survives_a_short_first_syllable_and_a_brief_gap(vad: SileroVA
     clipped = []
     for lead_ms in range(1000, 1320, 20):
         audio = audio16(lead_ms / 1000, uh, 0.2, rest, 2.0)
-        run = feed(TurnDetector(vad.stream()), audio)
+        run = feed(TurnDetector(vad.stream(), FIXED), audio)
         [turn] = run.turns
         start, _end = bounds(audio)
         if turn.speech_started > start + TIMING_TOLERANCE:
@@ -323,3 +325,52 @@ def test_the_onset_survives_a_short_first_syllable_and_a_brief_gap(vad: SileroVA
         if not np.array_equal(kept, spoken):
             clipped.append((lead_ms, len(spoken) - len(kept)))
     assert clipped == [], f"(lead in ms, samples of the answer missing from the turn): {clipped}"
+
+
+def test_end_after_ends_this_pause_early_and_speech_restores_the_fallback(vad: SileroVAD) -> None:
+    first, second = speech16("We moved the billing jobs"), speech16("onto a queue.")
+    audio = audio16(1.0, first, 1.0, second, 3.0)
+    detector = TurnDetector(vad.stream(), DetectorOptions(end_silence=2.5))
+    first_end = bounds(audio16(1.0, first))[1]
+    events: list[tuple[float, TurnEvent]] = []
+    for i, offset in enumerate(range(0, len(audio), CHUNK)):
+        now = clock(i + 1)
+        event = detector.feed(audio[offset : offset + CHUNK], now=now)
+        if event is TurnEvent.pause:
+            assert detector.silence >= DetectorOptions().decide_after
+            detector.end_after(0.5)
+        if event is not None:
+            events.append((now, event))
+        if event is TurnEvent.turn_ended:
+            break
+    # The judged pause ended the turn 0.5 s into it, before the second stretch began.
+    assert [event for _at, event in events] == [
+        TurnEvent.speech_started,
+        TurnEvent.pause,
+        TurnEvent.turn_ended,
+    ]
+    assert events[-1][0] == pytest.approx(first_end + 0.5, abs=TIMING_TOLERANCE)
+
+
+def test_speech_after_a_judged_pause_restores_the_patient_fallback(vad: SileroVAD) -> None:
+    first, second = speech16("We moved the billing jobs"), speech16("onto a queue.")
+    audio = audio16(1.0, first, 0.4, second, 3.0)
+    detector = TurnDetector(vad.stream(), DetectorOptions(end_silence=2.5))
+    kinds = []
+    for i, offset in enumerate(range(0, len(audio), CHUNK)):
+        event = detector.feed(audio[offset : offset + CHUNK], now=clock(i + 1))
+        if event is TurnEvent.pause:
+            detector.end_after(1.0)  # longer than this pause: the candidate goes on first
+        if event is TurnEvent.resumed:
+            assert detector.end_silence == 2.5
+        if event is not None:
+            kinds.append(event)
+        if event is TurnEvent.turn_ended:
+            break
+    assert kinds == [
+        TurnEvent.speech_started,
+        TurnEvent.pause,
+        TurnEvent.resumed,
+        TurnEvent.pause,
+        TurnEvent.turn_ended,
+    ]
