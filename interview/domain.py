@@ -46,12 +46,24 @@ class Role(StrEnum):
 
 
 class TurnKind(StrEnum):
-    """What a turn does: the interviewer's three moves, or the candidate's answer."""
+    """What a turn does: the interviewer's moves, or the candidate's answer."""
 
     question = "question"
     follow_up = "follow_up"
     close = "close"
     answer = "answer"
+    # A gentle word after a long silence (voice only): it moves the interview nowhere.
+    check_in = "check_in"
+
+
+class Interruption(StrEnum):
+    """Why an interviewer line was not heard whole."""
+
+    # The candidate spoke over it: the line stands as far as it was played.
+    barge_in = "barge_in"
+    # The candidate had not finished their answer: the line is withdrawn (kept for the record,
+    # not counted as said) and the answer goes on.
+    withdrawn = "withdrawn"
 
 
 class TurnSource(StrEnum):

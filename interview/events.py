@@ -97,6 +97,9 @@ class CandidateChanged(_EventBody):
 class SpeakingState(StrEnum):
     started = "started"  # the line's first audio is on its way
     queued = "queued"  # the whole line is on its way; the answer comes next
+    paused = "paused"  # the candidate began to speak over it: the interviewer holds
+    resumed = "resumed"  # it was only a backchannel ("mm-hm"): the line goes on
+    interrupted = "interrupted"  # the line was cut; the candidate has the floor
 
 
 class InterviewerSpeaking(_EventBody):

@@ -12,6 +12,7 @@ from interview.config import InterviewerEngine
 from interview.domain import (
     ConnectionState,
     EndReason,
+    Interruption,
     ReportStatus,
     Role,
     SessionStatus,
@@ -222,6 +223,12 @@ class Turn(BaseModel):
     ended_at: datetime
     source: TurnSource
     question_index: int | None
+    interruption: Interruption | None = Field(
+        default=None,
+        description="Set when the interviewer's line was cut: `text` is then what was played "
+        "and `planned_text` the whole line; a `withdrawn` line does not count as said.",
+    )
+    planned_text: str | None = None
 
     @classmethod
     def of(cls, row: TurnRow) -> Turn:

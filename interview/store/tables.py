@@ -22,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from interview.domain import (
     ConnectionState,
     EndReason,
+    Interruption,
     ReportStatus,
     Role,
     SessionStatus,
@@ -115,6 +116,10 @@ class TurnRow(Base):
     # failed); None for the interviewer's own lines. Kept with the turn so the status and the
     # report can say so after the interview, a restart, or on another instance.
     degraded_reason: Mapped[str | None] = mapped_column(Text)
+    # Set when the line was cut (its `text` is then what was played, `planned_text` the whole
+    # line); None for a line heard whole, and for answers.
+    interruption: Mapped[Interruption | None] = mapped_column(enum_column(Interruption, 16))
+    planned_text: Mapped[str | None] = mapped_column(Text)
 
 
 class ReportRow(Base):
