@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # its database, TURN, CORS, voice, and which engines (model, STT, TTS, interviewer) it uses.
 ENGINE_AND_SERVICE_ENV = (
     "TURN_", "DATABASE_", "DB_", "CORS_", "OPENAI_", "VOICE_", "INTERVIEWER", "LLM_",
-    "REPORT_EVALUATION", "EVALUATION_", "STT_ENGINE", "TTS_ENGINE",
+    "REPORT_EVALUATION", "EVALUATION_", "STT_ENGINE", "TTS_ENGINE", "END_OF_TURN_",
+    "BARGE_IN_", "REPAIR_", "ECHO_", "CHECK_IN_",
 )  # fmt: skip
 
 
@@ -45,6 +46,9 @@ class AppServer:
         }
         # Voice loads speech models for seconds; only the tests that speak turn it on.
         env.update({"HOST": "127.0.0.1", "PORT": str(self.port), "VOICE_ENABLED": "false"})
+        # A test client that stays silent would be checked in on, a turn its test does not
+        # expect: the check-in tests turn it on.
+        env["CHECK_IN_AFTER_SECONDS"] = "0"
         env.update(self.env)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(

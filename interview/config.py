@@ -98,8 +98,28 @@ class Settings(BaseSettings):
     speech_cache_dir: Path | None = PROJECT_DIR / "data" / "speech-cache"
     tts_speed: float = Field(default=1.0, gt=0.5, le=2.0)
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
-    # Silence that ends an answer: long enough that a thinking pause stays inside the answer.
+    # End of turn. "evidence": after END_OF_TURN_DECIDE_AFTER_SECONDS of silence the pause is
+    # judged (Smart Turn on the audio, the words so far), and an unfinished answer is heard out
+    # up to END_OF_TURN_MAX_SILENCE_SECONDS. "silence": every answer ends after
+    # END_OF_TURN_SILENCE_SECONDS (the old behaviour, kept as a baseline).
+    end_of_turn_policy: Literal["evidence", "silence"] = "evidence"
+    end_of_turn_decide_after_seconds: float = Field(default=0.25, ge=0.1, le=2.0)
+    end_of_turn_max_silence_seconds: float = Field(default=2.5, ge=0.5, le=10.0)
     end_of_turn_silence_seconds: float = Field(default=0.8, ge=0.3, le=5.0)
+    # Barge-in: speech over the interviewer pauses it at once; this much speech (or words that
+    # are not a backchannel) cuts the line.
+    barge_in_min_speech_seconds: float = Field(default=0.4, ge=0.1, le=3.0)
+    # Speech this soon after a reply began means the answer was not finished: the reply is
+    # withdrawn and the answer goes on.
+    repair_window_seconds: float = Field(default=1.5, ge=0, le=5.0)
+    # The candidate's voice must be this much louder (dB) than the interviewer's audio that may
+    # still echo back to count as theirs.
+    echo_margin_db: float = Field(default=-8.0, ge=-40.0, le=10.0)
+    # After a question, this long a silence gets one gentle check-in; 0 never checks in.
+    check_in_after_seconds: float = Field(default=10.0, ge=0, le=600)
+    check_in_line: str = Field(
+        default="Take your time; tell me when you're ready.", min_length=1, max_length=300
+    )
     max_answer_seconds: float = Field(default=120, ge=5)
     max_concurrent_interviews: int = Field(default=4, ge=1, le=64)
     # Threads for model inference; more than the cores only makes every reply slower.

@@ -54,6 +54,8 @@ class TurnKind(StrEnum):
     answer = "answer"
     # A gentle word after a long silence (voice only): it moves the interview nowhere.
     check_in = "check_in"
+    # A line the candidate cut, said again: it moves the interview nowhere either.
+    repeat = "repeat"
 
 
 class Interruption(StrEnum):

@@ -38,6 +38,7 @@ from interview.config import EventsDelivery
 from interview.domain import (
     ConnectionState,
     EndReason,
+    Interruption,
     ReportStatus,
     Role,
     SessionStatus,
@@ -66,6 +67,10 @@ class TurnCommitted(_EventBody):
     question_index: int | None
     started_at: datetime
     ended_at: datetime
+    # A turn published again with the same index replaces the earlier one: a line cut by the
+    # candidate (what was heard), an answer that went on after a withdrawn reply.
+    interruption: Interruption | None = None
+    planned_text: str | None = None
 
 
 class StatusChanged(_EventBody):

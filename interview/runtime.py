@@ -23,7 +23,8 @@ from interview.store import Store
 from interview.turn_credentials import TurnCredentialIssuer
 from interview.voice.gateway import VoiceGateway
 from interview.voice.hangup import HangUp
-from interview.voice.pipeline import VoicePipeline
+from interview.voice.listener import BargeInOptions, EndOfTurnPolicy, FixedSilence
+from interview.voice.pipeline import ConversationOptions, VoicePipeline
 from interview.voice.presence import Presence
 from interview.voice.turn_detector import DetectorOptions
 
@@ -77,7 +78,13 @@ class Runtime:
         reports = ReportWriter(
             store, plans, events, evaluator=build_evaluator(settings), clock=clock
         )
-        pipeline = VoicePipeline(service, speech, events, detector_options(settings))
+        pipeline = VoicePipeline(
+            service,
+            speech,
+            events,
+            end_of_turn_policy(settings),
+            conversation_options(settings),
+        )
         voice = VoiceGateway(settings, service, speech, pipeline, Presence(service), issuer)
         return cls(
             settings=settings,
@@ -179,8 +186,34 @@ class Runtime:
 
 def detector_options(settings: Settings) -> DetectorOptions:
     """When an answer ends, as Settings tune it."""
+    evidence = settings.end_of_turn_policy == "evidence"
     return DetectorOptions(
-        end_silence=settings.end_of_turn_silence_seconds,
+        end_silence=settings.end_of_turn_max_silence_seconds
+        if evidence
+        else settings.end_of_turn_silence_seconds,
+        decide_after=settings.end_of_turn_decide_after_seconds,
         max_turn=settings.max_answer_seconds,
         threshold=settings.vad_threshold,
     )
+
+
+def conversation_options(settings: Settings) -> ConversationOptions:
+    """How the interviewer takes turns, as Settings tune it."""
+    return ConversationOptions(
+        detector=detector_options(settings),
+        barge_in=BargeInOptions(
+            abandon_after_speech=settings.barge_in_min_speech_seconds,
+            repair_window=settings.repair_window_seconds,
+            echo_margin_db=settings.echo_margin_db,
+        ),
+        check_in_after=settings.check_in_after_seconds,
+        check_in_line=settings.check_in_line,
+    )
+
+
+def end_of_turn_policy(settings: Settings) -> EndOfTurnPolicy:
+    """What ends an answer: the evidence, or a fixed silence."""
+    if settings.end_of_turn_policy == "silence":
+        return FixedSilence(settings.end_of_turn_silence_seconds)
+    # Until the evidence policy lands (interview.voice.endpointing), the patient fallback.
+    return FixedSilence(settings.end_of_turn_max_silence_seconds)

@@ -19,6 +19,7 @@ from interview.domain import (
     OPEN_STATUSES,
     ConnectionState,
     EndReason,
+    Interruption,
     Role,
     SessionStatus,
     TurnKind,
@@ -221,11 +222,18 @@ class InterviewService:
         started_at: datetime,
         ended_at: datetime,
         on_text: TextSink | None = None,
+        continues: bool = False,
     ) -> AnswerOutcome:
         """Record a transcribed spoken answer with its speech timings, and the reply.
 
         `on_text` receives the reply's words as they are generated, before they are committed.
+        `continues`: the candidate went on after their answer seemed to end, and the reply to
+        it was withdrawn: these words join that answer, which is answered again whole.
         """
+        if continues:
+            return await self._continue_answer(
+                session_id, text.strip(), ended_at=ended_at, on_text=on_text
+            )
         return await self._record_answer(
             session_id,
             text.strip(),
@@ -234,6 +242,59 @@ class InterviewService:
             ended_at=ended_at,
             on_text=on_text,
         )
+
+    async def interrupt_line(
+        self, session_id: str, index: int, *, heard: str, interruption: Interruption
+    ) -> None:
+        """The interviewer's line `index` was cut: keep what the candidate heard of it."""
+        async with self._lock(session_id):
+            turns = await self.store.list_turns(session_id)
+            turn = next((t for t in turns if t.index == index), None)
+            if turn is None or turn.role != Role.interviewer or turn.interruption is not None:
+                return
+            values: dict[str, Any] = {
+                "text": heard,
+                "planned_text": turn.text,
+                "interruption": interruption,
+            }
+            await self.store.update_turn(session_id, index, **values)
+            turn.text, turn.planned_text, turn.interruption = heard, turn.text, interruption
+        log.info(
+            "line_interrupted",
+            session_id=session_id,
+            index=index,
+            interruption=interruption.value,
+            heard_words=len(heard.split()),
+            planned_words=len((turn.planned_text or "").split()),
+        )
+        self._publish_turn(turn)
+
+    async def check_in(self, session_id: str, text: str) -> TurnRow | None:
+        """A gentle word after a long silence; None when the session has moved on meanwhile
+        (it ended, or its latest turn is no longer the interviewer's question)."""
+        async with self._lock(session_id):
+            current = await self.store.get_session(session_id)
+            if current is None or current.status not in OPEN_STATUSES or self._due(current):
+                return None
+            turns = await self.store.list_turns(session_id)
+            last = turns[-1] if turns else None
+            if last is None or last.kind not in (TurnKind.question, TurnKind.follow_up):
+                return None
+            now = self.clock()
+            turn = TurnRow(
+                session_id=session_id,
+                index=len(turns),
+                role=Role.interviewer,
+                kind=TurnKind.check_in,
+                text=text,
+                source=TurnSource.voice,
+                question_index=current.question_index,
+                started_at=now,
+                ended_at=now,
+            )
+            await self.store.add_turn(turn)
+        self._publish_turn(turn)
+        return turn
 
     async def record_reply_timing(
         self,
@@ -294,11 +355,95 @@ class InterviewService:
         return row.voice or self.plans.get(row.plan_id).voice
 
     async def current_line(self, session_id: str) -> TurnRow | None:
-        """The interviewer's latest line: what a (re)connected candidate should hear."""
+        """The interviewer's latest line: what a (re)connected candidate should hear (whole,
+        even if it was cut; a check-in or a withdrawn reply is not repeated)."""
         for turn in reversed(await self.store.list_turns(session_id)):
-            if turn.role == Role.interviewer:
+            if (
+                turn.role == Role.interviewer
+                and turn.kind != TurnKind.check_in
+                and turn.interruption != Interruption.withdrawn
+            ):
+                if turn.planned_text is not None:
+                    return TurnRow(
+                        session_id=turn.session_id,
+                        index=turn.index,
+                        role=turn.role,
+                        kind=turn.kind,
+                        text=turn.planned_text,
+                        source=turn.source,
+                        question_index=turn.question_index,
+                        started_at=turn.started_at,
+                        ended_at=turn.ended_at,
+                    )
                 return turn
         return None
+
+    async def _continue_answer(
+        self, session_id: str, more: str, *, ended_at: datetime, on_text: TextSink | None
+    ) -> AnswerOutcome:
+        """Join `more` to the latest answer, whose reply was withdrawn, and reply again."""
+        async with self._lock(session_id):
+            current = await self.store.get_session(session_id)
+            if current is None:
+                raise SessionNotFound(session_id)
+            if current.status not in OPEN_STATUSES:
+                raise SessionClosed(current.status)
+            turns = list(await self.store.list_turns(current.id))
+            answer = next((t for t in reversed(turns) if t.role == Role.candidate), None)
+            after = [t for t in turns if answer is not None and t.index > answer.index]
+            joinable = bool(after) and all(t.interruption == Interruption.withdrawn for t in after)
+        if answer is None or not joinable:
+            # Nothing to join (the reply was not withdrawn after all): an answer of its own.
+            if not more:
+                raise InvalidAnswer("text must not be empty")
+            return await self._record_answer(
+                session_id,
+                more,
+                source=TurnSource.voice,
+                started_at=ended_at,
+                ended_at=ended_at,
+                on_text=on_text,
+            )
+        answer_text = " ".join(part for part in (answer.text, more) if part)
+        async with self._lock(session_id):
+            # The session's place in the plan goes back to where the answer left it.
+            follow_ups = sum(
+                1
+                for t in turns
+                if t.kind == TurnKind.follow_up
+                and t.question_index == answer.question_index
+                and t.index < answer.index
+                and t.interruption != Interruption.withdrawn
+            )
+            question_index = answer.question_index or 0
+            await self.store.update_turn(
+                session_id, answer.index, text=answer_text, ended_at=ended_at
+            )
+            await self.store.update_session(
+                session_id, question_index=question_index, follow_ups_used=follow_ups
+            )
+            answer.text, answer.ended_at = answer_text, ended_at
+            current.question_index, current.follow_ups_used = question_index, follow_ups
+            log.info(
+                "answer_continued",
+                session_id=session_id,
+                index=answer.index,
+                words=len(answer_text.split()),
+            )
+            self._publish_turn(answer)
+            plan = self.plans.get(current.plan_id)
+            reply = await self.interviewer.reply(
+                self._state(current, plan, turns), answer_text, on_text
+            )
+            self._note_interviewer(current.id, reply, turns)
+            interviewer = await self._commit_interviewer_turn(
+                current, reply, index=len(turns), at=self.clock()
+            )
+            if reply.closes:
+                await self._end(current.id, SessionStatus.ended, EndReason.plan_finished)
+            refreshed = await self.store.get_session(current.id)
+            assert refreshed is not None
+            return AnswerOutcome(answer, interviewer, refreshed)
 
     async def _record_answer(
         self,
@@ -403,7 +548,17 @@ class InterviewService:
             question_index=row.question_index,
             follow_ups_used=row.follow_ups_used,
             elapsed_seconds=self._elapsed(row),
-            history=tuple(PastTurn(role=t.role, text=t.text) for t in turns),
+            # A withdrawn line was never really said; a check-in moves nothing.
+            history=tuple(
+                PastTurn(
+                    role=t.role,
+                    text=t.text,
+                    interrupted=t.interruption is not None,
+                    planned_text=t.planned_text,
+                )
+                for t in turns
+                if t.interruption != Interruption.withdrawn and t.kind != TurnKind.check_in
+            ),
         )
 
     @staticmethod

@@ -15,12 +15,17 @@ class InterviewerAction(StrEnum):
     question = "question"
     follow_up = "follow_up"
     close = "close"
+    # The line the candidate cut, said again (they asked, or heard none of it).
+    repeat = "repeat"
 
 
 @dataclass(frozen=True)
 class PastTurn:
     role: str
     text: str
+    # An interviewer line the candidate cut: `text` is what they heard of `planned_text`.
+    interrupted: bool = False
+    planned_text: str | None = None
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,16 @@ def build_messages(state: InterviewState, answer: str) -> list[ChatCompletionMes
     system: ChatCompletionSystemMessageParam = {"role": "system", "content": system_prompt(state)}
     turns: list[tuple[_Role, str]] = []
     for turn in state.history:
-        if turn.role == "interviewer":
+        if turn.role == "interviewer" and turn.interrupted:
+            # The model must know what the candidate did not hear.
+            turns.append(
+                (
+                    "assistant",
+                    f"{turn.text} [the candidate interrupted here; not heard: "
+                    f"{_unheard(turn.text, turn.planned_text)}]",
+                )
+            )
+        elif turn.role == "interviewer":
             turns.append(("assistant", turn.text))
         else:
             turns.append(("user", candidate_section(turn.text)))
@@ -209,3 +218,11 @@ _ACTION_HELP = {
     TurnAction.close: "thank the candidate, say the interview is over and that the team will be "
     "in touch, and say goodbye",
 }
+
+
+def _unheard(heard: str, planned: str | None) -> str:
+    """The words of `planned` after what was `heard` of it."""
+    if not planned:
+        return ""
+    words, heard_words = planned.split(), heard.split()
+    return " ".join(words[len(heard_words) :]) or "(nothing)"

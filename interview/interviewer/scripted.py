@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 from interview.config import InterviewerEngine
 from interview.interviewer.base import (
     LINE_COMPLETE,
     InterviewerAction,
     InterviewerReply,
     InterviewState,
+    PastTurn,
     TextSink,
+)
+
+# What a candidate says when they did not catch the question.
+_ASKS_TO_REPEAT = re.compile(
+    r"\b(repeat|again|pardon|come again|say that|didn'?t (catch|hear|get)|missed (it|that))\b",
+    re.IGNORECASE,
 )
 
 _ACKNOWLEDGEMENTS = (
@@ -64,6 +73,15 @@ class ScriptedInterviewer:
         return reply
 
     def decide(self, state: InterviewState, answer: str) -> InterviewerReply:
+        cut = _cut_line(state)
+        if cut is not None and (_ASKS_TO_REPEAT.search(answer) or not cut.text.strip()):
+            # "Sorry, could you repeat that?" over the question: say it again, whole.
+            return InterviewerReply(
+                text=f"Of course. {cut.planned_text or cut.text}",
+                action=InterviewerAction.repeat,
+                question_index=state.question_index,
+                follow_ups_used=state.follow_ups_used,
+            )
         plan = state.plan
         question = plan.questions[state.question_index]
         over_time = state.elapsed_seconds >= plan.time_budget_minutes * 60
@@ -91,3 +109,11 @@ class ScriptedInterviewer:
             question_index=next_index,
             follow_ups_used=0,
         )
+
+
+def _cut_line(state: InterviewState) -> PastTurn | None:
+    """The interviewer's line just before the answer, if the candidate cut it."""
+    for turn in reversed(state.history):
+        if turn.role == "interviewer":
+            return turn if turn.interrupted else None
+    return None

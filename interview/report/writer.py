@@ -10,7 +10,13 @@ from typing import Literal
 
 import structlog
 
-from interview.domain import ENDED_STATUSES, OPEN_STATUSES, ReportStatus
+from interview.domain import (
+    ENDED_STATUSES,
+    OPEN_STATUSES,
+    Interruption,
+    ReportStatus,
+    TurnKind,
+)
 from interview.events import Event, EventBus, ResultsChanged, StatusChanged
 from interview.plans import InterviewPlan, PlanCatalog
 from interview.report.evaluation import EvaluationFailed, LLMEvaluator
@@ -94,7 +100,12 @@ class ReportWriter:
             row = await self.store.get_session(session_id)
             if row is None:
                 return
-            turns = await self.store.list_turns(session_id)
+            # A withdrawn reply was never said (the answer went on); a check-in moves nothing.
+            turns = [
+                t
+                for t in await self.store.list_turns(session_id)
+                if t.interruption != Interruption.withdrawn and t.kind != TurnKind.check_in
+            ]
             plan = self.plans.get(row.plan_id)
             report = build_report(plan, row, turns, now=self.clock())
             if self.evaluator is not None:

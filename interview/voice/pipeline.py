@@ -3,6 +3,10 @@
   end of answer -> speech-to-text -> commit the answer -> interviewer -> commit its line
                 -> text-to-speech sentence by sentence -> audio frames to the candidate
 
+A line cut by the candidate is stored as far as it was heard; a reply withdrawn because the
+answer went on is replaced by the reply to the whole answer; a long silence after a question
+gets one gentle check-in.
+
 Model calls run in a small thread pool sized for the cores, never on the event loop, so one
 session's transcription does not freeze another's audio.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,15 +37,28 @@ from interview.events import (
 from interview.sessions import AnswerOutcome, InterviewService, SessionClosed
 from interview.speech.stack import LoadState, SpeechStack
 from interview.store import TurnRow
-from interview.voice.listener import Listener
+from interview.voice.floor import Floor, FloorState
+from interview.voice.listener import BargeInOptions, EndOfTurnPolicy, Listener
 from interview.voice.rtc import Close, Output
+from interview.voice.speaker import LinePlayer
 from interview.voice.streamed_line import StreamedLine
 from interview.voice.turn_detector import DetectorOptions, TurnDetector, TurnEvent
 
 log = structlog.get_logger(__name__)
 
-# Longest a piece is held back waiting for the next one to be synthesized.
-MAX_HOLD_SECONDS = 3.0
+# How often a check-in wait looks for the candidate's first word.
+CHECK_IN_POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class ConversationOptions:
+    """How the interviewer takes turns (Settings tune it)."""
+
+    detector: DetectorOptions = field(default_factory=DetectorOptions)
+    barge_in: BargeInOptions = field(default_factory=BargeInOptions)
+    # Silence after a question before the interviewer checks in, once; 0 never checks in.
+    check_in_after: float = 10.0
+    check_in_line: str = "Take your time; tell me when you're ready."
 
 
 class VoicePipeline:
@@ -49,12 +67,14 @@ class VoicePipeline:
         service: InterviewService,
         speech: SpeechStack,
         events: EventBus,
-        options: DetectorOptions,
+        policy: EndOfTurnPolicy,
+        options: ConversationOptions | None = None,
     ) -> None:
         self.service = service
         self.speech = speech
         self.events = events
-        self.options = options
+        self.policy = policy
+        self.options = options or ConversationOptions()
         self._tasks: set[asyncio.Task[Any]] = set()
         events.add_listener(self._on_event)
 
@@ -63,28 +83,37 @@ class VoicePipeline:
     def listener_for(self, session_id: str) -> Listener:
         """The ear of a new connection of `session_id`."""
         engines = self.speech.engines
+        compute = self.speech.compute
+        turn_model = getattr(engines, "turn", None)
         return Listener(
             session_id,
-            TurnDetector(engines.vad.stream(), self.options),
-            transcribe=lambda audio: self.speech.compute.submit(engines.stt.transcribe, audio),
+            TurnDetector(engines.vad.stream(), self.options.detector),
+            transcribe=lambda audio: compute.submit(engines.stt.transcribe, audio),
             notify=self._heard,
+            policy=self.policy,
+            judge=None
+            if turn_model is None
+            else (lambda audio: compute.submit(turn_model.probability, audio)),
+            floor=Floor(),
+            options=self.options.barge_in,
         )
 
     async def greet(self, session_id: str, listener: Listener) -> AsyncIterator[Output]:
         """Speak the interviewer's current line as soon as the connection is up."""
-        async for output in self._guarded(session_id, self._greet(session_id)):
+        async for output in self._guarded(session_id, listener, self._greet(session_id, listener)):
             yield output
 
     async def reply(self, session_id: str, listener: Listener) -> AsyncIterator[Output]:
         """Answer the candidate's answer that `listener` has just ended."""
-        async for output in self._guarded(session_id, self._reply(session_id, listener)):
+        async for output in self._guarded(session_id, listener, self._reply(session_id, listener)):
             yield output
 
     async def _guarded(
-        self, session_id: str, outputs: AsyncIterator[Output]
+        self, session_id: str, listener: Listener, outputs: AsyncIterator[Output]
     ) -> AsyncIterator[Output]:
         # A failing model or database must not take the connection down silently: the
         # client hears nothing more for this turn, but is told why and can go on.
+        listener.floor.bind(asyncio.get_running_loop())
         try:
             async for output in outputs:
                 yield output
@@ -97,8 +126,10 @@ class VoicePipeline:
                     reason=type(exc).__name__,
                 ),
             )
+        finally:
+            listener.floor.done()
 
-    async def _greet(self, session_id: str) -> AsyncIterator[Output]:
+    async def _greet(self, session_id: str, listener: Listener) -> AsyncIterator[Output]:
         try:
             row = await self.service.open_session(session_id)
         except (SessionClosed, SessionNotFound):
@@ -108,19 +139,22 @@ class VoicePipeline:
         line = await self.service.current_line(session_id)
         if line is not None:
             spoken = StreamedLine.of(self.speech.cache, voice, line.text)
-            async for frame in self._speak(session_id, spoken, lambda: _known(line), heard_at=None):
+            async for frame in self._speak(
+                session_id, listener, spoken, lambda: _known(line), heard_at=None
+            ):
                 yield frame
         await self._prefetch_next(session_id, voice)
 
     async def _reply(self, session_id: str, listener: Listener) -> AsyncIterator[Output]:
         turn = listener.last_turn
+        continues = listener.last_turn_continues
         if turn is None:
             return
         self.events.publish(session_id, CandidateChanged(state=CandidateState.transcribing))
         marks = {"end_of_turn": time.time()}
         text = await listener.transcript(turn)
         marks["stt"] = time.time()
-        if not text:
+        if not text and not continues:
             # Noise or a cough: nothing to answer, and nothing worth storing.
             self.events.publish(session_id, CandidateChanged(state=CandidateState.nothing_heard))
             return
@@ -140,13 +174,18 @@ class VoicePipeline:
                 started_at=_utc(turn.speech_started),
                 ended_at=_utc(turn.speech_ended),
                 on_text=line.add,
+                continues=continues,
             )
         )
         answering.add_done_callback(lambda task: _settle(line, task))
         first = True
         try:
             async for frame in self._speak(
-                session_id, line, lambda: _interviewer_turn(answering), heard_at=turn.speech_ended
+                session_id,
+                listener,
+                line,
+                lambda: _interviewer_turn(answering),
+                heard_at=turn.speech_ended,
             ):
                 if first:
                     first = False
@@ -194,48 +233,43 @@ class VoicePipeline:
     async def _speak(
         self,
         session_id: str,
+        listener: Listener,
         line: StreamedLine,
         spoken_turn: Callable[[], Awaitable[TurnRow]],
         heard_at: float | None,
     ) -> AsyncIterator[Output]:
         cache = self.speech.cache
-        started: datetime | None = None
+        player = LinePlayer(
+            line,
+            listener.floor,
+            cache.sample_rate,
+            lambda state: self._speaking(session_id, state),
+            reply=heard_at is not None,
+            estimated_seconds=cache.estimated_seconds,
+        )
         latency_ms: int | None = None
-        seconds = 0.0
-        plays_until = 0.0  # wall-clock when the audio handed out so far will have played
-        k = 0
-        while (piece := await line.wait_for(k)) is not None:
-            _text, future = piece
-            # Shielded: a reply cut short must not cancel audio the cache shares with others.
-            was_ready = future.done()
-            audio = await asyncio.shield(future)
-            piece_seconds = len(audio) / cache.sample_rate
-            # The first piece of a reply is never held: the candidate is waiting in silence,
-            # and a pause after an opening "Thank you." sounds natural (benchmarks/README.md).
-            answering = heard_at is not None and k == 0
-            if line.next_ready(k) is False and not answering:
-                # Hold this piece back just long enough that the next one is likely ready
-                # before it has played out: a later start sounds better than a gap mid-line.
-                following = line.pieces[k + 1]
-                queued = max(plays_until - time.time(), 0.0) + piece_seconds
-                shortfall = cache.estimated_seconds(following[0]) - queued
-                if shortfall > 0:
-                    await asyncio.wait([following[1]], timeout=min(shortfall, MAX_HOLD_SECONDS))
-            k += 1
-            plays_until = max(plays_until, time.time()) + piece_seconds
-            if started is None:
-                started = datetime.now(UTC)
-                log.info("first_audio", session_id=session_id, cached=was_ready)
-                if heard_at is not None:
-                    latency_ms = round((time.time() - heard_at) * 1000)
-                # A streamed line is not committed yet, so its index may not be known here.
-                self.events.publish(session_id, InterviewerSpeaking(state=SpeakingState.started))
-            seconds += piece_seconds
-            yield (cache.sample_rate, audio.reshape(1, -1))
+        async for output in player.play():
+            if latency_ms is None and heard_at is not None and not isinstance(output, Close):
+                latency_ms = round((time.time() - heard_at) * 1000)
+            yield output
+        playback = player.playback
         turn = await spoken_turn()
-        if started is None:
+        if playback.cut is not None:
+            await self.service.interrupt_line(
+                session_id, turn.index, heard=playback.heard_text, interruption=playback.cut
+            )
+            log.info(
+                "line_interrupted",
+                session_id=session_id,
+                index=turn.index,
+                interruption=playback.cut.value,
+                heard_seconds=round(playback.seconds, 2),
+            )
             return
-        ended = datetime.fromtimestamp(started.timestamp() + seconds, UTC)
+        if playback.started_at is None:
+            return
+        started = datetime.fromtimestamp(playback.started_at, UTC)
+        ended = datetime.fromtimestamp(playback.started_at + playback.seconds, UTC)
         if turn.source != TurnSource.voice:
             # First time this line is heard; repeating it after a reconnect keeps the record.
             await self.service.record_reply_timing(
@@ -246,7 +280,7 @@ class VoicePipeline:
             InterviewerSpeaking(
                 state=SpeakingState.queued,
                 index=turn.index,
-                seconds=round(seconds, 2),
+                seconds=round(playback.seconds, 2),
                 latency_ms=latency_ms,
             ),
         )
@@ -254,15 +288,60 @@ class VoicePipeline:
             "reply_spoken",
             session_id=session_id,
             index=turn.index,
-            audio_seconds=round(seconds, 2),
+            audio_seconds=round(playback.seconds, 2),
             latency_ms=latency_ms,
         )
-        # Stay "responding" until the line has played: the candidate is not listened to
-        # meanwhile, so the interviewer's own voice (echo) is never taken for an answer. A
-        # closing line's Close follows only then, so its last words are heard.
-        await asyncio.sleep(max(0.0, plays_until - time.time()))
         if turn.kind == TurnKind.close:
+            # Only once the line has played, so its last words are heard.
             yield Close("the interview is complete")
+            return
+        if turn.kind in (TurnKind.question, TurnKind.follow_up):
+            async for output in self._check_in(session_id, listener, line.voice):
+                yield output
+
+    async def _check_in(
+        self, session_id: str, listener: Listener, voice: str | None
+    ) -> AsyncIterator[Output]:
+        """After a question, wait for the candidate's first word; after a long silence, check
+        in gently, once."""
+        wait = self.options.check_in_after
+        if wait <= 0:
+            return
+        asked = time.monotonic()
+        floor = listener.floor
+        while time.monotonic() - asked < wait:
+            heard = listener.last_onset_at
+            if (heard is not None and heard >= asked) or listener.detector.speaking:
+                return  # the candidate is answering: the floor is theirs
+            if floor.state is not FloorState.speaking and floor.state is not FloorState.listening:
+                return
+            await asyncio.sleep(CHECK_IN_POLL_SECONDS)
+        turn = await self.service.check_in(session_id, self.options.check_in_line)
+        if turn is None:
+            return
+        log.info("checked_in", session_id=session_id, index=turn.index, after_seconds=wait)
+        spoken = StreamedLine.of(self.speech.cache, voice, turn.text)
+        player = LinePlayer(
+            spoken,
+            floor,
+            self.speech.cache.sample_rate,
+            lambda state: self._speaking(session_id, state),
+            reply=False,
+        )
+        async for output in player.play():
+            yield output
+        if player.playback.cut is not None:
+            await self.service.interrupt_line(
+                session_id,
+                turn.index,
+                heard=player.playback.heard_text,
+                interruption=player.playback.cut,
+            )
+
+    def _speaking(self, session_id: str, state: SpeakingState) -> None:
+        if state is SpeakingState.started:
+            log.info("first_audio", session_id=session_id)
+        self.events.publish(session_id, InterviewerSpeaking(state=state))
 
     async def _prefetch_next(self, session_id: str, voice: str | None) -> None:
         for line in await self.service.anticipated_lines(session_id):

@@ -21,8 +21,11 @@ contract test in tests/voice/test_rtc_contract.py so that an upgrade fails there
 - `ReplyOnPause`: `copy()` makes each connection's handler; `process_audio(audio, state)` may
   set `state.stream` and `state.pause_detected` to hand over a finished turn; `emit()` returns
   None at once while no turn is pending (it is called again immediately, so we wait on
-  `self.event` first); `receive()` drops audio while the handler responds (no barge-in);
-  `reset()` ends a reply; `startup_fn` runs once per connection and is spoken like a reply.
+  `self.event` first); `receive()` is replaced (ours hears the candidate while the handler
+  responds, for barge-in) and sets `self.event` itself; `reset()` ends a reply and clears
+  `state` and `event`, so an answer that ended during the reply is handed over again after it;
+  `clear_queue()` drops the audio queued for sending; `startup_fn` runs once per connection and
+  is spoken like a reply.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ class Ear(Protocol):
         ...
 
     def reset(self) -> None:
-        """Forget the answer in progress (e.g. audio heard while the interviewer spoke)."""
+        """Forget the answer in progress."""
         ...
 
 
@@ -90,7 +93,13 @@ class Close:
     reason: str
 
 
-Output = Frame | Close
+@dataclass(frozen=True)
+class Hush:
+    """Yielded by a reply to drop the audio queued for sending but not yet sent (the candidate
+    started speaking over it)."""
+
+
+Output = Frame | Close | Hush
 # A connection's reply to a finished answer (or its greeting): what to send, in order.
 Speaker = Callable[[str, EarT], AsyncIterator[Output]]
 
@@ -396,13 +405,14 @@ def _define_handler() -> type:
             self.ear = ear
             # When the candidate's audio last arrived (monotonic), None before the first frame.
             self.last_frame_at: float | None = None
+            # An answer that ended while a reply was still going: handed over after it.
+            self._pending_answer = False
             super().__init__(
                 self._on_answer,
                 startup_fn=self._on_start,
                 algo_options=AlgoOptions(),
-                # The candidate is not heard while the interviewer speaks: in a browser the
-                # interviewer's own voice would be taken for an answer wherever echo
-                # cancellation falls short.
+                # Never fastrtc's own interruption (it would close the reply at any pause):
+                # our receive() hears the candidate throughout, and the Ear decides.
                 can_interrupt=False,
                 output_sample_rate=host._output_rate,
                 input_sample_rate=host._input_rate,
@@ -417,7 +427,9 @@ def _define_handler() -> type:
             # A browser sends audio every 20 ms while connected, muted or not: audio that stops
             # means the page or its network is gone, long before ICE gives up (~30 s).
             self.last_frame_at = time.monotonic()
-            super().receive(frame)
+            self.process_audio(frame, self.state)
+            if self.state.pause_detected:
+                self.event.set()
 
         def process_audio(self, audio: tuple[int, NDArray[np.int16]], state: Any) -> None:
             rate, samples = audio
@@ -425,15 +437,24 @@ def _define_handler() -> type:
                 raise ValueError(f"expected {self.host._input_rate} Hz input, got {rate}")
             state.sampling_rate = rate
             if self.ear is not None and self.ear.hear(np.squeeze(samples)):
-                # The Ear keeps the answer; fastrtc only needs to know that one ended.
-                state.stream = np.zeros((1, 1), dtype=np.int16)
-                state.pause_detected = True
+                if state.responding:
+                    # The reply in progress is ending (the candidate took the floor): this
+                    # answer's reply comes once it has.
+                    self._pending_answer = True
+                else:
+                    self._hand_over(state)
+
+        def _hand_over(self, state: Any) -> None:
+            # The Ear keeps the answer; fastrtc only needs to know that one ended.
+            state.stream = np.zeros((1, 1), dtype=np.int16)
+            state.pause_detected = True
 
         def reset(self) -> None:
-            # The Ear first: once super() clears `responding`, receive() feeds it again.
-            if self.ear is not None:
-                self.ear.reset()
             super().reset()
+            if self._pending_answer:
+                self._pending_answer = False
+                self._hand_over(self.state)
+                self.event.set()
 
         def emit(self) -> Any:
             if not self.event.is_set():
@@ -453,6 +474,9 @@ def _define_handler() -> type:
             if self.session_id is None or self.ear is None:
                 return
             async for output in speaker(self.session_id, self.ear):
+                if isinstance(output, Hush):
+                    self.clear_queue()
+                    continue
                 if isinstance(output, Close):
                     self.host.close_soon(self.session_id)
                     yield CloseStream(output.reason)

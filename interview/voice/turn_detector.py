@@ -21,6 +21,9 @@ from interview.speech.vad import FRAME_SECONDS, SAMPLE_RATE, VadStream
 
 
 class TurnEvent(Enum):
+    # The first moment of speech (onset_speech of it): enough to make a speaking interviewer
+    # hold, not yet enough to count as an answer.
+    onset = "onset"
     speech_started = "speech_started"
     pause = "pause"  # long enough to transcribe what came before, too short to end the turn
     resumed = "resumed"  # speech again after a pause: the answer goes on
@@ -37,6 +40,7 @@ class DetectorOptions:
     # finished sooner.
     end_silence: float = 2.5
     start_speech: float = 0.2  # speech needed before a turn counts as started
+    onset_speech: float = 0.096  # three of silero's 32 ms frames
     # Silence after which the answer so far is judged, and its last stretch transcribed.
     decide_after: float = 0.25
     max_turn: float = 120.0
@@ -66,6 +70,7 @@ class TurnDetector:
         self._silence = 0.0
         self._started = False
         self._paused = False
+        self._onset = False
         self.end_silence = self.options.end_silence
         self._first_speech_sample: int | None = None
         self._last_speech_end_sample = 0
@@ -73,6 +78,11 @@ class TurnDetector:
     @property
     def speaking(self) -> bool:
         return self._started
+
+    @property
+    def speech_seconds(self) -> float:
+        """Speech heard in the turn so far (its speech frames, pauses not counted)."""
+        return self._speech_frames * FRAME_SECONDS
 
     @property
     def silence(self) -> float:
@@ -84,8 +94,15 @@ class TurnDetector:
         has); speech before then resumes the answer and restores the patient fallback."""
         self.end_silence = seconds
 
-    def feed(self, samples: NDArray[np.int16], now: float | None = None) -> TurnEvent | None:
-        """Add 16 kHz audio received at wall-clock `now`; report what changed, if anything."""
+    def feed(
+        self, samples: NDArray[np.int16], now: float | None = None, *, mute: bool = False
+    ) -> TurnEvent | None:
+        """Add 16 kHz audio received at wall-clock `now`; report what changed, if anything.
+
+        `mute` counts these samples as silence whatever the VAD says (the echo of the
+        interviewer's own voice); they are still kept, and still go through the VAD, whose
+        state follows the audio.
+        """
         now = time.time() if now is None else now
         samples = np.asarray(samples, dtype=np.int16).reshape(-1)
         self._chunks.append(samples)
@@ -96,7 +113,7 @@ class TurnDetector:
             # Within an answer a lower bar counts as speech (silero's own hysteresis): the
             # quiet onset of a word after a pause must not stretch the pause into an end.
             threshold = self.options.threshold - (HYSTERESIS if self._started else 0.0)
-            if probability >= threshold:
+            if probability >= threshold and not mute:
                 self._speech_frames += 1
                 self._silence = 0.0
                 if self._paused:
@@ -106,6 +123,13 @@ class TurnDetector:
                 if self._first_speech_sample is None:
                     self._first_speech_sample = start
                 self._last_speech_end_sample = frame_end
+                if (
+                    not self._onset
+                    and self._speech_frames * FRAME_SECONDS >= self.options.onset_speech
+                ):
+                    self._onset = True
+                    if not self._started:
+                        event = TurnEvent.onset
                 if (
                     not self._started
                     and self._speech_frames * FRAME_SECONDS >= self.options.start_speech
@@ -118,6 +142,7 @@ class TurnDetector:
                     # Stray blips before a real start do not accumulate into one.
                     if self._silence > self.options.start_speech:
                         self._speech_frames = 0
+                        self._onset = False
                         self._first_speech_sample = None
                     self._trim_pre_roll()
                     continue

@@ -55,6 +55,7 @@ class Run:
 
     events: list[tuple[float, TurnEvent]] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
+    onsets: list[float] = field(default_factory=list)  # kept apart: most tests are about turns
 
     def kinds(self) -> list[TurnEvent]:
         return [event for _at, event in self.events]
@@ -69,7 +70,9 @@ def feed(detector: TurnDetector, audio: Int16Array, start_chunk: int = 0) -> Run
     for i, offset in enumerate(range(0, len(audio), CHUNK), start=start_chunk):
         now = clock(i + 1)
         event = detector.feed(audio[offset : offset + CHUNK], now=now)
-        if event is not None:
+        if event is TurnEvent.onset:
+            run.onsets.append(now)
+        elif event is not None:
             run.events.append((now, event))
         if event is TurnEvent.turn_ended:
             run.turns.append(detector.take_turn(now=now))
@@ -339,7 +342,7 @@ def test_end_after_ends_this_pause_early_and_speech_restores_the_fallback(vad: S
         if event is TurnEvent.pause:
             assert detector.silence >= DetectorOptions().decide_after
             detector.end_after(0.5)
-        if event is not None:
+        if event not in (None, TurnEvent.onset):
             events.append((now, event))
         if event is TurnEvent.turn_ended:
             break
@@ -363,7 +366,7 @@ def test_speech_after_a_judged_pause_restores_the_patient_fallback(vad: SileroVA
             detector.end_after(1.0)  # longer than this pause: the candidate goes on first
         if event is TurnEvent.resumed:
             assert detector.end_silence == 2.5
-        if event is not None:
+        if event not in (None, TurnEvent.onset):
             kinds.append(event)
         if event is TurnEvent.turn_ended:
             break
@@ -374,3 +377,24 @@ def test_speech_after_a_judged_pause_restores_the_patient_fallback(vad: SileroVA
         TurnEvent.pause,
         TurnEvent.turn_ended,
     ]
+
+
+def test_the_onset_comes_within_0_15_s_of_speech_and_before_speech_started(vad: SileroVAD) -> None:
+    audio = audio16(1.0, speech16(ANSWER), 1.5)
+    run = feed(TurnDetector(vad.stream(), FIXED), audio)
+    start = bounds(audio)[0]
+    [onset] = run.onsets
+    [started] = run.times(TurnEvent.speech_started)
+    assert start < onset <= start + 0.15
+    assert onset < started
+
+
+def test_muted_audio_is_silence_to_the_detector(vad: SileroVAD) -> None:
+    audio = audio16(0.5, speech16(ANSWER), 1.5)
+    detector = TurnDetector(vad.stream(), FIXED)
+    events = [
+        detector.feed(audio[offset : offset + CHUNK], now=clock(i + 1), mute=True)
+        for i, offset in enumerate(range(0, len(audio), CHUNK))
+    ]
+    assert [event for event in events if event is not None] == []
+    assert detector.speech_seconds == 0
