@@ -14,6 +14,8 @@ import pytest
 from numpy.typing import NDArray
 
 from harness.speech_audio import resample, speech
+from interview.config import Settings
+from interview.speech.engines import build_engines
 from interview.speech.model_files import DOWNLOADS_DIR, SMART_TURN, ModelPaths, models_dir_from_env
 from interview.speech.turn import TURN_SAMPLE_RATE, TurnModel
 from interview.speech.turn.smart_turn import WINDOW, SmartTurn, window
@@ -196,3 +198,11 @@ def test_the_ordering_check_fails_for_broken_input(smart_turn: SmartTurn) -> Non
 
     for broken in (back_padded, reversed_in_time, silent):
         assert ordered(broken) < ORDERED_AT_LEAST, broken.__name__
+
+
+def test_the_speech_engines_load_it_from_the_model_files() -> None:
+    settings = Settings(models_dir=models_dir_from_env(), stt_engine="local", tts_engine="local")
+    engines = build_engines(settings)
+    assert isinstance(engines.turn, SmartTurn)
+    assert engines.turn.cache_key == f"smart-turn-v3.2|{SMART_TURN.sha256}"
+    assert 0.0 <= engines.turn.probability(speech16("Yes.")) <= 1.0
