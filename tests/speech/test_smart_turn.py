@@ -41,8 +41,8 @@ ANSWERS = (
 PAIRS = [(a.replace(" |", ""), a.split(" |")[0]) for a in ANSWERS]
 # Measured on this machine (espeak-ng en-us, 160 wpm, clips ending at their last audible sample):
 # 11 of the 12 finished sentences score above their unfinished halves. Broken inputs on the same
-# clips: padded at the back instead of the front 8, time-reversed 1, all zeros 0. Smart Turn
-# alone is weak on espeak-ng (issue 11): with 0.2 s of silence after the words, only 8 of 12.
+# clips: padded at the back (not the front) 8, time-reversed 1, all zeros 0. Smart Turn alone is
+# weak on espeak-ng (issue 11): with 0.2 s of silence after the words, 8 of 12.
 ORDERED_AT_LEAST = 10
 
 

@@ -87,6 +87,8 @@ class SmartTurn:
         return np.asarray(mel, dtype=np.float32)
 
     def probability(self, audio: NDArray[np.float32]) -> float:
+        # Safe from several threads at once: run() is thread-safe and the extractor keeps no
+        # state between calls.
         features = self.features(audio)[np.newaxis]
         (out,) = self._session.run(["logits"], {"input_features": features})
         return float(np.asarray(out).reshape(-1)[0])
