@@ -12,6 +12,7 @@ are ui/gradio_host.py's.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ import gradio as gr
 import structlog
 
 from interview.access import SessionNotFound
-from interview.domain import OPEN_STATUSES
+from interview.domain import OPEN_STATUSES, Interruption, Role
 from interview.events import (
     CandidateChanged,
     CandidateState,
@@ -36,7 +37,7 @@ from interview.report.writer import InterviewRunning, ResultsNotReady
 from interview.runtime import Runtime
 from interview.sessions import InvalidAnswer, SessionClosed
 from interview.speech.errors import UnknownVoice
-from interview.store import SessionRow
+from interview.store import SessionRow, TurnRow
 from ui.gradio_host import voice_component
 from ui.voice_signaling import GatewaySignaling
 
@@ -178,13 +179,7 @@ class DemoUI:
         page.seen_event = history[-1].id if history else None
         row = await self._session(page_key)
         turns = await self.runtime.service.transcript(row)
-        transcript = [
-            {
-                "role": "assistant" if t.role == "interviewer" else "user",
-                "content": t.text,
-            }
-            for t in turns
-        ]
+        transcript = [transcript_message(t) for t in turns]
         results = ""
         if row.status not in OPEN_STATUSES:
             results = await self._results(row)
@@ -250,7 +245,7 @@ class DemoUI:
             state = f"**Interview {row.status}**"
             if voice.state == "ready":
                 state += f" · voice {row.connection_state}"
-                activity = _activity(history)
+                activity = spoken_activity(history)
                 if activity:
                     state += f" · {activity}"
                 elif row.connection_state in ("none", "disconnected"):
@@ -269,7 +264,33 @@ class DemoUI:
         return state
 
 
-def _activity(history: list[Event]) -> str:
+# What the transcript adds after a line that was not heard whole.
+INTERRUPTION_MARKS = {
+    Interruption.barge_in: "*(interrupted)*",
+    Interruption.withdrawn: "*(withdrawn)*",
+}
+# Gradio's Chatbot renders Markdown: a turn's own words are shown as words.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_~\[\]<>#|])")
+
+
+def transcript_message(turn: TurnRow) -> dict[str, str]:
+    """One turn as a Chatbot message. A line the candidate cut shows the words played, "…" and
+    "(interrupted)"; a withdrawn one is struck through with "(withdrawn)": kept, not said. A
+    check-in is an ordinary interviewer line. The store holds one row per index, so a line
+    updated after it was cut replaces what the page showed at the next refresh."""
+    role = "assistant" if turn.role == Role.interviewer else "user"
+    if turn.interruption is None:
+        return {"role": role, "content": turn.text}
+    words = _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(turn.text.split()))
+    if turn.interruption == Interruption.barge_in:
+        # A line cut mid-sentence trails off; one cut before a word was played shows none.
+        shown = words.rstrip(" ,;:.…—-") + "…"
+    else:
+        shown = f"~~{words}~~" if words else ""
+    return {"role": role, "content": f"{shown} {INTERRUPTION_MARKS[turn.interruption]}".strip()}
+
+
+def spoken_activity(history: list[Event]) -> str:
     """The latest spoken activity: who is speaking, or whether the answer is being transcribed."""
     for event in reversed(history):
         body = event.body
@@ -280,11 +301,20 @@ def _activity(history: list[Event]) -> str:
                 CandidateState.nothing_heard: "nothing heard: please answer again",
             }[body.state]
         if isinstance(body, InterviewerSpeaking):
-            # "queued": the whole line is on its way to the browser; the answer comes next.
-            return "the interviewer is speaking" if body.state is SpeakingState.started else ""
+            return _SPEAKING_ACTIVITY.get(body.state, "")
         if isinstance(body, TurnCommitted | ConnectionChanged):
             return ""
     return ""
+
+
+_SPEAKING_ACTIVITY = {
+    SpeakingState.started: "the interviewer is speaking",
+    SpeakingState.resumed: "the interviewer is speaking",  # it was only an "mm-hm": it goes on
+    SpeakingState.paused: "the interviewer paused: you are speaking",
+    SpeakingState.interrupted: "the interviewer stopped: you have the floor",
+    # "queued": the whole line is on its way to the browser; the answer comes next.
+    SpeakingState.queued: "",
+}
 
 
 def theme() -> gr.themes.Base:

@@ -19,6 +19,7 @@ import {
   type SessionCredentials,
   type Turn,
 } from "./client";
+import { InterviewerLine, mergeTurns, orderedTurns, turnView } from "./transcript";
 
 export type Phase = "ready" | "connecting" | "live" | "ended" | "error";
 
@@ -143,7 +144,7 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
   const sessionRef = useRef<InterviewSession | null>(null);
   const audioRef = useRef<HTMLAudioElement | null>(null);
   const speakingTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
-  const speakingStarted = useRef(0);
+  const interviewerLine = useRef(new InterviewerLine());
   const endedRef = useRef(false);
   const phaseRef = useRef<Phase>("ready");
   const mountedRef = useRef(true);
@@ -160,12 +161,9 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
     [onPhaseChange],
   );
 
+  // A turn already shown is replaced (a line cut by the candidate comes again, marked so).
   const addTurns = useCallback((added: Turn[]) => {
-    setTurns((current) => {
-      const next = new Map(current);
-      for (const turn of added) next.set(turn.index, turn);
-      return next;
-    });
+    setTurns((current) => mergeTurns(current, added));
   }, []);
 
   const fetchResults = useCallback(
@@ -207,21 +205,24 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
             setSpeaker((s) => (s === "transcribing" || s === "nothing_heard" ? null : s));
           }
           break;
-        case "speaking":
-          if (event.state === "started") {
-            speakingStarted.current = Date.now();
+        case "speaking": {
+          // started/resumed: speaking; paused/interrupted: not any more (the candidate has the
+          // floor); queued: until the line has played.
+          const update = interviewerLine.current.on(event.state, event.seconds, Date.now());
+          if (update.indicator !== "keep" || update.offInMs !== null) {
             if (speakingTimer.current !== null) clearTimeout(speakingTimer.current);
-            setSpeaker("interviewer");
-          } else if (event.seconds !== undefined) {
-            // "queued": all of the line went out; it plays until start + its length.
-            const left = speakingStarted.current + event.seconds * 1000 - Date.now();
-            if (speakingTimer.current !== null) clearTimeout(speakingTimer.current);
+            speakingTimer.current = null;
+          }
+          if (update.indicator === "on") setSpeaker("interviewer");
+          else if (update.indicator === "off") setSpeaker((s) => (s === "interviewer" ? null : s));
+          if (update.offInMs !== null) {
             speakingTimer.current = setTimeout(
               () => setSpeaker((s) => (s === "interviewer" ? null : s)),
-              Math.max(0, left),
+              update.offInMs,
             );
           }
           break;
+        }
         case "candidate":
           setSpeaker(event.state === "speaking" ? "candidate" : event.state);
           break;
@@ -458,7 +459,7 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
     }
   }, []);
 
-  const ordered = useMemo(() => [...turns.values()].sort((a, b) => a.index - b.index), [turns]);
+  const ordered = useMemo(() => orderedTurns(turns), [turns]);
   const session = sessionRef.current;
   const hasSession = session !== null;
   const canType = hasSession && !endedRef.current && (phase === "live" || (phase === "error" && error !== null && SESSION_STILL_USABLE.has(error.kind)));
@@ -572,10 +573,7 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
           <h2 id={`${ids}-transcript`}>Transcript</h2>
           <ol aria-live="polite" aria-relevant="additions" data-testid="transcript">
             {ordered.map((turn) => (
-              <li key={turn.index} className={`spool-turn spool-turn-${turn.role}`} data-role={turn.role} data-source={turn.source}>
-                <span className="spool-who">{turn.role === "interviewer" ? "Interviewer" : "You"}</span>
-                <span className="spool-text">{turn.text}</span>
-              </li>
+              <TranscriptItem key={turn.index} turn={turn} />
             ))}
           </ol>
         </section>
@@ -605,6 +603,49 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
         <ResultsView results={results} onPrintable={() => void openPrintable()} printableNote={printable} />
       )}
     </section>
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transcript
+
+/** One turn. A line the candidate cut shows the words played, "…" and "(interrupted)"; a
+ * withdrawn line is struck through with "(withdrawn)": kept for the record, not said. */
+function TranscriptItem({ turn }: { turn: Turn }): ReactElement {
+  const view = turnView(turn);
+  const className = [
+    "spool-turn",
+    `spool-turn-${turn.role}`,
+    ...(view.interruption === null ? [] : [`spool-turn-${view.interruption.replace("_", "-")}`]),
+  ].join(" ");
+  const text =
+    view.interruption === "withdrawn" ? (
+      <del className="spool-text">{view.text}</del>
+    ) : (
+      <span className="spool-text">{view.text}</span>
+    );
+  return (
+    <li
+      className={className}
+      data-role={turn.role}
+      data-source={turn.source}
+      data-kind={turn.kind}
+      data-interruption={view.interruption ?? "none"}
+      {...(view.description === null ? {} : { title: view.description })}
+    >
+      <span className="spool-who">{turn.role === "interviewer" ? "Interviewer" : "You"}</span>
+      <span className="spool-line">
+        {text}
+        {view.marker !== null && (
+          <>
+            {" "}
+            <em className="spool-interruption" data-testid="interruption">
+              {view.marker}
+            </em>
+          </>
+        )}
+      </span>
+    </li>
   );
 }
 

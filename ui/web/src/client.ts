@@ -74,6 +74,12 @@ export interface SessionCredentials {
 
 // What the server streams on /events, as listeners get it (with the SSE id), plus what this
 // client adds about its own connection.
+//
+// A "turn" may come again for an index already seen (an interviewer line the candidate cut is
+// committed whole, then again with its `interruption` set): replace the turn, do not append
+// it (./transcript's mergeTurns). "speaking": started and resumed mean the interviewer is
+// heard; paused and interrupted that it is not (the candidate has the floor); queued that the
+// whole line is on its way (./transcript's InterviewerLine turns these into the indicator).
 export type InterviewEvent =
   | { type: "turn"; id?: string; turn: Turn }
   | { type: "status"; id?: string; status: SessionStatus; reason: EndReason | null }
@@ -476,7 +482,7 @@ export class InterviewSession {
       method: "POST",
       body: JSON.stringify({ text } satisfies Schemas["AnswerRequest"]),
     });
-    // The same turns also arrive as events; listeners dedupe by index.
+    // The same turns also arrive as events; listeners replace a turn by its index.
     this.emit({ type: "turn", turn: outcome.candidate_turn });
     this.emit({ type: "turn", turn: outcome.interviewer_turn });
     return outcome;

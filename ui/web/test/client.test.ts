@@ -14,6 +14,7 @@ import {
   type InterviewEvent,
   type SessionEvent,
 } from "../src/client";
+import { mergeTurns, orderedTurns, turnView } from "../src/transcript";
 
 // -- a fake server ------------------------------------------------------------------------
 
@@ -370,6 +371,58 @@ test("live events: parsed across chunks, resumed with Last-Event-ID, stopped aft
   assert.ok(first?.type === "turn" && first.turn.text === "Hello.");
   const status = events[2];
   assert.ok(status?.type === "status" && status.status === "ended" && status.reason === "candidate");
+});
+
+test("a line cut by the candidate: its turn comes again with the interruption, and the speaking states", async () => {
+  const line = {
+    type: "turn",
+    index: 2,
+    role: "interviewer",
+    kind: "question",
+    text: "Tell me about a project you are proud of.",
+    source: "voice",
+    question_index: 1,
+    started_at: "2026-01-05T10:00:00Z",
+    ended_at: "2026-01-05T10:00:04Z",
+  } as const;
+  const speaking = (state: "started" | "paused" | "interrupted"): SessionEvent => ({
+    ...speakingStarted,
+    state,
+  });
+  // The turn event published again once the line was cut; written out as JSON, since the
+  // fields it adds are the API's Turn's (interruption, planned_text).
+  const again = JSON.stringify({
+    ...line,
+    text: "Tell me about a project",
+    interruption: "barge_in",
+    planned_text: line.text,
+  });
+  const body =
+    sse(speaking("started"), { id: 1 }) +
+    sse(line, { id: 2 }) +
+    sse(speaking("paused"), { id: 3 }) +
+    sse(speaking("interrupted"), { id: 4 }) +
+    `id: 5\nevent: turn\ndata: ${again}\n\n` +
+    sse({ type: "results", status: "ready" }, { id: 6 });
+  const server = new FakeServer().on(
+    "GET",
+    "/events",
+    () => new Response(body, { status: 200, headers: { "Content-Type": "text/event-stream" } }),
+  );
+  const { session, events } = sessionOn(server);
+  session.startEvents();
+  await until("the results event", () => events.some((e) => e.type === "results"));
+  assert.deepEqual(
+    events.map((e) => (e.type === "speaking" ? `speaking:${e.state}` : e.type)),
+    ["speaking:started", "turn", "speaking:paused", "speaking:interrupted", "turn", "results"],
+  );
+  // Both turn events reach listeners (the client drops neither); the page keeps the last.
+  const turns = events.flatMap((e) => (e.type === "turn" ? [e.turn] : []));
+  const shown = orderedTurns(mergeTurns(new Map(), turns));
+  assert.equal(shown.length, 1);
+  assert.equal(shown[0]?.interruption, "barge_in");
+  assert.equal(shown[0]?.planned_text, line.text);
+  assert.equal(shown[0] && turnView(shown[0]).text, "Tell me about a project…");
 });
 
 test("a response that carried events is followed at once; an empty one waits for retry", async () => {
