@@ -167,6 +167,15 @@ class MicrophoneTrack(MediaStreamTrack):
         self.frames_sent = 0
         self.last_speech_sent_at: float | None = None
         self._stalled = asyncio.Event()
+        # What the speaker plays comes back into the microphone at this gain (0: a headset,
+        # or perfect echo cancellation), mixed into whatever is said.
+        self.echo_gain = 0.0
+        self._echo: list[npt.NDArray[np.int16]] = []
+
+    def play_back(self, samples: npt.NDArray[np.int16]) -> None:
+        """Audio the speaker played (48 kHz mono), to come back as echo."""
+        if self.echo_gain > 0:
+            self._echo.append(samples)
 
     @property
     def pending_seconds(self) -> float:
@@ -227,6 +236,17 @@ class MicrophoneTrack(MediaStreamTrack):
         return frame
 
     def _next_samples(self, now: float) -> npt.NDArray[np.int16]:
+        out = self._next_spoken(now)
+        if not self._echo:
+            return out
+        echo = np.concatenate(self._echo)
+        take, rest = echo[:FRAME_SAMPLES], echo[FRAME_SAMPLES:]
+        self._echo = [rest] if rest.size else []
+        mixed = out.astype(np.float32)
+        mixed[: take.size] += take.astype(np.float32) * self.echo_gain
+        return np.clip(mixed, -32768, 32767).astype(np.int16)
+
+    def _next_spoken(self, now: float) -> npt.NDArray[np.int16]:
         out = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         filled = 0
         while filled < FRAME_SAMPLES and self._queue:
@@ -554,6 +574,7 @@ class VoiceClient:
                 samples = _frame_to_mono(frame)
                 if self.sample_rate is None:
                     self.sample_rate = frame.sample_rate
+                self.microphone.play_back(resample(samples, frame.sample_rate, SAMPLE_RATE))
                 rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
                 self._frames.append(ReceivedFrame(arrived, samples, rms))
                 self._pcm_bytes += samples.nbytes

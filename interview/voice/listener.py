@@ -35,6 +35,10 @@ log = structlog.get_logger(__name__)
 MIN_STRETCH_SAMPLES = int(0.3 * SAMPLE_RATE)
 # The end-of-turn model reads at most the answer's last 8 s.
 JUDGED_SAMPLES = 8 * SAMPLE_RATE
+# Speech over the interviewer longer than this is never a backchannel.
+MAX_BACKCHANNEL_SECONDS = 1.2
+# Speech added after a backchannel was recognised that still lets it count as one.
+BACKCHANNEL_SLACK_SECONDS = 0.25
 # Short replies that keep the interviewer going: listening noises, not a request for the floor.
 BACKCHANNELS = frozenset(
     {
@@ -79,7 +83,8 @@ class FixedSilence:
 
 @dataclass(frozen=True)
 class BargeInOptions:
-    # Speech over the interviewer that abandons its line; shorter speech is judged by its words.
+    # Speech over the interviewer after which its words are judged (a backchannel resumes the
+    # line, anything else cuts it); shorter speech is judged at its pause.
     abandon_after_speech: float = 0.4
     # Speech within this long of a reply's first audio (or before it) continues the answer.
     repair_window: float = 1.5
@@ -127,6 +132,9 @@ class Listener:
         self._stretches: list[tuple[int, Future[str]]] = []
         self._judging: _Judging | None = None
         self._backchannel: Future[str] | None = None
+        # Speech seconds judged a backchannel so far (while the candidate was still speaking).
+        self._backchannel_until: float | None = None
+        self._backchannel_speech = 0.0
         self._continues = False
         # Monotonic time of the candidate's latest onset of speech.
         self.last_onset_at: float | None = None
@@ -149,7 +157,8 @@ class Listener:
                 self._on_onset()
             elif event is TurnEvent.speech_started:
                 self._stretches = []
-            elif event is TurnEvent.pause:
+            elif event is TurnEvent.pause and self.floor.state is not FloorState.paused:
+                # (While the line holds, the barge-in judgement transcribes what was said.)
                 self._start_stretch()
                 self._on_pause()
             elif event is TurnEvent.resumed:
@@ -207,49 +216,64 @@ class Listener:
                 self._continues = True
                 log.info("answer_resumed", session_id=self.session_id, during=state.value)
         elif state is FloorState.speaking and floor.pause():
-            self._backchannel = None
+            self._backchannel = self._backchannel_until = None
             log.info("barge_in_paused", session_id=self.session_id)
 
     def _judge_barge_in(self) -> None:
-        """While the line holds: real speech abandons it, a backchannel or a noise resumes it."""
+        """While the line holds: words that are not a backchannel abandon it; a backchannel or
+        a noise, once the candidate stops, resumes it."""
         detector = self.detector
-        if detector.speech_seconds >= self.options.abandon_after_speech:
-            self._abandon()
+        if detector.speech_seconds >= MAX_BACKCHANNEL_SECONDS:
+            self._abandon("(long speech)")
+            return
+        pausing = detector.silence >= detector.options.decide_after
+        judged = self._backchannel_until
+        if (
+            pausing
+            and judged is not None
+            and detector.speech_seconds - judged <= BACKCHANNEL_SLACK_SECONDS
+        ):
+            # Judged a backchannel while it was said, and little was added since.
+            self._resume("(backchannel)")
             return
         if self._backchannel is None:
-            if detector.silence >= detector.options.decide_after:
+            if pausing or detector.speech_seconds >= self.options.abandon_after_speech:
                 audio = detector.current_audio()
                 if not len(audio):
                     self._resume("")
                     return
                 self._backchannel = self._transcribe(to_float32(audio.copy()))
+                self._backchannel_speech = detector.speech_seconds
             return
-        if self._backchannel.done():
-            text = _safe_result(self._backchannel, "")
-            words = [w.strip(".,!?;:").lower() for w in text.split()]
-            words = [w for w in words if w]
-            if len(words) >= 2 and not all(w in BACKCHANNELS for w in words):
-                self._abandon()
-            elif len(words) == 1 and words[0] not in BACKCHANNELS:
-                self._abandon()  # "Sorry?", "Wait": a word that asks for the floor
-            else:
-                self._resume(text)
+        if not self._backchannel.done():
+            return
+        text = _safe_result(self._backchannel, "")
+        words = [w.strip(".,!?;:").lower() for w in text.split()]
+        words = [w for w in words if w]
+        if not all(_backchannel_word(w) for w in words) or len(words) > 2:
+            self._abandon(text)  # "Sorry?", "Wait", a real sentence: the floor is theirs
+        elif pausing:
+            self._resume(text)
+        else:
+            # Still speaking: a backchannel so far; resumed at the pause unless more follows.
+            self._backchannel = None
+            self._backchannel_until = self._backchannel_speech
 
-    def _abandon(self) -> None:
+    def _abandon(self, heard: str) -> None:
         self._backchannel = None
+        self._backchannel_until = None
         if self.floor.abandon(Interruption.barge_in):
-            log.info("barge_in_abandoned", session_id=self.session_id)
+            log.info("barge_in_abandoned", session_id=self.session_id, heard=heard)
 
     def _resume(self, heard: str) -> None:
         self._backchannel = None
+        self._backchannel_until = None
         if self.floor.resume():
             # The backchannel is not an answer: the next one starts afresh.
             self.reset()
             log.info("barge_in_resumed", session_id=self.session_id, heard=heard)
 
     def _on_pause(self) -> None:
-        if self.floor.state is FloorState.paused:
-            return  # judged as a barge-in, not as the end of an answer
         audio = self.detector.current_audio()
         probability = None
         if self._judge is not None and len(audio):
@@ -285,6 +309,11 @@ class Listener:
         if len(audio) - start >= MIN_STRETCH_SAMPLES:
             piece = to_float32(audio[start:].copy())
             self._stretches.append((len(audio), self._transcribe(piece)))
+
+
+def _backchannel_word(word: str) -> bool:
+    # Whisper spells humming many ways: "Mm-mm.", "Mhm", "Hmm-hmm", "Uh-huh".
+    return word in BACKCHANNELS or (len(word) <= 10 and set(word) <= set("mhu-"))
 
 
 def _safe_result(future: Future[T], default: D) -> T | D:

@@ -84,16 +84,14 @@ class VoicePipeline:
         """The ear of a new connection of `session_id`."""
         engines = self.speech.engines
         compute = self.speech.compute
-        turn_model = getattr(engines, "turn", None)
+        turn_model = engines.turn
         return Listener(
             session_id,
             TurnDetector(engines.vad.stream(), self.options.detector),
             transcribe=lambda audio: compute.submit(engines.stt.transcribe, audio),
             notify=self._heard,
             policy=self.policy,
-            judge=None
-            if turn_model is None
-            else (lambda audio: compute.submit(turn_model.probability, audio)),
+            judge=lambda audio: compute.submit(turn_model.probability, audio),
             floor=Floor(),
             options=self.options.barge_in,
         )
@@ -309,6 +307,8 @@ class VoicePipeline:
             return
         asked = time.monotonic()
         floor = listener.floor
+        # Ready before it is needed: synthesis takes a moment on a busy machine.
+        self.speech.cache.prefetch(self.options.check_in_line, voice)
         while time.monotonic() - asked < wait:
             heard = listener.last_onset_at
             if (heard is not None and heard >= asked) or listener.detector.speaking:

@@ -40,7 +40,7 @@ class DetectorOptions:
     # finished sooner.
     end_silence: float = 2.5
     start_speech: float = 0.2  # speech needed before a turn counts as started
-    onset_speech: float = 0.096  # three of silero's 32 ms frames
+    onset_speech: float = 0.064  # two of silero's 32 ms frames: soon enough to stop within 0.3 s
     # Silence after which the answer so far is judged, and its last stretch transcribed.
     decide_after: float = 0.25
     max_turn: float = 120.0

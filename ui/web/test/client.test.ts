@@ -343,6 +343,8 @@ test("live events: parsed across chunks, resumed with Last-Event-ID, stopped aft
       question_index: 0,
       started_at: "2026-01-05T10:00:00Z",
       ended_at: "2026-01-05T10:00:02Z",
+      interruption: null,
+      planned_text: null,
     },
     { id: 7, retry: 5 },
   );
@@ -384,13 +386,14 @@ test("a line cut by the candidate: its turn comes again with the interruption, a
     question_index: 1,
     started_at: "2026-01-05T10:00:00Z",
     ended_at: "2026-01-05T10:00:04Z",
+    interruption: null,
+    planned_text: null,
   } as const;
   const speaking = (state: "started" | "paused" | "interrupted"): SessionEvent => ({
     ...speakingStarted,
     state,
   });
-  // The turn event published again once the line was cut; written out as JSON, since the
-  // fields it adds are the API's Turn's (interruption, planned_text).
+  // The turn event published again once the line was cut.
   const again = JSON.stringify({
     ...line,
     text: "Tell me about a project",
