@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 from interview.config import Settings, SpeechEngine
 from interview.speech.fallback import FallbackSpeechToText, FallbackTextToSpeech
-from interview.speech.model_files import KOKORO_MODEL, ModelPaths
+from interview.speech.model_files import KOKORO_MODEL, SMART_TURN, ModelPaths
 from interview.speech.stt import SpeechToText
 from interview.speech.stt.local_whisper import LocalWhisper
 from interview.speech.tts import TextToSpeech
 from interview.speech.tts.kokoro import KokoroTTS
+from interview.speech.turn import TurnModel
+from interview.speech.turn.smart_turn import SmartTurn
 from interview.speech.vad import SileroVAD
 
 
@@ -20,12 +22,15 @@ class SpeechEngines:
     # With OpenAI chosen, a fallback engine that answers with the local one when it fails.
     stt: SpeechToText
     tts: TextToSpeech
+    # Whether the candidate has finished, from the audio of the answer so far.
+    turn: TurnModel
 
     def warmup(self) -> None:
         """Pay every first-call cost now, not in the first interview."""
         self.vad.warmup()
         self.stt.warmup()
         self.tts.warmup()
+        self.turn.warmup()
 
 
 def model_paths(settings: Settings) -> ModelPaths:
@@ -60,5 +65,8 @@ def build_engines(settings: Settings) -> SpeechEngines:
 
         tts = FallbackTextToSpeech(OpenAITextToSpeech(settings), tts)
     return SpeechEngines(
-        vad=SileroVAD(paths.silero_vad, threshold=settings.vad_threshold), stt=stt, tts=tts
+        vad=SileroVAD(paths.silero_vad, threshold=settings.vad_threshold),
+        stt=stt,
+        tts=tts,
+        turn=SmartTurn(paths.smart_turn, model_id=SMART_TURN.sha256),
     )

