@@ -45,7 +45,17 @@ AUXILIARIES = _words(
     "could may might must gonna wanna i've we've i'd we'd i'll we'll let's"
 )
 FILLERS = _words("um umm uh uhh er erm hmm mm like so")
-UNFINISHED_WORDS = CONJUNCTIONS | PREPOSITIONS | ARTICLES | POSSESSIVES | SUBJECTS | FILLERS
+# Adverbs that stand before the verb they qualify ("I usually [pause] ask them to...").
+PRE_VERB = _words("usually always often sometimes never just also probably generally typically")
+UNFINISHED_WORDS = (
+    CONJUNCTIONS | PREPOSITIONS | ARTICLES | POSSESSIVES | SUBJECTS | FILLERS | PRE_VERB
+)
+# "that" ends "I did that." but opens a clause after a copula or a verb of saying and knowing
+# ("What I learned is that [pause] ...").
+THAT_OPENERS = _words(
+    "is was are were be said say says think thought learned learnt realised realized knew "
+    "know mean means meant believe found noticed decided agreed saw showed so"
+)
 # An auxiliary ends a sentence right after its subject ("It was.", "We did."), and hardly ever
 # elsewhere ("The first thing I did was").
 PRONOUNS = _words("i we you they he she it that this there")
@@ -87,7 +97,10 @@ def text_verdict(text: str) -> Verdict:
         return Verdict.unsure
     last, before = words[-1], (words[-2] if len(words) > 1 else "")
     if (before, last) not in FINISHED_PAIRS and (
-        last in UNFINISHED_WORDS or (last in AUXILIARIES and before not in PRONOUNS)
+        last in UNFINISHED_WORDS
+        or (last in AUXILIARIES and before not in PRONOUNS)
+        or (last == "that" and before in THAT_OPENERS)
+        or (last == "then" and before in CONJUNCTIONS)
     ):
         return Verdict.unfinished
     if _list_in_progress(stripped):

@@ -41,6 +41,12 @@ UNFINISHED = [
     "Honestly the latency was, like.",
     "We had no monitoring at all so.",
     "Er.",
+    # "that" opening a clause, "then" after a conjunction, an adverb before its verb
+    "The lesson for me was that.",
+    "My manager said that.",
+    "We paused the release and then.",
+    "On a bad day I usually.",
+    "She always.",
     # a list in progress
     "There were a few problems. First, the logs were useless.",
     "Firstly, nobody owned the alerts.",
