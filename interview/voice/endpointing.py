@@ -77,6 +77,14 @@ LATER_ITEM = re.compile(
     r"\b(second(?:ly)?|third(?:ly)?|then|next|after that|also|finally|lastly|last)\b"
 )
 CLOSING_ITEM = re.compile(r"\b(third(?:ly)?|finally|lastly|in the end|overall)\b")
+# What a candidate says before the content ("To be honest, um"): a transcript of nothing else
+# has not started its answer.
+OPENERS = re.compile(
+    r"^(?:(?:so|well|um|uh|hmm|and|but|honestly|basically|actually|"
+    r"to be honest|to be fair|i mean|you know|i think|i guess|i'd say|let me think|let me see|"
+    r"good question|that's a good question|that's a great question|in my experience|"
+    r"for me|from my side|in my opinion)[\s,.!?]*)+$"
+)
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 MIN_FINISHED_WORDS = 2  # "Yes." is an answer; a lone "The." is not, and one word is unsure
 
@@ -105,6 +113,8 @@ def text_verdict(text: str) -> Verdict:
         return Verdict.unfinished
     if _list_in_progress(stripped):
         return Verdict.unfinished
+    if (before, last) not in FINISHED_PAIRS and OPENERS.match(stripped.replace("\u2019", "'")):
+        return Verdict.unfinished
     last_sentence = _last_sentence(stripped)
     first = WORD.findall(last_sentence)[:1]
     if first and first[0] in SUBORDINATORS and "," not in last_sentence:
@@ -131,22 +141,31 @@ def _list_in_progress(text: str) -> bool:
 @dataclass(frozen=True)
 class EndpointingOptions:
     """The thresholds: every wait is the silence (seconds after the last speech) that ends the
-    turn. Tuned on the TUNE split of benchmarks/eot_clips.py (see `benchmarks.end_of_turn`)."""
+    turn. The defaults are the best of `python -m benchmarks.end_of_turn --tune` (run of
+    2026-12-06, 1152 combinations replayed on the TUNE split of benchmarks/eot_clips.py): within
+    a mean wait after finished answers of today's 0.8 s, the fewest cut-offs on thinking pauses
+    up to 2.0 s (20 of 192 on TUNE, against 144 for the fixed 0.8 s and 112 for Smart Turn
+    alone). benchmarks/README.md has the held-out result and the whole trade-off."""
 
     # The detector's judging moment (DetectorOptions.decide_after): nothing ends sooner.
     decide_after: float = 0.25
     # The patient fallback (DetectorOptions.end_silence): what an unfinished sentence waits.
     fallback: float = 2.5
-    # Finished words and a model probability at least this: reply at once. Low on purpose: the
-    # words already say finished, the model only has to not object.
-    finished_probability: float = 0.1
-    # Finished words, but the model objects (probability below `finished_probability`).
-    finished_objection_wait: float = 1.0
+    # Finished words and a model probability at least this: reply after `finished_wait`. Low on
+    # purpose: the words already say finished, the model only has to not object outright
+    # (Smart Turn scores many finished synthetic answers low, and thinking pauses high).
+    finished_probability: float = 0.02
+    # ... and the wait then (at least `decide_after`); the tuning found no gain in more.
+    finished_wait: float = 0.25
+    # Finished words, but the model objects (probability below `finished_probability`): as
+    # patient as unfinished words.
+    finished_objection_wait: float = 2.5
     # Unsure words: the wait slides from `unsure_slow_wait` (probability 0) down to
     # `unsure_fast_wait` (probability 1).
-    unsure_fast_wait: float = 0.6
-    unsure_slow_wait: float = 2.0
+    unsure_fast_wait: float = 0.4
+    unsure_slow_wait: float = 1.5
     # No words (STT failed or gave nothing): the model alone, with the same slide but safer.
+    # Not tuned (no clip lacked words); set above the unsure slide by hand.
     no_text_fast_wait: float = 0.9
     no_text_slow_wait: float = 2.5
 
@@ -180,7 +199,7 @@ class EndpointingPolicy:
             if probability is None:
                 return self._bounded(o.unsure_fast_wait * patience, longest)
             if probability >= o.finished_probability:
-                return o.decide_after
+                return self._bounded(o.finished_wait * patience, longest)
             return self._bounded(o.finished_objection_wait * patience, longest)
         else:
             fast, slow = o.unsure_fast_wait, o.unsure_slow_wait

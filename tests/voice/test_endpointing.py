@@ -47,6 +47,11 @@ UNFINISHED = [
     "We paused the release and then.",
     "On a bad day I usually.",
     "She always.",
+    # nothing but an opener: the answer has not started
+    "To be fair.",
+    "Honestly, that's a good question.",
+    "So, I mean...",
+    "Well, in my experience,",
     # a list in progress
     "There were a few problems. First, the logs were useless.",
     "Firstly, nobody owned the alerts.",
@@ -126,16 +131,23 @@ def test_unfinished_words_wait_for_the_patient_fallback_whatever_the_model_says(
         assert POLICY.required_silence(probability, "I moved the data to.") == OPTIONS.fallback
 
 
-def test_finished_words_and_a_model_that_agrees_reply_at_once() -> None:
-    assert POLICY.required_silence(0.9, "We shipped it in March.") == OPTIONS.decide_after
+def test_finished_words_and_a_model_that_agrees_reply_soonest() -> None:
+    soonest = max(OPTIONS.decide_after, OPTIONS.finished_wait)
+    assert POLICY.required_silence(0.9, "We shipped it in March.") == soonest
     low_but_enough = OPTIONS.finished_probability
-    assert POLICY.required_silence(low_but_enough, "We shipped it.") == OPTIONS.decide_after
+    assert POLICY.required_silence(low_but_enough, "We shipped it.") == soonest
+    waits = [POLICY.required_silence(p, "We shipped it.") for p in (0.0, 0.3, 0.6, 0.9)]
+    assert min(waits) == soonest
+    quick = EndpointingPolicy(EndpointingOptions(finished_wait=0.25))
+    assert quick.required_silence(0.9, "We shipped it.") == OPTIONS.decide_after
 
 
 def test_finished_words_and_a_model_that_objects_wait_a_while() -> None:
     below = max(0.0, OPTIONS.finished_probability - 0.01)
     wait = POLICY.required_silence(below, "We shipped it in March.")
-    assert OPTIONS.decide_after < wait < OPTIONS.fallback
+    assert OPTIONS.finished_wait < wait <= OPTIONS.fallback
+    custom = EndpointingPolicy(EndpointingOptions(finished_objection_wait=1.2))
+    assert custom.required_silence(below, "We shipped it in March.") == 1.2
 
 
 def test_unsure_words_are_graded_by_the_model() -> None:
