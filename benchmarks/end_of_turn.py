@@ -471,7 +471,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"Last run {m['date']} on commit {code.get('commit', '?')[:10]}: {m['nproc']} x "
         f"{m['cpu_model']}, load average at start {' '.join(m['loadavg_at_start'])}; "
         f"{result['seconds']} s (of which {result['clip_seconds']} s making clips); "
-        f"{result['clips']['tune']} TUNE and {result['clips']['heldout']} HELD-OUT clips.",
+        f"{result['clips']['tune']} TUNE and {result['clips']['heldout']} HELD-OUT clips; "
+        f"{result['evidence_computed']} pieces of evidence computed in this run (any other "
+        "reused, with its measured time, from the run that computed it).",
         "",
     ]
     for split in ("heldout", "tune"):
