@@ -184,6 +184,15 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
+    def _a_pause_is_judged_before_it_ends_the_answer(self) -> Settings:
+        if self.end_of_turn_decide_after_seconds >= self.end_of_turn_max_silence_seconds:
+            raise ValueError(
+                "END_OF_TURN_DECIDE_AFTER_SECONDS must be shorter than "
+                "END_OF_TURN_MAX_SILENCE_SECONDS"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _turn_needs_secret(self) -> Settings:
         # Fail at start-up rather than hand browsers credentials the TURN server will refuse.
         if self.turn_server and not (self.turn_secret and self.turn_secret.get_secret_value()):

@@ -21,6 +21,7 @@ from interview.sessions import Clock, InterviewService, utcnow
 from interview.speech.stack import SpeechStack
 from interview.store import Store
 from interview.turn_credentials import TurnCredentialIssuer
+from interview.voice.endpointing import EndpointingOptions, EndpointingPolicy
 from interview.voice.gateway import VoiceGateway
 from interview.voice.hangup import HangUp
 from interview.voice.listener import BargeInOptions, EndOfTurnPolicy, FixedSilence
@@ -215,5 +216,9 @@ def end_of_turn_policy(settings: Settings) -> EndOfTurnPolicy:
     """What ends an answer: the evidence, or a fixed silence."""
     if settings.end_of_turn_policy == "silence":
         return FixedSilence(settings.end_of_turn_silence_seconds)
-    # Until the evidence policy lands (interview.voice.endpointing), the patient fallback.
-    return FixedSilence(settings.end_of_turn_max_silence_seconds)
+    return EndpointingPolicy(
+        EndpointingOptions(
+            decide_after=settings.end_of_turn_decide_after_seconds,
+            fallback=settings.end_of_turn_max_silence_seconds,
+        )
+    )

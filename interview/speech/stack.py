@@ -49,6 +49,9 @@ class SpeechStack:
         # Speech-to-text runs as many at once as the model has workers; synthesis, one at a
         # time in order of urgency (it uses every core it is given).
         self.compute = ThreadPoolExecutor(settings.stt_workers, thread_name_prefix="stt")
+        # The end-of-turn model judges each pause beside the transcription of its last stretch,
+        # not behind it: the decision waits for both.
+        self.judging = ThreadPoolExecutor(1, thread_name_prefix="turn")
         self._tts_worker: PriorityWorker | None = None
 
     async def load(self) -> None:
@@ -110,5 +113,6 @@ class SpeechStack:
 
     def shutdown(self) -> None:
         self.compute.shutdown(wait=False, cancel_futures=True)
+        self.judging.shutdown(wait=False, cancel_futures=True)
         if self._tts_worker is not None:
             self._tts_worker.shutdown()

@@ -91,7 +91,7 @@ class VoicePipeline:
             transcribe=lambda audio: compute.submit(engines.stt.transcribe, audio),
             notify=self._heard,
             policy=self.policy,
-            judge=lambda audio: compute.submit(turn_model.probability, audio),
+            judge=lambda audio: self.speech.judging.submit(turn_model.probability, audio),
             floor=Floor(),
             options=self.options.barge_in,
         )

@@ -5,6 +5,7 @@ end repaired, and one check-in after a long silence."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -132,7 +133,7 @@ async def test_a_backchannel_pauses_the_line_briefly_and_it_resumes_whole(
         await client.wait_for_silence(2.0, timeout=40, after=said.speech_ended_at)
         spans = loud_spans(client, since=started)
         # Paused at most briefly: the longest gap inside the line is short.
-        gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:], strict=False)]
+        gaps = [b[0] - a[1] for a, b in itertools.pairwise(spans)]
         assert max(gaps, default=0.0) < 1.5, gaps
         _rate, audio = client.received_audio(since=started - 0.05)
         heard = transcribe(client.sample_rate or 48_000, audio)
