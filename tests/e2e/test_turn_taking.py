@@ -194,8 +194,10 @@ async def test_a_premature_end_is_repaired_into_one_answer(server: AppServer):
             ("interviewer", "withdrawn"),
             ("interviewer", None),
         ], roles
-        # One answer, both stretches in it: never two answers to one question.
-        assert recall(f"{first} {second}", turns[1]["text"]) >= 0.7, turns[1]["text"]
+        # One answer, both stretches in it: never two answers to one question. (tiny.en
+        # mishears some of espeak's words, so each stretch is checked for most of its words.)
+        answer = turns[1]["text"]
+        assert recall(first, answer) >= 0.7 and recall(second, answer) >= 0.5, answer
         assert replying - greeting.ended_at > 0
     finally:
         await client.close()
