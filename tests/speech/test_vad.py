@@ -9,7 +9,18 @@ import pytest
 
 from harness.speech_audio import Int16Array, join, resample, speech, speech_seconds
 from interview.speech.model_files import ModelPaths, models_dir_from_env
-from interview.speech.vad import FRAME, SAMPLE_RATE, SileroVAD, to_float32
+from interview.speech.vad import (
+    _GATE_ENERGY,
+    CONTEXT,
+    FRAME,
+    GATE_DBFS,
+    GATE_SETTLE_FRAMES,
+    SAMPLE_RATE,
+    SileroVAD,
+    VadStream,
+    to_float32,
+)
+from interview.voice.turn_detector import TurnDetector, TurnEvent
 
 ANSWER = "I built our payments service and ran it for three years."
 
@@ -124,3 +135,110 @@ def test_to_float32_scales_int16_to_the_unit_range() -> None:
     np.testing.assert_allclose(to_float32(samples), [-1.0, -0.5, 0.0, 0.5, 32767 / 32768])
     floats = np.array([[0.25, -0.5]], dtype=np.float32)
     assert to_float32(floats).tolist() == [0.25, -0.5]
+
+
+# -- the energy gate -------------------------------------------------------------------------
+
+QUIET_ANSWERS = (
+    ANSWER,
+    "Sorry, could you repeat that?",
+    "Honestly, I'm not sure.",
+    "Fine, so what happens then?",
+    "Has it shipped?",
+)
+
+
+def at_level(clip: Int16Array, dbfs: float) -> Int16Array:
+    """`clip` scaled so that its RMS (over the whole clip) is `dbfs`."""
+    samples = clip.astype(np.float64)
+    gain = 10 ** (dbfs / 20) * 32768 / np.sqrt(np.mean(samples**2))
+    return np.clip(np.round(samples * gain), -32768, 32767).astype(np.int16)
+
+
+def room(seconds: float, dbfs: float, seed: int) -> Int16Array:
+    """Gaussian noise at `dbfs` RMS: the floor a noise-suppressed browser microphone sends."""
+    rng = np.random.default_rng(seed)
+    sigma = 10 ** (dbfs / 20) * 32768
+    return np.round(rng.standard_normal(round(seconds * SAMPLE_RATE)) * sigma).astype(np.int16)
+
+
+@pytest.mark.parametrize("floor", [None, -80.0, -72.0])
+def test_the_gate_skips_the_model_on_silence_and_a_quiet_floor(
+    vad: SileroVAD, floor: float | None
+) -> None:
+    audio = np.zeros(3 * SAMPLE_RATE, dtype=np.int16) if floor is None else room(3, floor, 1)
+    stream = vad.stream()
+    results = stream.feed(audio)
+    assert len(results) == len(audio) // FRAME
+    # The model runs until it has judged GATE_SETTLE_FRAMES quiet frames silent, then no more.
+    assert stream.model_runs == GATE_SETTLE_FRAMES
+    assert all(p < 0.1 for _s, p in results)
+    assert all(p == 0.0 for _s, p in results[GATE_SETTLE_FRAMES:])
+
+
+@pytest.mark.parametrize("level", [-20.0, -30.0, -40.0])
+@pytest.mark.parametrize("text", QUIET_ANSWERS)
+def test_the_gate_finds_every_onset_the_model_finds_even_in_quiet_speech(
+    vad: SileroVAD, text: str, level: float
+) -> None:
+    # Speech at -30 dBFS is a quiet talker far from the microphone; -40 dBFS is quieter still.
+    clip = at_level(speech16(text), level)
+    for lead in (np.zeros(SAMPLE_RATE, dtype=np.int16), room(1, -75, 2)):
+        audio = join(lead, clip, 0.8, sample_rate=SAMPLE_RATE)
+        gated, ungated = vad.stream(), VadStream(vad, gate=False)
+        with_gate, without = gated.feed(audio), ungated.feed(audio)
+        p_gate = np.array([p for _s, p in with_gate])
+        p_model = np.array([p for _s, p in without])
+
+        for threshold in (0.5, 0.35):  # the detector's thresholds: to start, and within a turn
+            # The onset is found on the same frame: the gate never delays it.
+            assert np.argmax(p_gate >= threshold) == np.argmax(p_model >= threshold) > 0
+            # Elsewhere at most two borderline frames differ: the model's state was held over
+            # the gated silence instead of run through it, as after a slightly shorter silence.
+            assert np.count_nonzero((p_gate >= threshold) != (p_model >= threshold)) <= 2
+        assert np.max(np.abs(p_gate - p_model)) < 0.25
+        assert gated.model_runs < ungated.model_runs  # the gate did skip the silence
+
+
+@pytest.mark.parametrize("level", [-30.0, -40.0])
+def test_the_gate_changes_no_turn_event_of_a_quiet_answer_with_a_pause(
+    vad: SileroVAD, level: float
+) -> None:
+    audio = join(
+        room(1.0, -75, 3),
+        at_level(speech16("We should have tested the migration on"), level),
+        1.2,
+        at_level(speech16("a full copy of the production data."), level),
+        3.0,
+        sample_rate=SAMPLE_RATE,
+    )
+
+    def events(stream: VadStream) -> list[tuple[int, TurnEvent]]:
+        detector = TurnDetector(stream)
+        found = []
+        for start in range(0, len(audio), 320):  # 20 ms frames, as from the connection
+            event = detector.feed(audio[start : start + 320], now=0.0)
+            if event is not None:
+                found.append((start, event))
+            if event is TurnEvent.turn_ended:
+                break
+        return found
+
+    with_gate, without = events(vad.stream()), events(VadStream(vad, gate=False))
+    assert [e for _s, e in with_gate] == [e for _s, e in without]
+    assert with_gate[0] == without[0]  # the start of the answer: on the same 20 ms frame
+    for (gate_at, _e), (model_at, _m) in zip(with_gate, without, strict=True):
+        assert abs(gate_at - model_at) <= 2 * FRAME
+    assert [e for _s, e in with_gate] == [
+        TurnEvent.speech_started,
+        TurnEvent.pause,
+        TurnEvent.resumed,
+        TurnEvent.pause,
+        TurnEvent.turn_ended,
+    ]
+
+
+def test_the_gate_threshold_is_where_it_is_documented() -> None:
+    window = np.full(FRAME + CONTEXT, 10 ** (GATE_DBFS / 20), dtype=np.float32)
+    assert np.dot(window, window) == pytest.approx(_GATE_ENERGY, rel=1e-5)
+    assert GATE_DBFS <= -70.0  # 18 dB below the quietest onset of speech at -30 dBFS
