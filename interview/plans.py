@@ -24,6 +24,9 @@ class Question(BaseModel):
     text: str = Field(min_length=1)
     competency: str
     follow_ups: list[str] = Field(default_factory=list)
+    # A reflective question deserves thinking time: every end-of-turn wait on its answers is
+    # stretched this much (2.0 hears out pauses twice as long).
+    patience: float = Field(default=1.0, ge=1.0, le=4.0)
 
 
 class ScoringScale(BaseModel):

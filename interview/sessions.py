@@ -350,6 +350,15 @@ class InterviewService:
         plan = self.plans.get(row.plan_id)
         return self.interviewer.anticipate(self._state(row, plan, ()))
 
+    async def patience(self, session_id: str) -> float:
+        """How patient to be with the answer to the session's current question (its plan's
+        `patience`; 1.0 when the session is gone)."""
+        row = await self.store.get_session(session_id)
+        if row is None:
+            return 1.0
+        questions = self.plans.get(row.plan_id).questions
+        return questions[min(row.question_index, len(questions) - 1)].patience
+
     def voice_for(self, row: SessionRow) -> str | None:
         """The session's voice, else its plan's; None speaks the engine's default (TTS_VOICE)."""
         return row.voice or self.plans.get(row.plan_id).voice

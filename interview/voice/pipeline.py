@@ -289,6 +289,7 @@ class VoicePipeline:
             audio_seconds=round(playback.seconds, 2),
             latency_ms=latency_ms,
         )
+        listener.patience = await self.service.patience(session_id)
         if turn.kind == TurnKind.close:
             # Only once the line has played, so its last words are heard.
             yield Close("the interview is complete")

@@ -102,3 +102,21 @@ def test_messages_alternate_after_one_system_message():
     messages = build_messages(state(history=history), "Hi, I am Ana.")
     roles = [m["role"] for m in messages]
     assert roles == ["system", "assistant", "user"]  # the answer is not sent twice
+
+
+def test_a_line_the_candidate_cut_reaches_the_model_with_what_they_did_not_hear():
+    planned = "Thanks. Now tell me about a time you disagreed with a colleague."
+    history = (
+        PastTurn("interviewer", "Hello. Tell me about yourself."),
+        PastTurn("candidate", "I build billing systems."),
+        PastTurn("interviewer", "Thanks. Now tell me", interrupted=True, planned_text=planned),
+        PastTurn("candidate", "Sorry, tell you about what?"),
+    )
+    messages = build_messages(state(1, history=history), "Sorry, tell you about what?")
+    cut = messages[3]
+    assert cut["role"] == "assistant"
+    assert cut["content"] == (
+        "Thanks. Now tell me [the candidate interrupted here; not heard: "
+        "about a time you disagreed with a colleague.]"
+    )
+    assert messages[-1]["role"] == "user"
