@@ -37,6 +37,9 @@ class Floor:
         self._loop = loop
         self._lock = threading.Lock()
         self._state = FloorState.listening
+        # Counts the answers ended: a reply belongs to one, and its end must not reset the floor
+        # for the next (which may have ended while the reply was still going).
+        self.generation = 0
         self.interruption: Interruption | None = None
         # Monotonic time the current reply's first audio played, None before it does.
         self.reply_audio_at: float | None = None
@@ -55,8 +58,12 @@ class Floor:
 
     def replying(self) -> None:
         """An answer ended: its reply is on the way (a candidate who goes on now was not done)."""
-        self._set(FloorState.replying, interruption=None)
-        self.reply_audio_at = None
+        with self._lock:
+            self.generation += 1
+            self._state = FloorState.replying
+            self.interruption = None
+            self.reply_audio_at = None
+        self._wake()
 
     def speaking(self, *, reply: bool) -> None:
         """A line starts playing: a `reply` to an answer (which the candidate may yet turn out
@@ -74,11 +81,12 @@ class Floor:
         with self._lock:
             self._played.append((plays_until, rms))
 
-    def done(self) -> None:
-        """The line has played out, or was abandoned and settled: the candidate's turn (unless
-        their next answer has already ended and its reply is being made)."""
+    def done(self, generation: int) -> None:
+        """What began in `generation` (a reply, the greeting, a check-in) has played out or was
+        settled: the candidate's turn, unless a later answer has ended since (its reply is
+        being made)."""
         with self._lock:
-            if self._state is FloorState.replying:
+            if self.generation != generation:
                 return
             self._state = FloorState.listening
             self.reply_audio_at = None
@@ -136,12 +144,6 @@ class Floor:
             )
 
     # internals
-
-    def _set(self, state: FloorState, interruption: Interruption | None) -> None:
-        with self._lock:
-            self._state = state
-            self.interruption = interruption
-        self._wake()
 
     def _wake(self) -> None:
         loop = self._loop

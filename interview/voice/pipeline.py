@@ -34,7 +34,7 @@ from interview.events import (
     SpeakingState,
     TurnFailed,
 )
-from interview.sessions import AnswerOutcome, InterviewService, SessionClosed
+from interview.sessions import AnswerOutcome, InterviewService, InvalidAnswer, SessionClosed
 from interview.speech.stack import LoadState, SpeechStack
 from interview.store import TurnRow
 from interview.voice.floor import Floor, FloorState
@@ -111,7 +111,9 @@ class VoicePipeline:
     ) -> AsyncIterator[Output]:
         # A failing model or database must not take the connection down silently: the
         # client hears nothing more for this turn, but is told why and can go on.
-        listener.floor.bind(asyncio.get_running_loop())
+        floor = listener.floor
+        floor.bind(asyncio.get_running_loop())
+        generation = floor.generation
         try:
             async for output in outputs:
                 yield output
@@ -125,7 +127,7 @@ class VoicePipeline:
                 ),
             )
         finally:
-            listener.floor.done()
+            floor.done(generation)
 
     async def _greet(self, session_id: str, listener: Listener) -> AsyncIterator[Output]:
         try:
@@ -206,6 +208,11 @@ class VoicePipeline:
         except (SessionClosed, SessionNotFound):
             yield Close("the interview has ended")
             return
+        except InvalidAnswer:
+            # Went on after a reply with nothing worth a word (a cough), and there was no
+            # withdrawn reply to take up again: nothing to answer.
+            self.events.publish(session_id, CandidateChanged(state=CandidateState.nothing_heard))
+            return
         if outcome.session.ended_at is not None:
             yield Close("the interview is complete")
         else:
@@ -250,6 +257,8 @@ class VoicePipeline:
             if latency_ms is None and heard_at is not None and not isinstance(output, Close):
                 latency_ms = round((time.time() - heard_at) * 1000)
             yield output
+        # Played out (or cut): from now on the candidate's speech is an answer, not a barge-in.
+        listener.floor.done(player.generation)
         playback = player.playback
         turn = await spoken_turn()
         if playback.cut is not None:
@@ -331,6 +340,7 @@ class VoicePipeline:
         )
         async for output in player.play():
             yield output
+        floor.done(player.generation)
         if player.playback.cut is not None:
             await self.service.interrupt_line(
                 session_id,

@@ -73,6 +73,8 @@ class LinePlayer:
         self.reply = reply
         self.estimated_seconds = estimated_seconds
         self.playback = Playback()
+        # The answer this line belongs to: a later one ending takes the floor from it.
+        self.generation = floor.generation
         self._plays_until = 0.0  # monotonic: when the audio handed out so far has played
         self._cursor = 0  # samples of the line handed out (the line's pieces end to end)
         self._total = 0  # samples of the line known so far
@@ -194,7 +196,7 @@ class LinePlayer:
         """Whether the floor has been taken from this line: abandoned at any time, or, once the
         line has started, moved on to the candidate."""
         state = self.floor.state
-        if state is FloorState.abandoned:
+        if state is FloorState.abandoned or self.floor.generation != self.generation:
             return True
         return self.playback.started_at is not None and state not in (
             FloorState.speaking,

@@ -167,16 +167,33 @@ def test_the_echo_level_is_the_loudest_audio_that_may_still_come_back():
     assert floor.echo_level(now + 5) == 0.0
 
 
-def test_done_leaves_a_reply_in_the_making_alone():
+def test_a_replys_end_leaves_the_next_answers_reply_alone():
     floor = Floor()
     floor.replying()
-    floor.done()
-    assert floor.state is FloorState.replying
+    first = floor.generation
     floor.speaking(reply=True)
     assert floor.pause() and floor.state is FloorState.paused
     assert not floor.pause()
     assert floor.resume() and floor.state is FloorState.speaking
     assert floor.abandon(Interruption.barge_in) and floor.interruption is Interruption.barge_in
-    floor.done()
+    # The candidate's words over it end as an answer before the cut line has settled...
+    floor.replying()
+    floor.done(first)
+    # ...and settling it does not take the floor from that answer's reply.
+    assert floor.state is FloorState.replying
+    floor.done(floor.generation)
     assert floor.state is FloorState.listening
     assert not floor.abandon(Interruption.barge_in)
+
+
+async def test_a_line_whose_answer_is_overtaken_is_cut():
+    floor = Floor()
+    floor.replying()
+    states: list[SpeakingState] = []
+    run = Run(player_for(floor, states))
+    run.states = states
+    task = await started(floor, run)
+    await asyncio.sleep(0.3)
+    from_the_audio_thread(floor.replying)  # a later answer ended (no onset was heard)
+    await asyncio.wait_for(task, 5)
+    assert run.player.playback.cut is not None
