@@ -440,19 +440,7 @@ class InterviewService:
                 words=len(answer_text.split()),
             )
             self._publish_turn(answer)
-            plan = self.plans.get(current.plan_id)
-            reply = await self.interviewer.reply(
-                self._state(current, plan, turns), answer_text, on_text
-            )
-            self._note_interviewer(current.id, reply, turns)
-            interviewer = await self._commit_interviewer_turn(
-                current, reply, index=len(turns), at=self.clock()
-            )
-            if reply.closes:
-                await self._end(current.id, SessionStatus.ended, EndReason.plan_finished)
-            refreshed = await self.store.get_session(current.id)
-            assert refreshed is not None
-            return AnswerOutcome(answer, interviewer, refreshed)
+            return await self._reply(current, turns, answer, on_text)
 
     async def _record_answer(
         self,
@@ -474,7 +462,8 @@ class InterviewService:
                 raise SessionClosed(SessionStatus.expired)
             if current.status not in OPEN_STATUSES:
                 raise SessionClosed(current.status)
-            plan = self.plans.get(current.plan_id)
+            # The plan is checked before the answer is stored (a plan removed since the start).
+            self.plans.get(current.plan_id)
             turns = list(await self.store.list_turns(current.id))
             candidate = TurnRow(
                 session_id=current.id,
@@ -506,16 +495,30 @@ class InterviewService:
             if activation:
                 self.events.publish(current.id, StatusChanged(status=SessionStatus.active))
             self._publish_turn(candidate)
-            reply = await self.interviewer.reply(self._state(current, plan, turns), answer, on_text)
-            self._note_interviewer(current.id, reply, turns)
-            interviewer = await self._commit_interviewer_turn(
-                current, reply, index=len(turns), at=self.clock()
-            )
-            if reply.closes:
-                await self._end(current.id, SessionStatus.ended, EndReason.plan_finished)
-            refreshed = await self.store.get_session(current.id)
-            assert refreshed is not None
-            return AnswerOutcome(candidate, interviewer, refreshed)
+            return await self._reply(current, turns, candidate, on_text)
+
+    async def _reply(
+        self,
+        current: SessionRow,
+        turns: Sequence[TurnRow],
+        answer: TurnRow,
+        on_text: TextSink | None,
+    ) -> AnswerOutcome:
+        """The interviewer's line after the committed `answer` (the last of `turns`'s answers),
+        committed; called holding the session's lock."""
+        plan = self.plans.get(current.plan_id)
+        reply = await self.interviewer.reply(
+            self._state(current, plan, turns), answer.text, on_text
+        )
+        self._note_interviewer(current.id, reply, turns)
+        interviewer = await self._commit_interviewer_turn(
+            current, reply, index=len(turns), at=self.clock()
+        )
+        if reply.closes:
+            await self._end(current.id, SessionStatus.ended, EndReason.plan_finished)
+        refreshed = await self.store.get_session(current.id)
+        assert refreshed is not None
+        return AnswerOutcome(answer, interviewer, refreshed)
 
     async def end(self, row: SessionRow, reason: EndReason = EndReason.candidate) -> SessionRow:
         """End the interview; ending an ended interview changes nothing."""
