@@ -5,8 +5,9 @@ end repaired, and one check-in after a long silence."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import numpy as np
@@ -60,14 +61,23 @@ def loud_spans(client: VoiceClient, since: float, gap: float = GAP) -> list[tupl
     return spans
 
 
+@contextlib.asynccontextmanager
+async def interview(server: AppServer) -> AsyncIterator[tuple[VoiceClient, str, str]]:
+    """A voice interview on the quick plan: (client, session id, token)."""
+    sid, token = await start_session(server.api, plan_id="quick-engineer")
+    client = await VoiceClient.connect(server.api, sid, token)
+    try:
+        yield client, sid, token
+    finally:
+        await client.close()
+
+
 async def greeting_started(client: VoiceClient) -> float:
     return await client.wait_for_speech(timeout=40)
 
 
 async def test_a_two_second_thinking_pause_mid_sentence_stays_one_answer(server: AppServer):
-    sid, token = await start_session(server.api, plan_id="quick-engineer")
-    client = await VoiceClient.connect(server.api, sid, token)
-    try:
+    async with interview(server) as (client, sid, token):
         greeting = await client.wait_for_reply(timeout=40)
         first = "We should have tested the migration on"
         second = "a full copy of the production data before the release."
@@ -82,16 +92,12 @@ async def test_a_two_second_thinking_pause_mid_sentence_stays_one_answer(server:
         turns = await transcript(server, sid, token)
         assert [t["role"] for t in turns] == ["interviewer", "candidate", "interviewer"]
         assert recall(f"{first} {second}", turns[1]["text"]) >= 0.7, turns[1]["text"]
-    finally:
-        await client.close()
 
 
 async def test_barge_in_stops_the_interviewer_and_the_next_line_answers(
     server: AppServer, transcribe: Transcribe
 ):
-    sid, token = await start_session(server.api, plan_id="quick-engineer")
-    client = await VoiceClient.connect(server.api, sid, token)
-    try:
+    async with interview(server) as (client, sid, token):
         started = await greeting_started(client)
         await asyncio.sleep(1.5)
         question = "Sorry, could you repeat the question please?"
@@ -121,16 +127,12 @@ async def test_barge_in_stops_the_interviewer_and_the_next_line_answers(
         assert repeat["text"].endswith("Tell me about a project you are proud of.")
         heard = transcribe(reply.sample_rate, reply.audio)
         assert recall("Tell me about a project you are proud of", heard) >= 0.6, heard
-    finally:
-        await client.close()
 
 
 async def test_a_backchannel_pauses_the_line_briefly_and_it_resumes_whole(
     server: AppServer, transcribe: Transcribe
 ):
-    sid, token = await start_session(server.api, plan_id="quick-engineer")
-    client = await VoiceClient.connect(server.api, sid, token)
-    try:
+    async with interview(server) as (client, sid, token):
         started = await greeting_started(client)
         await asyncio.sleep(1.5)
         said = await client.say(speech("Mm-hmm."), trailing_silence=0.2)
@@ -147,17 +149,13 @@ async def test_a_backchannel_pauses_the_line_briefly_and_it_resumes_whole(
         # Not an answer, and the line was not cut.
         assert [t["role"] for t in turns] == ["interviewer"]
         assert turns[0]["interruption"] is None
-    finally:
-        await client.close()
 
 
 async def test_the_interviewers_own_echo_at_minus_20_db_neither_pauses_nor_stops_it(
     server: AppServer, transcribe: Transcribe
 ):
-    sid, token = await start_session(server.api, plan_id="quick-engineer")
-    client = await VoiceClient.connect(server.api, sid, token)
-    client.microphone.echo_gain = 10 ** (-20 / 20)
-    try:
+    async with interview(server) as (client, sid, token):
+        client.microphone.echo_gain = 10 ** (-20 / 20)
         greeting = await client.wait_for_reply(timeout=40, silence=1.5)
         spans = loud_spans(client, since=greeting.started_at - 0.05)
         assert len([s for s in spans if s[1] <= greeting.ended_at + 0.05]) == 1, spans
@@ -172,14 +170,10 @@ async def test_the_interviewers_own_echo_at_minus_20_db_neither_pauses_nor_stops
         turns = await transcript(server, sid, token)
         assert [t["role"] for t in turns] == ["interviewer", "candidate", "interviewer"]
         assert all(t["interruption"] is None for t in turns)
-    finally:
-        await client.close()
 
 
 async def test_a_premature_end_is_repaired_into_one_answer(server: AppServer):
-    sid, token = await start_session(server.api, plan_id="quick-engineer")
-    client = await VoiceClient.connect(server.api, sid, token)
-    try:
+    async with interview(server) as (client, sid, token):
         greeting = await client.wait_for_reply(timeout=40)
         first = "I built the billing service for our shop."
         second = "And then I also rewrote the alerting so that failures paged the right team."
@@ -204,8 +198,6 @@ async def test_a_premature_end_is_repaired_into_one_answer(server: AppServer):
         answer = turns[1]["text"]
         assert recall(first, answer) >= 0.7 and recall(second, answer) >= 0.5, answer
         assert replying - greeting.ended_at > 0
-    finally:
-        await client.close()
 
 
 @pytest.fixture(scope="module")
@@ -222,9 +214,7 @@ def patient_server(tmp_path_factory) -> Iterator[AppServer]:
 async def test_a_long_silence_after_a_question_gets_one_check_in(
     patient_server: AppServer, transcribe: Transcribe
 ):
-    sid, token = await start_session(patient_server.api, plan_id="quick-engineer")
-    client = await VoiceClient.connect(patient_server.api, sid, token)
-    try:
+    async with interview(patient_server) as (client, sid, token):
         greeting = await client.wait_for_reply(timeout=40)
         check_in = await client.wait_for_reply(after=greeting.ended_at, timeout=20)
         waited = check_in.started_at - greeting.ended_at
@@ -244,5 +234,3 @@ async def test_a_long_silence_after_a_question_gets_one_check_in(
         await client.wait_for_reply(after=said.speech_ended_at, timeout=40)
         turns = await transcript(patient_server, sid, token)
         assert [t["role"] for t in turns][2:] == ["candidate", "interviewer"]
-    finally:
-        await client.close()

@@ -40,10 +40,13 @@ LINE = "Thank you for that answer. Now tell me about a time you disagreed with a
 
 
 class Run:
-    def __init__(self, player: LinePlayer) -> None:
-        self.player = player
-        self.outputs: list[tuple[float, Output]] = []
+    """One line played on `floor`, what it yielded and the speaking states it reported."""
+
+    def __init__(self, floor: Floor, reply: bool = True) -> None:
         self.states: list[SpeakingState] = []
+        line = StreamedLine.of(Tones(), None, LINE)
+        self.player = LinePlayer(line, floor, RATE, self.states.append, reply=reply)
+        self.outputs: list[tuple[float, Output]] = []
 
     async def play(self) -> None:
         async for output in self.player.play():
@@ -54,11 +57,6 @@ class Run:
 
     def sent_seconds(self) -> float:
         return sum(len(f) for f in self.frames()) / RATE
-
-
-def player_for(floor: Floor, run_states: list[SpeakingState], reply: bool = True) -> LinePlayer:
-    line = StreamedLine.of(Tones(), None, LINE)
-    return LinePlayer(line, floor, RATE, run_states.append, reply=reply)
 
 
 async def started(floor: Floor, run: Run) -> asyncio.Task[None]:
@@ -79,9 +77,8 @@ def from_the_audio_thread(action) -> None:
 async def test_a_line_plays_whole_paced_close_to_real_time():
     floor = Floor()
     floor.replying()
-    states: list[SpeakingState] = []
-    run = Run(player_for(floor, states))
-    run.states = states
+    run = Run(floor)
+    states = run.states
     begun = time.monotonic()
     task = await started(floor, run)
     await asyncio.sleep(0.8)
@@ -98,9 +95,8 @@ async def test_a_line_plays_whole_paced_close_to_real_time():
 async def test_a_pause_hushes_fades_and_a_resume_goes_back_a_little():
     floor = Floor()
     floor.replying()
-    states: list[SpeakingState] = []
-    run = Run(player_for(floor, states))
-    run.states = states
+    run = Run(floor)
+    states = run.states
     task = await started(floor, run)
     await asyncio.sleep(0.75)
     from_the_audio_thread(floor.pause)
@@ -126,9 +122,8 @@ async def test_a_pause_hushes_fades_and_a_resume_goes_back_a_little():
 async def test_an_abandoned_line_knows_the_words_heard_up_to_the_cut():
     floor = Floor()
     floor.replying()
-    states: list[SpeakingState] = []
-    run = Run(player_for(floor, states))
-    run.states = states
+    run = Run(floor)
+    states = run.states
     task = await started(floor, run)
     await asyncio.sleep(1.25)
     from_the_audio_thread(floor.pause)
@@ -150,7 +145,7 @@ async def test_a_reply_withdrawn_before_its_first_audio_plays_nothing():
     floor.replying()
     floor.abandon(Interruption.withdrawn)
     floor.bind(asyncio.get_running_loop())
-    run = Run(player_for(floor, []))
+    run = Run(floor)
     await asyncio.wait_for(run.play(), 5)
     assert run.frames() == []
     assert run.player.playback.cut is Interruption.withdrawn
@@ -189,9 +184,7 @@ def test_a_replys_end_leaves_the_next_answers_reply_alone():
 async def test_a_line_whose_answer_is_overtaken_is_cut():
     floor = Floor()
     floor.replying()
-    states: list[SpeakingState] = []
-    run = Run(player_for(floor, states))
-    run.states = states
+    run = Run(floor)
     task = await started(floor, run)
     await asyncio.sleep(0.3)
     from_the_audio_thread(floor.replying)  # a later answer ended (no onset was heard)
