@@ -18,7 +18,6 @@ hub, no DNS lookup).
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
 import os
 import re
@@ -74,14 +73,36 @@ def _dockerignore() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
+def _docker_pattern(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern as Docker reads it: anchored at the context's root, `*` within
+    one path element, `**/` any number of directories (so `turn` is the top-level folder only,
+    not interview/speech/turn)."""
+    out = ""
+    rest = pattern.strip("/")
+    while rest:
+        if rest.startswith("**/"):
+            out, rest = out + "(?:.*/)?", rest[3:]
+        elif rest.startswith("**"):
+            out, rest = out + ".*", rest[2:]
+        elif rest[0] == "*":
+            out, rest = out + "[^/]*", rest[1:]
+        elif rest[0] == "?":
+            out, rest = out + "[^/]", rest[1:]
+        else:
+            out, rest = out + re.escape(rest[0]), rest[1:]
+    return re.compile(out)
+
+
 def _ignored(patterns: list[str]):
+    compiled = [_docker_pattern(pattern) for pattern in patterns]
+
     def ignore(directory: str, names: list[str]) -> set[str]:
         relative = Path(directory).relative_to(ROOT)
         return {
             name
             for name in names
-            for pattern in patterns
-            if fnmatch.fnmatch(str(relative / name), pattern) or fnmatch.fnmatch(name, pattern)
+            for pattern in compiled
+            if pattern.fullmatch((relative / name).as_posix().removeprefix("./"))
         }
 
     return ignore
