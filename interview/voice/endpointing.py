@@ -71,8 +71,13 @@ FINISHED_PAIRS = frozenset(
 # Opening words of a clause that needs another one ("When the cache is cold."); without a comma
 # in the sentence the main clause is probably still to come.
 SUBORDINATORS = _words("if when whenever although though because since unless while whereas once")
-# Words that announce a list; a list with one item so far is in progress.
-FIRST_ITEM = re.compile(r"(?:^|[,.;:!?]\s*|\band\s+)(first(?:ly)?|first of all|one)\b[,\s]")
+# Words that announce a list; a list with one item so far is in progress. A bare "first" at the
+# very end announces its first item ("There were two reasons, first."); a bare "one" may be an
+# answer ("Yes, one.").
+FIRST_ITEM = re.compile(
+    r"(?:^|[,.;:!?]\s*|\band\s+)"
+    r"(?:(first(?:ly)?|first of all|one)\b[,\s]|(first(?:ly)?|first of all)[.:!?]?$)"
+)
 LATER_ITEM = re.compile(
     r"\b(second(?:ly)?|third(?:ly)?|then|next|after that|also|finally|lastly|last)\b"
 )
