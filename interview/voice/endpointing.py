@@ -147,10 +147,11 @@ def _list_in_progress(text: str) -> bool:
 class EndpointingOptions:
     """The thresholds: every wait is the silence (seconds after the last speech) that ends the
     turn. The defaults are the best of `python -m benchmarks.end_of_turn --tune` (run of
-    2026-12-06, 1152 combinations replayed on the TUNE split of benchmarks/eot_clips.py): within
-    a mean wait after finished answers of today's 0.8 s, the fewest cut-offs on thinking pauses
-    up to 2.0 s (20 of 192 on TUNE, against 144 for the fixed 0.8 s and 112 for Smart Turn
-    alone). benchmarks/README.md has the held-out result and the whole trade-off."""
+    2026-12-06 10:06 with LocalWhisper's short window, 1152 combinations replayed on the TUNE
+    split of benchmarks/eot_clips.py): within a mean wait after finished answers of today's
+    0.8 s, the fewest cut-offs on thinking pauses up to 2.0 s (9 of 192 on TUNE, against 144 for
+    the fixed 0.8 s and 111 for Smart Turn alone). benchmarks/README.md has the held-out result
+    and the whole trade-off."""
 
     # The detector's judging moment (DetectorOptions.decide_after): nothing ends sooner.
     decide_after: float = 0.25
