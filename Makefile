@@ -26,12 +26,14 @@ check: lint
 # clients speaking espeak-ng answers. voice_bench: latency, CPU and memory with 1, 4 and 8
 # sessions; llm_overhead: end of turn -> first reply audio, LLM (a local instant model) next to
 # scripted; end_of_turn: three end-of-turn policies on labelled Kokoro and espeak-ng answers
-# (offline, 2-5 minutes once its clips are cached; the first run makes them, ~15 minutes). Write
-# benchmarks/results/{voice,llm_overhead,end_of_turn}.json and the tables in the README.
+# (offline, 2-5 minutes once its clips are cached; the first run makes them, ~15 minutes);
+# stt_window: the 30 s and short STT windows on those clips (~2 minutes). Write
+# benchmarks/results/{voice,llm_overhead,end_of_turn,stt_window}.json and the tables in the README.
 bench: dev-setup system-deps models
 	$(PY) -m benchmarks.voice_bench
 	$(PY) -m benchmarks.llm_overhead
 	$(PY) -m benchmarks.end_of_turn
+	$(PY) -m benchmarks.stt_window
 
 setup: $(RUNTIME_STAMP)
 dev-setup: $(DEV_STAMP)

@@ -42,8 +42,8 @@ from interview.speech.stt.local_whisper import LocalWhisper
 from interview.speech.turn.smart_turn import SmartTurn
 from interview.speech.vad import SileroVAD, to_float32
 from interview.voice.endpointing import EndpointingOptions, EndpointingPolicy, text_verdict
-from interview.voice.listener import MIN_STRETCH_SAMPLES
-from interview.voice.turn_detector import DetectorOptions, TurnDetector, TurnEvent
+from interview.voice.listener import JUDGED_SAMPLES, MIN_STRETCH_SAMPLES
+from interview.voice.turn_detector import TAIL_SECONDS, DetectorOptions, TurnDetector, TurnEvent
 
 RESULTS_PATH = HERE / "results" / "end_of_turn.json"
 BEGIN_MARK, END_MARK = "<!-- end-of-turn:begin -->", "<!-- end-of-turn:end -->"
@@ -55,8 +55,10 @@ PIPECAT_STOP, PIPECAT_THRESHOLD, PIPECAT_FALLBACK = 0.2, 0.5, 3.0
 TARGET_MAX_PAUSE, TARGET_MEAN_WAIT = 2.0, 0.4
 WAIT_BUDGET = FIXED_SILENCE  # tuning: a mean wait no longer than today's
 EVIDENCE_CACHE = CACHE_DIR / "evidence.json"
+TAIL_SAMPLES = int(TAIL_SECONDS * RATE)
+SMART_TURN_TRIM = False  # set by --smart-turn-trim
 # The engines' identity: bump when the STT or Smart Turn model (or how it is called) changes.
-EVIDENCE_VERSION = "whisper-tiny.en+smart-turn-v3.2-cpu/1"
+EVIDENCE_VERSION = "whisper-tiny.en-short-window+smart-turn-v3.2-cpu/2"
 
 
 @dataclass(frozen=True)
@@ -137,14 +139,23 @@ class Answer:
 
     def evidence(self, detector: TurnDetector) -> Evidence:
         audio = detector.current_audio()
+        judged = smart_turn_audio(audio)
         stt_seconds = 0.0
         if len(audio) - self.covered >= MIN_STRETCH_SAMPLES:
             text, stt_seconds = self.judge.transcribe(audio[self.covered :].copy())
             self.texts.append(text.strip())
             self.covered = len(audio)
-        probability, smart_seconds = self.judge.probability(audio)
+        probability, smart_seconds = self.judge.probability(judged)
         transcript = " ".join(t for t in self.texts if t)
         return Evidence(detector.silence, probability, transcript, stt_seconds, smart_seconds)
+
+
+def smart_turn_audio(audio: Int16Array) -> Int16Array:
+    """What Smart Turn judges at a pause, as interview.voice.listener passes it (the experiment
+    `--smart-turn-trim`: without the detector's tail of silence after the last speech frame)."""
+    if SMART_TURN_TRIM and len(audio) > TAIL_SAMPLES:
+        audio = audio[:-TAIL_SAMPLES]
+    return audio[-JUDGED_SAMPLES:]
 
 
 # A policy: the detector's options, and at each pause the silence after which the turn ends
@@ -421,6 +432,7 @@ def run(do_tune: bool, fresh: bool) -> dict[str, Any]:
         "code": code_version(),
         "options": asdict(EndpointingOptions()),
         "clips": {split: len(all_clips[split]) for split in SPLITS},
+        "smart_turn_trim": SMART_TURN_TRIM,
         "evidence_computed": judge.computed,  # 0: every piece came from an earlier run's cache
         "splits": {},
         "evidence": {split: evidence_summary(records[split]) for split in SPLITS},
@@ -589,7 +601,14 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument(
         "--fresh", action="store_true", help="recompute (and re-time) every piece of evidence"
     )
+    parser.add_argument(
+        "--smart-turn-trim",
+        action="store_true",
+        help="experiment: Smart Turn judges the audio without the silence after the last word",
+    )
     args = parser.parse_args(None if argv is None else list(argv))
+    global SMART_TURN_TRIM
+    SMART_TURN_TRIM = args.smart_turn_trim
     result = run(args.tune, args.fresh)
     table = markdown(result)
     print(table)

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # Transcriptions that may run at once. On 2 cores one is faster: two (each on 2 threads)
     # made the 4-session median slower (benchmarks/README.md).
     stt_workers: int = Field(default=1, ge=1, le=16)
+    # Short answers encoded in a window just longer than them, not Whisper's 30 s (4-5x faster
+    # on tiny.en; benchmarks/README.md, "STT: the short window").
+    stt_short_window: bool = True
     tts_voice: str = "af_heart"
     # Synthesized sentences kept across restarts (the interviewer's lines repeat).
     speech_cache_dir: Path | None = PROJECT_DIR / "data" / "speech-cache"

@@ -49,6 +49,7 @@ def build_engines(settings: Settings) -> SpeechEngines:
         beam_size=settings.stt_beam_size,
         cpu_threads=settings.speech_threads,
         workers=settings.stt_workers,
+        short_window=settings.stt_short_window,
     )
     tts: TextToSpeech = KokoroTTS(
         paths.kokoro_model, paths.kokoro_voices, model_id=KOKORO_MODEL.sha256,

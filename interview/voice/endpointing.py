@@ -71,8 +71,13 @@ FINISHED_PAIRS = frozenset(
 # Opening words of a clause that needs another one ("When the cache is cold."); without a comma
 # in the sentence the main clause is probably still to come.
 SUBORDINATORS = _words("if when whenever although though because since unless while whereas once")
-# Words that announce a list; a list with one item so far is in progress.
-FIRST_ITEM = re.compile(r"(?:^|[,.;:!?]\s*|\band\s+)(first(?:ly)?|first of all|one)\b[,\s]")
+# Words that announce a list; a list with one item so far is in progress. A bare "first" at the
+# very end announces its first item ("There were two reasons, first."); a bare "one" may be an
+# answer ("Yes, one.").
+FIRST_ITEM = re.compile(
+    r"(?:^|[,.;:!?]\s*|\band\s+)"
+    r"(?:(first(?:ly)?|first of all|one)\b[,\s]|(first(?:ly)?|first of all)[.:!?]?$)"
+)
 LATER_ITEM = re.compile(
     r"\b(second(?:ly)?|third(?:ly)?|then|next|after that|also|finally|lastly|last)\b"
 )
@@ -142,10 +147,11 @@ def _list_in_progress(text: str) -> bool:
 class EndpointingOptions:
     """The thresholds: every wait is the silence (seconds after the last speech) that ends the
     turn. The defaults are the best of `python -m benchmarks.end_of_turn --tune` (run of
-    2026-12-06, 1152 combinations replayed on the TUNE split of benchmarks/eot_clips.py): within
-    a mean wait after finished answers of today's 0.8 s, the fewest cut-offs on thinking pauses
-    up to 2.0 s (20 of 192 on TUNE, against 144 for the fixed 0.8 s and 112 for Smart Turn
-    alone). benchmarks/README.md has the held-out result and the whole trade-off."""
+    2026-12-06 10:06 with LocalWhisper's short window, 1152 combinations replayed on the TUNE
+    split of benchmarks/eot_clips.py): within a mean wait after finished answers of today's
+    0.8 s, the fewest cut-offs on thinking pauses up to 2.0 s (9 of 192 on TUNE, against 144 for
+    the fixed 0.8 s and 111 for Smart Turn alone). benchmarks/README.md has the held-out result
+    and the whole trade-off."""
 
     # The detector's judging moment (DetectorOptions.decide_after): nothing ends sooner.
     decide_after: float = 0.25

@@ -55,6 +55,9 @@ UNFINISHED = [
     # a list in progress
     "There were a few problems. First, the logs were useless.",
     "Firstly, nobody owned the alerts.",
+    "I had two worries about the launch, first.",
+    "There are three things I check: firstly.",
+    "And first of all.",
     # trailing punctuation of speech that stops mid-way
     "I think the answer is...",
     "We tried three different approaches, ",
@@ -76,6 +79,8 @@ FINISHED = [
     "She approved it in 2021.",
     "We fixed the bug and told her.",
     "I did that.",
+    "Our team finished first.",
+    "Yes, one.",
     "First we wrote the tests, then we refactored.",
     "First, I listen. Second, I write it down. Finally, I follow up.",
     "If the disk fills up, the service pages the on-call engineer.",
