@@ -215,7 +215,7 @@ def test_the_gate_changes_no_turn_event_of_a_quiet_answer_with_a_pause(
 
     def events(stream: VadStream) -> list[tuple[int, TurnEvent]]:
         detector = TurnDetector(stream)
-        found = []
+        found: list[tuple[int, TurnEvent]] = []
         for start in range(0, len(audio), 320):  # 20 ms frames, as from the connection
             event = detector.feed(audio[start : start + 320], now=0.0)
             if event is not None and event is not TurnEvent.onset:
