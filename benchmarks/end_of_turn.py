@@ -194,7 +194,9 @@ def our_policy(options: EndpointingOptions | None = None) -> Policy:
         required = endpointing.required_silence(e.probability, e.text)
         return max(required, e.silence + e.stt_seconds + e.smart_turn_seconds)
 
-    detector = DetectorOptions(end_silence=o.fallback, decide_after=o.decide_after)
+    # The detector's judging moment is the listener's (DetectorOptions' default): the evidence
+    # is gathered from there, and the policy's shortest wait applies on top.
+    detector = DetectorOptions(end_silence=o.fallback)
     return Policy("ours", detector, decide, o.fallback)
 
 

@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     # up to END_OF_TURN_MAX_SILENCE_SECONDS. "silence": every answer ends after
     # END_OF_TURN_SILENCE_SECONDS (the old behaviour, kept as a baseline).
     end_of_turn_policy: Literal["evidence", "silence"] = "evidence"
-    end_of_turn_decide_after_seconds: float = Field(default=0.25, ge=0.1, le=2.0)
+    end_of_turn_decide_after_seconds: float = Field(default=0.12, ge=0.05, le=2.0)
     end_of_turn_max_silence_seconds: float = Field(default=2.5, ge=0.5, le=10.0)
     end_of_turn_silence_seconds: float = Field(default=0.8, ge=0.3, le=5.0)
     # Barge-in: speech over the interviewer pauses it at once; this much speech (or words that

@@ -217,8 +217,5 @@ def end_of_turn_policy(settings: Settings) -> EndOfTurnPolicy:
     if settings.end_of_turn_policy == "silence":
         return FixedSilence(settings.end_of_turn_silence_seconds)
     return EndpointingPolicy(
-        EndpointingOptions(
-            decide_after=settings.end_of_turn_decide_after_seconds,
-            fallback=settings.end_of_turn_max_silence_seconds,
-        )
+        EndpointingOptions(fallback=settings.end_of_turn_max_silence_seconds)
     )

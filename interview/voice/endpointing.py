@@ -153,15 +153,16 @@ class EndpointingOptions:
     the fixed 0.8 s and 111 for Smart Turn alone). benchmarks/README.md has the held-out result
     and the whole trade-off."""
 
-    # The detector's judging moment (DetectorOptions.decide_after): nothing ends sooner.
-    decide_after: float = 0.25
+    # Nothing ends sooner. The detector gathers the evidence from an earlier moment
+    # (DetectorOptions.decide_after, 0.12 s), so it is mostly ready by then.
+    shortest_wait: float = 0.25
     # The patient fallback (DetectorOptions.end_silence): what an unfinished sentence waits.
     fallback: float = 2.5
     # Finished words and a model probability at least this: reply after `finished_wait`. Low on
     # purpose: the words already say finished, the model only has to not object outright
     # (Smart Turn scores many finished synthetic answers low, and thinking pauses high).
     finished_probability: float = 0.02
-    # ... and the wait then (at least `decide_after`); the tuning found no gain in more.
+    # ... and the wait then (at least `shortest_wait`); the tuning found no gain in more.
     finished_wait: float = 0.25
     # Finished words, but the model objects (probability below `finished_probability`): as
     # patient as unfinished words.
@@ -176,8 +177,8 @@ class EndpointingOptions:
     no_text_slow_wait: float = 2.5
 
     def __post_init__(self) -> None:
-        if not 0 < self.decide_after <= self.fallback:
-            raise ValueError("need 0 < decide_after <= fallback")
+        if not 0 < self.shortest_wait <= self.fallback:
+            raise ValueError("need 0 < shortest_wait <= fallback")
         if not 0.0 <= self.finished_probability <= 1.0:
             raise ValueError("finished_probability is a probability")
 
@@ -213,4 +214,4 @@ class EndpointingPolicy:
         return self._bounded((slow - p * (slow - fast)) * patience, longest)
 
     def _bounded(self, seconds: float, longest: float) -> float:
-        return min(longest, max(self.options.decide_after, seconds))
+        return min(longest, max(self.options.shortest_wait, seconds))

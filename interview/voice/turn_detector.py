@@ -41,8 +41,9 @@ class DetectorOptions:
     end_silence: float = 2.5
     start_speech: float = 0.2  # speech needed before a turn counts as started
     onset_speech: float = 0.064  # two of silero's 32 ms frames: soon enough to stop within 0.3 s
-    # Silence after which the answer so far is judged, and its last stretch transcribed.
-    decide_after: float = 0.25
+    # Silence after which the answer so far is judged, and its last stretch transcribed: before
+    # the shortest wait the judgement allows (0.25 s), so its evidence is mostly ready by then.
+    decide_after: float = 0.12
     max_turn: float = 120.0
     pre_roll: float = 0.3  # audio kept before the first speech frame, so onsets are not clipped
     threshold: float = 0.5

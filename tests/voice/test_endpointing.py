@@ -137,14 +137,14 @@ def test_unfinished_words_wait_for_the_patient_fallback_whatever_the_model_says(
 
 
 def test_finished_words_and_a_model_that_agrees_reply_soonest() -> None:
-    soonest = max(OPTIONS.decide_after, OPTIONS.finished_wait)
+    soonest = max(OPTIONS.shortest_wait, OPTIONS.finished_wait)
     assert POLICY.required_silence(0.9, "We shipped it in March.") == soonest
     low_but_enough = OPTIONS.finished_probability
     assert POLICY.required_silence(low_but_enough, "We shipped it.") == soonest
     waits = [POLICY.required_silence(p, "We shipped it.") for p in (0.0, 0.3, 0.6, 0.9)]
     assert min(waits) == soonest
     quick = EndpointingPolicy(EndpointingOptions(finished_wait=0.25))
-    assert quick.required_silence(0.9, "We shipped it.") == OPTIONS.decide_after
+    assert quick.required_silence(0.9, "We shipped it.") == OPTIONS.shortest_wait
 
 
 def test_finished_words_and_a_model_that_objects_wait_a_while() -> None:
@@ -159,7 +159,7 @@ def test_unsure_words_are_graded_by_the_model() -> None:
     waits = [POLICY.required_silence(p, "When the queue backs up.") for p in (0.0, 0.5, 1.0)]
     assert waits == sorted(waits, reverse=True)
     assert waits[0] > waits[-1]
-    assert all(OPTIONS.decide_after <= w <= OPTIONS.fallback for w in waits)
+    assert all(OPTIONS.shortest_wait <= w <= OPTIONS.fallback for w in waits)
 
 
 def test_no_text_means_the_model_alone_with_a_safer_wait() -> None:
@@ -167,8 +167,8 @@ def test_no_text_means_the_model_alone_with_a_safer_wait() -> None:
         without = POLICY.required_silence(probability, None)
         with_unsure_text = POLICY.required_silence(probability, "When the queue backs up.")
         assert without >= with_unsure_text
-        assert OPTIONS.decide_after <= without <= OPTIONS.fallback
-    assert POLICY.required_silence(1.0, None) > OPTIONS.decide_after
+        assert OPTIONS.shortest_wait <= without <= OPTIONS.fallback
+    assert POLICY.required_silence(1.0, None) > OPTIONS.shortest_wait
 
 
 def test_patience_stretches_waits_and_the_fallback() -> None:
@@ -185,11 +185,11 @@ def test_every_wait_is_within_the_detector_bounds() -> None:
     for text in texts:
         for probability in (None, 0.0, 0.05, 0.3, 0.7, 1.0, 1.5, -1.0):
             wait = POLICY.required_silence(probability, text)
-            assert OPTIONS.decide_after <= wait <= OPTIONS.fallback, (text, probability)
+            assert OPTIONS.shortest_wait <= wait <= OPTIONS.fallback, (text, probability)
 
 
 def test_options_are_checked() -> None:
     with pytest.raises(ValueError):
-        EndpointingOptions(decide_after=3.0, fallback=2.5)
+        EndpointingOptions(shortest_wait=3.0, fallback=2.5)
     with pytest.raises(ValueError):
         EndpointingOptions(finished_probability=1.5)
