@@ -156,6 +156,14 @@ class Conversation:
         done = found()
         return done[0].at if done else time.monotonic()
 
+    @property
+    def ended(self) -> bool:
+        """The interview is over (the closing line was said, or it ended otherwise)."""
+        return self.client.closed.is_set() or any(
+            e.event == "status" and e.data.get("status") not in ("created", "active")
+            for e in self.events
+        )
+
     async def transcript(self) -> list[dict[str, Any]]:
         async with httpx.AsyncClient(timeout=15.0, trust_env=False) as http:
             response = await http.get(f"{self.api}/{self.id}/transcript", headers=self.headers)
@@ -307,10 +315,10 @@ async def interview_with_echo(api: str, plan: str, echo_db: int, delay: float) -
             await client.wait_for_speech(60, after=mark)
             done = await conversation.line_done(after=mark)
             await client.wait_for_silence(1.2, 60, after=done)
-            if client.closed.is_set() or k == MAX_ANSWERS:
+            if conversation.ended or k == MAX_ANSWERS:
                 break
             await asyncio.sleep(0.3)
-            if client.closed.is_set():
+            if conversation.ended:
                 break
             said = await client.say(answers[k % len(answers)], trailing_silence=0.2)
             assert said.speech_started_at is not None and said.speech_ended_at is not None
