@@ -22,7 +22,7 @@ test: lint system-deps models cdk-cli web
 check: lint
 	$(PY) -m pytest -m "not slow"
 
-# The voice pipeline benchmarks (benchmarks/README.md), about 25 minutes: real servers, aiortc
+# The voice pipeline benchmarks (benchmarks/README.md), about 25-30 minutes: real servers, aiortc
 # clients speaking Kokoro and espeak-ng answers. voice_bench: latency, CPU and memory with 1, 4
 # and 8 sessions, the evidence end of turn next to the fixed 0.8 s silence; llm_overhead: end of
 # turn -> first reply audio, LLM (a local instant model) next to scripted; end_of_turn: three

@@ -121,6 +121,7 @@ class Conversation:
     events: list[Heard] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     follower: asyncio.Task[None] | None = None
+    stream_over: bool = False
 
     @property
     def headers(self) -> dict[str, str]:
@@ -136,6 +137,11 @@ class Conversation:
                 async with self.changed:
                     self.events.append(Heard(time.monotonic(), event.event, event.data))
                     self.changed.notify_all()
+        # The server ends the stream with the results, which may come before the closing line
+        # has played (and its "queued" event): whoever waits for one must not wait for ever.
+        self.stream_over = True
+        async with self.changed:
+            self.changed.notify_all()
 
     def speaking(self, *states: str, after: float = 0.0) -> list[Heard]:
         return [
@@ -152,7 +158,9 @@ class Conversation:
             return self.speaking("queued", "interrupted", after=after)
 
         async with asyncio.timeout(within), self.changed:
-            await self.changed.wait_for(lambda: bool(found()) or self.client.closed.is_set())
+            await self.changed.wait_for(
+                lambda: bool(found()) or self.client.closed.is_set() or self.stream_over
+            )
         done = found()
         return done[0].at if done else time.monotonic()
 
@@ -315,11 +323,11 @@ async def interview_with_echo(api: str, plan: str, echo_db: int, delay: float) -
             await client.wait_for_speech(60, after=mark)
             done = await conversation.line_done(after=mark)
             await client.wait_for_silence(1.2, 60, after=done)
-            if conversation.ended or k == MAX_ANSWERS:
+            # The closing line was the last (the session's status may change only later).
+            closed = any(t["kind"] == "close" for t in await conversation.transcript())
+            if closed or conversation.ended or k == MAX_ANSWERS:
                 break
             await asyncio.sleep(0.3)
-            if conversation.ended:
-                break
             said = await client.say(answers[k % len(answers)], trailing_silence=0.2)
             assert said.speech_started_at is not None and said.speech_ended_at is not None
             said_times.append((said.speech_started_at, said.speech_ended_at))
