@@ -6,8 +6,10 @@ Starts `python app.py` (SQLite in a temp dir, voice on, the scripted interviewer
 and 8 concurrent sessions: connects them (timing the offer POST), waits for the greeting, samples
 the server's CPU over a stretch of silence, and has every session answer three questions,
 timing each reply from the last speech sample sent to the first audible sample received. The
-server's per-reply `reply_timing` log lines give the stage breakdown. Everything is written to
-benchmarks/results/voice.json and the table in benchmarks/README.md.
+server's per-reply `reply_timing` log lines give the stage breakdown. Then, in the same run, a
+second server with the old end of turn (END_OF_TURN_POLICY=silence, a fixed 0.8 s) answers the
+same questions with 1 and 4 sessions, as the baseline the evidence policy is compared with.
+Everything is written to benchmarks/results/voice.json and the table in benchmarks/README.md.
 
 Numbers are reported, never asserted: the machine may be shared, so look at medians and ratios.
 CPU and memory come from /proc (Linux only).
@@ -37,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from harness.app_server import AppServer
-from harness.speech_audio import speech
+from harness.kokoro_speech import kokoro_speech
 from harness.sse import read_events
 from harness.voice_client import VoiceClient, VoiceClientError, start_session
 
@@ -48,10 +50,24 @@ BEGIN_MARK, END_MARK = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 PLAN = "customer-support-screen"  # four questions: three answers never reach the closing line
 ANSWERS_PER_SESSION = 3
+# The end-of-turn policies run side by side: the default (issue 11's evidence: Smart Turn + the
+# words + a patient fallback) and the fixed silence of before, as the baseline.
+POLICY = "evidence"
+BASELINE_POLICY = "silence"
+POLICY_ENV = {
+    POLICY: {"END_OF_TURN_POLICY": "evidence"},
+    BASELINE_POLICY: {"END_OF_TURN_POLICY": "silence", "END_OF_TURN_SILENCE_SECONDS": "0.8"},
+}
 # Each session starts answering this much later than the one before, so the sessions do not
 # all finish speaking in the same 20 ms (real candidates are not synchronized).
 STAGGER_SECONDS = 1.0
 REPLY_SILENCE = 1.5  # the interviewer's turn is over after this much silence
+# Finished sentences only: an answer whose last words read as unfinished waits for the patient
+# fallback (2.5 s) under the evidence policy, which this benchmark is not about. Said by two
+# Kokoro voices in turn (not the plan's own): Smart Turn scores 0.8-0.99 on every one of them,
+# where on espeak-ng's flat prosody it objects (< 0.02) to two of the six, and each of those then
+# waits 2.5 s (benchmarks/README.md, "Voice-to-voice with the evidence policy").
+ANSWER_VOICES = ("am_michael", "bf_emma")
 ANSWERS = (
     "I calmed the customer down, refunded the order and called her back the next day.",
     "I tell the customer that I will check with my team and call them back today.",
@@ -67,10 +83,10 @@ STAGES = (
     "interviewer_first_text_ms",
     "tts_first_audio_ms",
 )
-TARGETS = {
-    "v2v_p50_1_s": 1.5,
-    "v2v_p95_8_s": 2.5,
-    "idle_cpu_pct_per_session": 3.0,
+TARGETS = {  # issue 11's (the latency and idle CPU ones were 1.5 s, 2.5 s and 3 % before)
+    "v2v_p50_1_s": 0.7,
+    "v2v_p95_8_s": 1.2,
+    "idle_cpu_pct_per_session": 2.0,
     "offer_ms": 300.0,
     "rss_base_mb": 1500.0,
     "rss_per_session_mb": 30.0,
@@ -277,17 +293,22 @@ class Round:
 
 
 async def run_round(
-    server: AppServer, count: int, answers: list[Audio], idle_seconds: float, cold: bool = False
+    server: AppServer,
+    count: int,
+    answers: list[Audio],
+    idle_seconds: float,
+    cold: bool = False,
+    policy: str = POLICY,
 ) -> Round:
     """Connect `count` sessions, let them greet, sample CPU in silence, then converse."""
     assert server.process is not None
     pid = server.process.pid
-    label = f"{count} session(s)" + (" (cold TTS cache, warm-up)" if cold else "")
+    label = f"{policy}, {count} session(s)" + (" (cold TTS cache, warm-up)" if cold else "")
     rss_before = memory_mb(pid)
     print(f">> {label}: connecting", flush=True)
     sessions = list(
         await asyncio.gather(
-            *(open_session(server.api, f"bench-{count}-{i}") for i in range(count))
+            *(open_session(server.api, f"bench-{policy}-{count}-{i}") for i in range(count))
         )
     )
     try:
@@ -319,6 +340,7 @@ async def run_round(
     return Round(
         sessions,
         {
+            "policy": policy,
             "sessions": count,
             "cold_cache": cold,
             "greeting_seconds": [round(end - start, 2) for start, end in greetings],
@@ -337,6 +359,14 @@ async def run_round(
             },
         },
     )
+
+
+def answer_audio() -> list[Audio]:
+    """The answers, each in one of ANSWER_VOICES (cached on disk once made)."""
+    return [
+        kokoro_speech(text, voice=ANSWER_VOICES[i % len(ANSWER_VOICES)])
+        for i, text in enumerate(ANSWERS)
+    ]
 
 
 async def settle(pid: int, below_pct: float = 30.0, max_seconds: int = 60) -> None:
@@ -466,7 +496,11 @@ def code_version() -> dict[str, Any]:
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
-    by_n = {r["sessions"]: r for r in result["rounds"] if not r["cold_cache"]}
+    by_n = {
+        r["sessions"]: r
+        for r in result["rounds"]
+        if not r["cold_cache"] and r.get("policy", POLICY) == POLICY
+    }
     rows: list[dict[str, Any]] = []
 
     def add(name: str, value: float | None, limit: float, unit: str, note: str = "") -> None:
@@ -543,7 +577,34 @@ def _row(*cells: Any) -> str:
 
 
 def _label(r: dict[str, Any]) -> str:
-    return f"{r['sessions']} (cold cache)" if r["cold_cache"] else str(r["sessions"])
+    sessions = f"{r['sessions']} (cold cache)" if r["cold_cache"] else str(r["sessions"])
+    return f"{r.get('policy', POLICY)}, {sessions}"
+
+
+def _ratio(new: float | None, old: float | None) -> str:
+    return f"{new / old:.2f}" if new is not None and old else "-"
+
+
+def policy_comparison(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per session count run under both policies: p50/p95 of each and new / old."""
+    warm = [r for r in rounds if not r["cold_cache"]]
+    new = {r["sessions"]: r for r in warm if r.get("policy", POLICY) == POLICY}
+    old = {r["sessions"]: r for r in warm if r.get("policy") == BASELINE_POLICY}
+    rows = []
+    for n in sorted(new.keys() & old.keys()):
+        a, b = new[n], old[n]
+        row: dict[str, Any] = {"sessions": n}
+        for key in ("p50", "p95"):
+            row[f"{POLICY}_{key}"] = a["v2v_ms"].get(key)
+            row[f"{BASELINE_POLICY}_{key}"] = b["v2v_ms"].get(key)
+            x, y = a["v2v_ms"].get(key), b["v2v_ms"].get(key)
+            row[f"ratio_{key}"] = round(x / y, 2) if x is not None and y else None
+        row["end_of_turn_ms"] = {
+            POLICY: a["stage_medians_ms"]["end_of_turn_ms"],
+            BASELINE_POLICY: b["stage_medians_ms"]["end_of_turn_ms"],
+        }
+        rows.append(row)
+    return rows
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -573,13 +634,39 @@ def markdown(result: dict[str, Any]) -> str:
         )
     lines += [
         "",
+        f"The end of turn side by side in this run: `{POLICY}` (the default, issue 11) against "
+        f"`{BASELINE_POLICY}` (END_OF_TURN_POLICY=silence, END_OF_TURN_SILENCE_SECONDS=0.8, the "
+        "behaviour before it), same answers, same machine, one server after the other. Ratio = "
+        f"{POLICY} / {BASELINE_POLICY}.",
+        "",
+        f"| Sessions | {POLICY} p50 | {BASELINE_POLICY} p50 | ratio p50 | {POLICY} p95 "
+        f"| {BASELINE_POLICY} p95 | ratio p95 | end of turn median ({POLICY} / "
+        f"{BASELINE_POLICY}) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in result["policy_comparison"]:
+        eot = c["end_of_turn_ms"]
+        lines.append(
+            _row(
+                c["sessions"],
+                c[f"{POLICY}_p50"],
+                c[f"{BASELINE_POLICY}_p50"],
+                c["ratio_p50"],
+                c[f"{POLICY}_p95"],
+                c[f"{BASELINE_POLICY}_p95"],
+                c["ratio_p95"],
+                f"{_fmt(eot[POLICY])} / {_fmt(eot[BASELINE_POLICY])} ms",
+            )
+        )
+    lines += [
+        "",
         "Voice-to-voice latency (ms) and the median of each stage. Server stages come from its "
         "`reply_timing` log line; transport = client-measured minus the server's `total_ms`, and "
         "lead-in = the part of the client-measured time between the reply's first frame and its "
         "first audible one.",
         "",
-        "| Sessions | Replies | p50 | p95 | max | end of turn | handoff | STT | interviewer "
-        "| TTS first audio | server total | transport | lead-in | errors |",
+        "| Policy, sessions | Replies | p50 | p95 | max | end of turn | handoff | STT "
+        "| interviewer | TTS first audio | server total | transport | lead-in | errors |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rounds:
@@ -602,10 +689,18 @@ def markdown(result: dict[str, Any]) -> str:
         "per session = (server - idle server with no session) / N. The benchmark's own clients "
         "and whatever else ran on the machine are shown for context.",
         "",
-        "| Sessions | Silent: server | per session | Answering: server | per session "
+        "| Policy, sessions | Silent: server | per session | Answering: server | per session "
         "| bench clients | other processes |",
         "|---|---|---|---|---|---|---|",
-        _row(0, base["server_pct"], "-", "-", "-", base["bench_client_pct"], base["other_pct"]),
+        _row(
+            "no session",
+            base["server_pct"],
+            "-",
+            "-",
+            "-",
+            base["bench_client_pct"],
+            base["other_pct"],
+        ),
     ]
     for r in rounds:
         idle, active = r["cpu_idle"] or {}, r["cpu_active"]
@@ -630,7 +725,7 @@ def markdown(result: dict[str, Any]) -> str:
         "connected; connected -> first greeting audio; "
         f"RSS in MB ({_fmt(result['rss_mb_start'])} MB once the models are loaded).",
         "",
-        "| Sessions | Offer p50 / p95 ms | server request / handle_offer p50 ms "
+        "| Policy, sessions | Offer p50 / p95 ms | server request / handle_offer p50 ms "
         "| Connect p50 ms | Greeting delay p50 ms "
         "| RSS before -> connected | MB per session | Peak RSS |",
         "|---|---|---|---|---|---|---|---|",
@@ -660,8 +755,7 @@ def markdown(result: dict[str, Any]) -> str:
         parts = sorted((p for p in parts if p[1] is not None), key=lambda p: -p[1])
         if p50:
             text = ", ".join(f"{name} {value:.0f} ms ({value / p50:.0%})" for name, value in parts)
-            cold = " (cold cache)" if r["cold_cache"] else ""
-            lines.append(f"- {r['sessions']} session(s){cold}, p50 {p50:.0f} ms: {text}")
+            lines.append(f"- {_label(r)} session(s), p50 {p50:.0f} ms: {text}")
     return "\n".join(lines)
 
 
@@ -679,22 +773,48 @@ def write_readme(table: str, begin: str = BEGIN_MARK, end: str = END_MARK) -> No
 # -- main ------------------------------------------------------------------------------------
 
 
-async def bench(counts: list[int], idle_seconds: float, workdir: Path) -> dict[str, Any]:
-    started = time.monotonic()
-    host, code = machine(), code_version()  # before anything else runs or changes
-    answers = [speech(text) for text in ANSWERS]  # espeak-ng + sox, cached on disk
-    server = AppServer(
-        workdir / "server.log",
+def bench_server(workdir: Path, policy: str, counts: list[int]) -> AppServer:
+    return AppServer(
+        workdir / f"server-{policy}.log",
         {
-            "DATABASE_URL": f"sqlite:///{workdir}/bench.db",
+            "DATABASE_URL": f"sqlite:///{workdir}/bench-{policy}.db",
             # Empty, so the first interview really synthesizes its lines; nothing left in data/.
+            # The baseline's server, started second, finds them there.
             "SPEECH_CACHE_DIR": str(workdir / "speech-cache"),
             "VOICE_ENABLED": "true",
             "EVENTS_STREAM_SECONDS": "3600",  # one event stream per session for the whole run
             "MAX_CONCURRENT_INTERVIEWS": str(max(8, *counts)),
             "LOG_LEVEL": "INFO",
+            **POLICY_ENV[policy],
         },
     )
+
+
+async def baseline_rounds(
+    workdir: Path, counts: list[int], answers: list[Audio], baseline: dict[str, float]
+) -> list[dict[str, Any]]:
+    """The same rounds against a server with the fixed-silence end of turn (no idle windows:
+    the policy changes nothing while nobody speaks)."""
+    if not counts:
+        return []
+    server = bench_server(workdir, BASELINE_POLICY, counts)
+    print(f">> starting the {BASELINE_POLICY} baseline's server", flush=True)
+    server.start(timeout=180)
+    try:
+        await asyncio.sleep(2)
+        rounds = [await run_round(server, n, answers, 0, policy=BASELINE_POLICY) for n in counts]
+    finally:
+        server.stop()
+    return summarize(rounds, server.log(), baseline)
+
+
+async def bench(
+    counts: list[int], baseline_counts: list[int], idle_seconds: float, workdir: Path
+) -> dict[str, Any]:
+    started = time.monotonic()
+    host, code = machine(), code_version()  # before anything else runs or changes
+    answers = answer_audio()
+    server = bench_server(workdir, POLICY, counts)
     print(">> starting the server (the speech models load first)", flush=True)
     server.start(timeout=180)
     assert server.process is not None
@@ -712,11 +832,15 @@ async def bench(counts: list[int], idle_seconds: float, workdir: Path) -> dict[s
         idle_after = await sample_cpu(server.process.pid, idle_seconds / 2)
     finally:
         server.stop()
+    summary = summarize(rounds, server.log(), baseline)
+    summary += await baseline_rounds(workdir, baseline_counts, answers, baseline)
     result: dict[str, Any] = {
         "machine": host,
         "code": code,
         "config": {
             "plan": PLAN,
+            "policies": POLICY_ENV,
+            "answer_voices": ANSWER_VOICES,
             "answers_per_session": ANSWERS_PER_SESSION,
             "stagger_seconds": STAGGER_SECONDS,
             "idle_sample_seconds": idle_seconds,
@@ -726,8 +850,9 @@ async def bench(counts: list[int], idle_seconds: float, workdir: Path) -> dict[s
         "rss_mb_start": round(rss_start, 1),
         "baseline_idle": baseline,
         "idle_after": idle_after,
-        "rounds": summarize(rounds, server.log(), baseline),
+        "rounds": summary,
     }
+    result["policy_comparison"] = policy_comparison(summary)
     result["targets"] = targets(result)
     result["runtime_seconds"] = round(time.monotonic() - started, 1)
     return result
@@ -736,20 +861,25 @@ async def bench(counts: list[int], idle_seconds: float, workdir: Path) -> dict[s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", default="1,4,8", help="concurrency levels, e.g. 1,4,8")
+    parser.add_argument(
+        "--baseline-sessions",
+        default="1,4",
+        help=f"concurrency levels run again with the {BASELINE_POLICY} policy ('' for none)",
+    )
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--no-write", action="store_true", help="print, do not write results")
     parser.add_argument("--workdir", type=Path, help="keep the database and server.log here")
     args = parser.parse_args()
     counts = [int(n) for n in args.sessions.split(",")]
+    baseline_counts = [int(n) for n in args.baseline_sessions.split(",") if n.strip()]
     with tempfile.TemporaryDirectory(prefix="spool-bench-") as temp:
         workdir = args.workdir or Path(temp)
         workdir.mkdir(parents=True, exist_ok=True)
         try:
-            result = asyncio.run(bench(counts, args.idle_seconds, workdir))
+            result = asyncio.run(bench(counts, baseline_counts, args.idle_seconds, workdir))
         except BaseException:
-            log = workdir / "server.log"
-            if log.exists():
-                print("server log (tail):\n" + "\n".join(log.read_text().splitlines()[-40:]))
+            for log in sorted(workdir.glob("server-*.log")):
+                print(f"{log.name} (tail):\n" + "\n".join(log.read_text().splitlines()[-40:]))
             raise
     table = markdown(result)
     print(table)
