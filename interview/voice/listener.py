@@ -14,6 +14,7 @@ evidence says it is finished, and yields the floor when the candidate speaks ove
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -248,7 +249,8 @@ class Listener:
         if not self._backchannel.done():
             return
         text = _safe_result(self._backchannel, "")
-        words = [w.strip(".,!?;:").lower() for w in text.split()]
+        # Letters, apostrophes and hyphens only: Whisper writes a hum as "M&HM." too.
+        words = [re.sub(r"[^a-z'-]", "", w.lower()) for w in text.split()]
         words = [w for w in words if w]
         if not all(_backchannel_word(w) for w in words) or len(words) > 2:
             self._abandon(text)  # "Sorry?", "Wait", a real sentence: the floor is theirs

@@ -137,3 +137,11 @@ def test_a_judged_pause_ends_the_answer_when_the_policy_says(vad: SileroVAD):
         assert listener.last_turn is not None
         speech_end = len(audio) / RATE - 2.0
         assert ended * CHUNK / RATE - speech_end == pytest.approx(end_after, abs=0.2)
+
+
+@pytest.mark.parametrize("heard", ["Mm-hmm.", "M&HM.", "Uh-huh.", "Okay.", "Yeah, right."])
+def test_whispers_spellings_of_a_backchannel_resume_the_line(vad: SileroVAD, heard: str):
+    floor = speaking_floor(echo_rms=0.05)
+    listener = ear(vad, heard, floor)
+    assert hear(listener, said("Mm-hmm.", rms=0.1, then=3.0)) == []
+    assert floor.state is FloorState.speaking
