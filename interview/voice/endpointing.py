@@ -147,23 +147,24 @@ def _list_in_progress(text: str) -> bool:
 class EndpointingOptions:
     """The thresholds: every wait is the silence (seconds after the last speech) that ends the
     turn. The defaults are the best of `python -m benchmarks.end_of_turn --tune` (run of
-    2026-12-06 10:06 with LocalWhisper's short window, 1152 combinations replayed on the TUNE
-    split of benchmarks/eot_clips.py): within a mean wait after finished answers of today's
-    0.8 s, the fewest cut-offs on thinking pauses up to 2.0 s (9 of 192 on TUNE, against 144 for
-    the fixed 0.8 s and 111 for Smart Turn alone). benchmarks/README.md has the held-out result
-    and the whole trade-off."""
+    2026-12-06 10:34, evidence gathered from 0.12 s of silence with LocalWhisper's short window,
+    1152 combinations replayed on the TUNE split of benchmarks/eot_clips.py): within a mean wait
+    after finished answers of the old fixed 0.8 s, the fewest cut-offs on thinking pauses up to
+    2.0 s (11 of 192 on TUNE at 794 ms, against 144 for the fixed 0.8 s and 112 for Smart Turn
+    alone; the previous defaults gave 26 at 474 ms). benchmarks/README.md has the held-out
+    result and the whole trade-off."""
 
     # Nothing ends sooner. The detector gathers the evidence from an earlier moment
     # (DetectorOptions.decide_after, 0.12 s), so it is mostly ready by then.
     shortest_wait: float = 0.25
     # The patient fallback (DetectorOptions.end_silence): what an unfinished sentence waits.
     fallback: float = 2.5
-    # Finished words and a model probability at least this: reply after `finished_wait`. Low on
-    # purpose: the words already say finished, the model only has to not object outright
-    # (Smart Turn scores many finished synthetic answers low, and thinking pauses high).
-    finished_probability: float = 0.02
-    # ... and the wait then (at least `shortest_wait`); the tuning found no gain in more.
-    finished_wait: float = 0.25
+    # Finished words and a model probability at least this: reply after `finished_wait`. Both
+    # must agree: Whisper puts a full stop after cut-off speech, so finished-looking words alone
+    # cut off a quarter of the thinking pauses the model doubts.
+    finished_probability: float = 0.5
+    # ... and the wait then (at least `shortest_wait`).
+    finished_wait: float = 0.4
     # Finished words, but the model objects (probability below `finished_probability`): as
     # patient as unfinished words.
     finished_objection_wait: float = 2.5
