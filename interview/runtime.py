@@ -216,6 +216,4 @@ def end_of_turn_policy(settings: Settings) -> EndOfTurnPolicy:
     """What ends an answer: the evidence, or a fixed silence."""
     if settings.end_of_turn_policy == "silence":
         return FixedSilence(settings.end_of_turn_silence_seconds)
-    return EndpointingPolicy(
-        EndpointingOptions(fallback=settings.end_of_turn_max_silence_seconds)
-    )
+    return EndpointingPolicy(EndpointingOptions(fallback=settings.end_of_turn_max_silence_seconds))
