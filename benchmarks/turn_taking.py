@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks.tables import fmt, row
 from benchmarks.voice_bench import (
     Audio,
     answer_audio,
@@ -594,7 +595,7 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
         stop.get("p95"),
         TARGETS["barge_in_stop_ms"],
         "ms",
-        f"p50 {_fmt(stop.get('p50'))} ms, max {_fmt(stop.get('max'))} ms, n={stop['n']}",
+        f"p50 {fmt(stop.get('p50'))} ms, max {fmt(stop.get('max'))} ms, n={stop['n']}",
     )
     echo = summary["echo"]
     for db in ECHO_LEVELS_DB:
@@ -619,18 +620,6 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}"
-    return str(value)
-
-
-def _row(*cells: Any) -> str:
-    return "| " + " | ".join(_fmt(c) for c in cells) + " |"
-
-
 def markdown(result: dict[str, Any]) -> str:
     m, code, s = result["machine"], result["code"], result["summary"]
     dirty = code.get("uncommitted")
@@ -646,10 +635,10 @@ def markdown(result: dict[str, Any]) -> str:
     for t in result["targets"]:
         holds = {True: "yes", False: "**no**", None: "-"}[t["holds"]]
         lines.append(
-            _row(
+            row(
                 t["target"],
-                f"{_fmt(t['value'])} {t['unit']}",
-                f"{_fmt(t['limit'])} {t['unit']}",
+                f"{fmt(t['value'])} {t['unit']}",
+                f"{fmt(t['limit'])} {t['unit']}",
                 holds,
                 t["note"],
             )
@@ -672,7 +661,7 @@ def markdown(result: dict[str, Any]) -> str:
         ("(`paused` event at the client, all)", "yield_event_ms"),
     ):
         st = b[key]
-        lines.append(_row(label, st["n"], st.get("p50"), st.get("p95"), st.get("max")))
+        lines.append(row(label, st["n"], st.get("p50"), st.get("p95"), st.get("max")))
     lines += [
         "",
         f"{b['within_300_ms']} of {b['stop_ms']['n']} stops within 300 ms; "
@@ -691,7 +680,7 @@ def markdown(result: dict[str, Any]) -> str:
         e = s["echo"][str(db)]
         log = e["server_log"]
         lines.append(
-            _row(
+            row(
                 f"{db} dB",
                 f"{e['interviews']} ({e['completed']})",
                 e["interviewer_lines"],
@@ -705,19 +694,19 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Backchannels over the interviewer ({', '.join(BACKCHANNELS)}; each in "
         f"{len(BACKCHANNEL_VOICES)} voices): {bc['trials']} said, {bc['paused']} paused the "
-        f"line, {bc['cut']} cut it ({_fmt(bc['cut_pct'])} %). Pause (the gap in the received "
-        f"audio) when it resumed: p50 {_fmt(bc['pause_ms'].get('p50'))} ms, p95 "
-        f"{_fmt(bc['pause_ms'].get('p95'))} ms, max {_fmt(bc['pause_ms'].get('max'))} ms "
+        f"line, {bc['cut']} cut it ({fmt(bc['cut_pct'])} %). Pause (the gap in the received "
+        f"audio) when it resumed: p50 {fmt(bc['pause_ms'].get('p50'))} ms, p95 "
+        f"{fmt(bc['pause_ms'].get('p95'))} ms, max {fmt(bc['pause_ms'].get('max'))} ms "
         f"(n={bc['pause_ms']['n']}).",
         "",
         "| Voice | Said | Cut |",
         "|---|---|---|",
     ]
     for voice, v in bc["by_voice"].items():
-        lines.append(_row(voice, v["trials"], v["cut"]))
+        lines.append(row(voice, v["trials"], v["cut"]))
     lines += ["", "| Word | Said | Cut |", "|---|---|---|"]
     for word, v in bc["by_word"].items():
-        lines.append(_row(word, v["trials"], v["cut"]))
+        lines.append(row(word, v["trials"], v["cut"]))
     return "\n".join(lines)
 
 

@@ -38,6 +38,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from benchmarks.tables import fmt, row
 from harness.app_server import AppServer
 from harness.kokoro_speech import kokoro_speech
 from harness.sse import read_events
@@ -564,18 +565,6 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
 # -- report ----------------------------------------------------------------------------------
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}"
-    return str(value)
-
-
-def _row(*cells: Any) -> str:
-    return "| " + " | ".join(_fmt(c) for c in cells) + " |"
-
-
 def _label(r: dict[str, Any]) -> str:
     sessions = f"{r['sessions']} (cold cache)" if r["cold_cache"] else str(r["sessions"])
     return f"{r.get('policy', POLICY)}, {sessions}"
@@ -624,10 +613,10 @@ def markdown(result: dict[str, Any]) -> str:
         holds = {True: "yes", False: "**no**", None: "-"}[t["holds"]]
         unit = t["unit"]
         lines.append(
-            _row(
+            row(
                 t["target"],
-                f"{_fmt(t['value'])} {unit}",
-                f"{_fmt(t['limit'])} {unit}",
+                f"{fmt(t['value'])} {unit}",
+                f"{fmt(t['limit'])} {unit}",
                 holds,
                 t["note"],
             )
@@ -647,7 +636,7 @@ def markdown(result: dict[str, Any]) -> str:
     for c in result["policy_comparison"]:
         eot = c["end_of_turn_ms"]
         lines.append(
-            _row(
+            row(
                 c["sessions"],
                 c[f"{POLICY}_p50"],
                 c[f"{BASELINE_POLICY}_p50"],
@@ -655,7 +644,7 @@ def markdown(result: dict[str, Any]) -> str:
                 c[f"{POLICY}_p95"],
                 c[f"{BASELINE_POLICY}_p95"],
                 c["ratio_p95"],
-                f"{_fmt(eot[POLICY])} / {_fmt(eot[BASELINE_POLICY])} ms",
+                f"{fmt(eot[POLICY])} / {fmt(eot[BASELINE_POLICY])} ms",
             )
         )
     lines += [
@@ -673,7 +662,7 @@ def markdown(result: dict[str, Any]) -> str:
         v, st = r["v2v_ms"], r["stage_medians_ms"]
         stages = [st[k] for k in (*STAGES, "total_ms", "transport_ms", "lead_in_ms")]
         lines.append(
-            _row(
+            row(
                 _label(r),
                 v.get("n"),
                 v.get("p50"),
@@ -692,7 +681,7 @@ def markdown(result: dict[str, Any]) -> str:
         "| Policy, sessions | Silent: server | per session | Answering: server | per session "
         "| bench clients | other processes |",
         "|---|---|---|---|---|---|---|",
-        _row(
+        row(
             "no session",
             base["server_pct"],
             "-",
@@ -705,7 +694,7 @@ def markdown(result: dict[str, Any]) -> str:
     for r in rounds:
         idle, active = r["cpu_idle"] or {}, r["cpu_active"]
         lines.append(
-            _row(
+            row(
                 _label(r),
                 idle.get("server_pct"),
                 r["idle_cpu_pct_per_session"],
@@ -723,7 +712,7 @@ def markdown(result: dict[str, Any]) -> str:
         "Signaling and memory: offer POST -> answer as the client times it, then the medians of "
         "the request as the server logs it and of aiortc's `handle_offer` within it; /start -> "
         "connected; connected -> first greeting audio; "
-        f"RSS in MB ({_fmt(result['rss_mb_start'])} MB once the models are loaded).",
+        f"RSS in MB ({fmt(result['rss_mb_start'])} MB once the models are loaded).",
         "",
         "| Policy, sessions | Offer p50 / p95 ms | server request / handle_offer p50 ms "
         "| Connect p50 ms | Greeting delay p50 ms "
@@ -735,13 +724,13 @@ def markdown(result: dict[str, Any]) -> str:
         request = median([x for x in o["server_request"] if x is not None])
         server = median([x for x in o["server"] if x is not None])
         lines.append(
-            _row(
+            row(
                 _label(r),
-                f"{_fmt(o['p50'])} / {_fmt(o['p95'])}",
-                f"{_fmt(request)} / {_fmt(server)}",
+                f"{fmt(o['p50'])} / {fmt(o['p95'])}",
+                f"{fmt(request)} / {fmt(server)}",
                 r["connect_ms_p50"],
                 median(r["greeting_delay_ms"]),
-                f"{_fmt(rss['before'])} -> {_fmt(rss['connected'])}",
+                f"{fmt(rss['before'])} -> {fmt(rss['connected'])}",
                 r["rss_mb_per_session"],
                 rss["peak_so_far"],
             )
