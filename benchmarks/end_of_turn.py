@@ -35,7 +35,7 @@ import numpy as np
 
 from benchmarks.eot_audio import CACHE_DIR, RATE, ClipAudio
 from benchmarks.eot_clips import PAUSES, SPLITS, TRAILING_SILENCE, Clip, clips
-from benchmarks.voice_bench import HERE, code_version, machine, write_readme
+from benchmarks.voice_bench import HERE, code_version, machine, publish, write_readme
 from harness.speech_audio import Int16Array
 from interview.speech.model_files import SMART_TURN, ModelPaths, models_dir_from_env
 from interview.speech.stt.local_whisper import LocalWhisper
@@ -615,10 +615,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     table = markdown(result)
     print(table)
     if not args.no_write:
-        RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS_PATH.write_text(to_json(result))
-        write_readme(table, BEGIN_MARK, END_MARK)
-        print(f">> wrote {RESULTS_PATH.relative_to(HERE.parent)} and the table in README")
+        publish(RESULTS_PATH, to_json(result), table, BEGIN_MARK, END_MARK)
 
 
 if __name__ == "__main__":

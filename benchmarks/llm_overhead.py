@@ -42,7 +42,7 @@ from benchmarks.voice_bench import (
     median,
     open_session,
     pct,
-    write_readme,
+    publish,
 )
 from harness.app_server import AppServer
 from harness.fake_openai import Behaviour, FakeOpenAI, ToolCall
@@ -433,10 +433,7 @@ def main() -> None:
     if args.workdir:
         (workdir / "llm_overhead.json").write_text(output)
     if not args.no_write:
-        RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS_PATH.write_text(output)
-        write_readme(table, BEGIN_MARK, END_MARK)
-        print(f">> wrote {RESULTS_PATH.relative_to(HERE.parent)} and the table in README")
+        publish(RESULTS_PATH, output, table, BEGIN_MARK, END_MARK)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import numpy as np
 
 from benchmarks.eot_audio import RATE, ClipAudio
 from benchmarks.eot_clips import Split, clips
-from benchmarks.voice_bench import HERE, code_version, machine, write_readme
+from benchmarks.voice_bench import HERE, code_version, machine, publish
 from harness.speech_audio import Int16Array
 from interview.speech.model_files import ModelPaths, models_dir_from_env
 from interview.speech.stt.local_whisper import LocalWhisper
@@ -202,10 +202,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     table = markdown(result)
     print(table)
     if not args.no_write and args.split == "heldout":
-        RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS_PATH.write_text(json.dumps(result, indent=1) + "\n")
-        write_readme(table, BEGIN_MARK, END_MARK)
-        print(f">> wrote {RESULTS_PATH.relative_to(HERE.parent)} and the table in README")
+        publish(RESULTS_PATH, json.dumps(result, indent=1) + "\n", table, BEGIN_MARK, END_MARK)
 
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ from benchmarks.voice_bench import (
     machine,
     median,
     pct,
+    publish,
     settle,
-    write_readme,
 )
 from harness.app_server import AppServer
 from harness.kokoro_speech import kokoro_speech
@@ -805,10 +805,7 @@ def main() -> None:
     if args.workdir:
         (workdir / "turn_taking.json").write_text(output)
     if not args.no_write:
-        RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS_PATH.write_text(output)
-        write_readme(table, BEGIN_MARK, END_MARK)
-        print(f">> wrote {RESULTS_PATH.relative_to(HERE.parent)} and the table in README")
+        publish(RESULTS_PATH, output, table, BEGIN_MARK, END_MARK)
 
 
 if __name__ == "__main__":

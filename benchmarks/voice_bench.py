@@ -759,6 +759,14 @@ def write_readme(table: str, begin: str = BEGIN_MARK, end: str = END_MARK) -> No
     README_PATH.write_text(f"{head}{begin}\n{table}\n{end}{tail}")
 
 
+def publish(path: Path, output: str, table: str, begin: str, end: str) -> None:
+    """Write a benchmark's results file and its table between its marks in the README."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(output)
+    write_readme(table, begin, end)
+    print(f">> wrote {path.relative_to(HERE.parent)} and the table in README")
+
+
 # -- main ------------------------------------------------------------------------------------
 
 
@@ -876,10 +884,7 @@ def main() -> None:
     if args.workdir:
         (workdir / "voice.json").write_text(output)
     if not args.no_write:
-        RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS_PATH.write_text(output)
-        write_readme(table)
-        print(f">> wrote {RESULTS_PATH.relative_to(HERE.parent)} and the table in README")
+        publish(RESULTS_PATH, output, table, BEGIN_MARK, END_MARK)
 
 
 if __name__ == "__main__":
