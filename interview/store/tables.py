@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Integer,
@@ -92,6 +94,9 @@ class SessionRow(Base):
     )
     # The voice chosen at /start; None speaks with the plan's voice (or TTS_VOICE).
     voice: Mapped[str | None] = mapped_column(String(64))
+    # The instance (interview_instances.id) that holds the session's peer connection, if any:
+    # its media is pinned there; every other instance relays to it what it must act on.
+    owner_instance: Mapped[str | None] = mapped_column(String(64))
 
 
 class TurnRow(Base):
@@ -120,6 +125,70 @@ class TurnRow(Base):
     # line); None for a line heard whole, and for answers.
     interruption: Mapped[Interruption | None] = mapped_column(enum_column(Interruption, 16))
     planned_text: Mapped[str | None] = mapped_column(Text)
+
+
+# A BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class InstanceRow(Base):
+    """A running server process, and its heartbeat: an owner whose heartbeat is stale is dead."""
+
+    __tablename__ = "interview_instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    draining: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AnswerKeyRow(Base):
+    """An answer request's Idempotency-Key, and what it stored: a retry returns that outcome."""
+
+    __tablename__ = "interview_answer_keys"
+
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("interview_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # sha256 of the request's text: the same key with other words is a client error.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    answer_index: Mapped[int] = mapped_column(Integer)
+    # None until the interviewer's reply is committed (a crash in between is repaired).
+    reply_index: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EventRow(Base):
+    """A published live event (PostgreSQL only): every instance's subscribers read it."""
+
+    __tablename__ = "interview_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("interview_sessions.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(32))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RelayRow(Base):
+    """Something the owner of a session's peer connection must do, asked by another instance
+    (an ICE candidate, a takeover); the owner writes the result."""
+
+    __tablename__ = "interview_relay"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("interview_sessions.id", ondelete="CASCADE"), index=True
+    )
+    instance: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ReportRow(Base):
