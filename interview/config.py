@@ -137,6 +137,18 @@ class Settings(BaseSettings):
     # after its first event and the client asks again with Last-Event-ID (interview/events.py).
     events_delivery: EventsDelivery = EventsDelivery.stream
 
+    # Several instances on one PostgreSQL (README "Several instances"). This process's name
+    # among them; unset, one is made from the host name, the process id and a random suffix.
+    instance_id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    # How often an instance says it is alive, and how long a silence makes it dead: a session
+    # whose voice connection it held may then be taken by an offer on any other instance.
+    instance_heartbeat_seconds: float = Field(default=2.0, gt=0, le=60)
+    instance_dead_after_seconds: float = Field(default=10.0, gt=0, le=600)
+    # Connections to the database kept per instance (PostgreSQL), and how many more at peaks:
+    # each answer holds one for its session lock beside the ones its writes take.
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=20, ge=0, le=200)
+
     # The OpenAI API, or any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server).
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
@@ -180,7 +192,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "turn_server", "openai_api_key", "openai_base_url", "openai_evaluation_model",
-        "interviewer", "report_evaluation", "openai_temperature", "db_host", mode="before",
+        "interviewer", "report_evaluation", "openai_temperature", "db_host", "instance_id",
+        mode="before",
     )  # fmt: skip
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
