@@ -23,9 +23,14 @@ def _bin_dir() -> Path:
 
 
 class PostgresServer:
-    """initdb + pg_ctl in a temp dir; PostgreSQL refuses to run as root, so it runs as postgres."""
+    """initdb + pg_ctl in a temp dir; PostgreSQL refuses to run as root, so it runs as postgres.
 
-    def __init__(self) -> None:
+    `max_connections`: PostgreSQL's default is 100; several instances of the service need more
+    (each pools up to DB_POOL_SIZE + DB_MAX_OVERFLOW connections).
+    """
+
+    def __init__(self, max_connections: int = 100) -> None:
+        self.max_connections = max_connections
         self.bin = _bin_dir()
         self.dir = Path(tempfile.mkdtemp(prefix="spool-pg-"))
         self.port = free_port()
@@ -41,7 +46,10 @@ class PostgresServer:
 
     def start(self) -> None:
         self._run("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres")
-        options = f"-k {self.dir} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = (
+            f"-k {self.dir} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off "
+            f"-c max_connections={self.max_connections}"
+        )
         self._run(
             "pg_ctl", "-D", str(self.dir / "data"), "-o", options, "-l", str(self.dir / "log"),
             "-w", "start",
