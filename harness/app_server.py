@@ -16,11 +16,12 @@ from harness.ports import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 # The settings a developer's shell may hold that would change what a test's service does:
-# its database, TURN, CORS, voice, and which engines (model, STT, TTS, interviewer) it uses.
+# its database, TURN, CORS, voice, which engines (model, STT, TTS, interviewer) it uses, and its
+# name among several instances.
 ENGINE_AND_SERVICE_ENV = (
     "TURN_", "DATABASE_", "DB_", "CORS_", "OPENAI_", "VOICE_", "INTERVIEWER", "LLM_",
     "REPORT_EVALUATION", "EVALUATION_", "STT_ENGINE", "TTS_ENGINE", "END_OF_TURN_",
-    "BARGE_IN_", "REPAIR_", "ECHO_", "CHECK_IN_",
+    "BARGE_IN_", "REPAIR_", "ECHO_", "CHECK_IN_", "INSTANCE_",
 )  # fmt: skip
 
 

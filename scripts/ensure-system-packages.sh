@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests drive for real (coturn, PostgreSQL, espeak-ng + sox,
 # which make the spoken answers of the voice tests, Chromium for the browser tests, strace for
-# the image test), only when missing.
+# the image test, HAProxy for the tests of several instances), only when missing.
 set -euo pipefail
 
 missing=()
@@ -16,6 +16,8 @@ command -v sox >/dev/null 2>&1 || missing+=(sox)
 command -v strace >/dev/null 2>&1 || missing+=(strace)
 # The browser tests drive Debian's Chromium through Playwright (no browser download).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# The multi-instance tests and bench put a round-robin HAProxy in front of the servers.
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -29,5 +31,8 @@ echo ">> installing Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
-# The coturn package may start a system-wide daemon; tests start their own on free ports.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now coturn >/dev/null 2>&1 || true; fi
+# The coturn and haproxy packages may start system-wide daemons; tests start their own on free
+# ports.
+if command -v systemctl >/dev/null 2>&1; then
+  systemctl disable --now coturn haproxy >/dev/null 2>&1 || true
+fi

@@ -39,6 +39,7 @@ ENTRY_POINTS = {
     "harness.app_server.AppServer": {"server"},
     "harness.postgres.PostgresServer": {"server", "apt"},
     "harness.coturn.CoturnServer": {"server", "apt"},
+    "harness.haproxy.HAProxy": {"server", "apt"},
     "harness.speech_audio.speak": {"apt"},  # espeak-ng and sox
     "harness.browser.chromium_executable": {"browser", "apt"},
     # where `make models` put the files
@@ -50,7 +51,7 @@ ENTRY_POINTS = {
 PROGRAMS = {
     **dict.fromkeys(
         ("turnserver", "turnutils_uclient", "initdb", "pg_ctl", "postgres", "psql", "curl",
-         "openssl", "espeak-ng", "sox", "strace", "chromium"),
+         "openssl", "espeak-ng", "sox", "strace", "chromium", "haproxy"),
         "apt",
     ),
     **dict.fromkeys(("node", "npm", "npx"), "node"),
