@@ -22,21 +22,24 @@ test: lint system-deps models cdk-cli web
 check: lint
 	$(PY) -m pytest -m "not slow"
 
-# The voice pipeline benchmarks (benchmarks/README.md), about 30 minutes: real servers, aiortc
+# The voice pipeline benchmarks (benchmarks/README.md), about 40 minutes: real servers, aiortc
 # clients speaking Kokoro and espeak-ng answers. voice_bench: latency, CPU and memory with 1, 4
 # and 8 sessions, the evidence end of turn next to the fixed 0.8 s silence; llm_overhead: end of
 # turn -> first reply audio, LLM (a local instant model) next to scripted; end_of_turn: three
 # end-of-turn policies on labelled answers (offline, 2-5 minutes once its clips are cached; the
 # first run makes them, ~15 minutes); stt_window: the 30 s and short STT windows on those clips
 # (~2 minutes); turn_taking: barge-in stop time, self-interruptions from echo and backchannels,
-# at the client. Write benchmarks/results/{voice,llm_overhead,end_of_turn,stt_window,
-# turn_taking}.json and the tables in the README.
+# at the client; many_instances: one instance, then two, on one PostgreSQL behind HAProxy (round
+# robin), 200 text clients and 4 voice sessions each (~8 minutes). Write benchmarks/results/
+# {voice,llm_overhead,end_of_turn,stt_window,turn_taking,many_instances}.json and the tables in
+# the README.
 bench: dev-setup system-deps models
 	$(PY) -m benchmarks.voice_bench
 	$(PY) -m benchmarks.llm_overhead
 	$(PY) -m benchmarks.end_of_turn
 	$(PY) -m benchmarks.stt_window
 	$(PY) -m benchmarks.turn_taking
+	$(PY) -m benchmarks.many_instances
 
 setup: $(RUNTIME_STAMP)
 dev-setup: $(DEV_STAMP)
