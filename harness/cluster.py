@@ -14,6 +14,7 @@ Each instance is `python app.py` (harness.app_server.AppServer) with INSTANCE_ID
 from __future__ import annotations
 
 import signal
+import subprocess
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -63,6 +64,7 @@ class Cluster:
         self.database_url: str | None = None
         self.instances: dict[str, AppServer] = {}
         self.proxy: HAProxy | None = None
+        self._terminated: set[str] = set()  # told to stop (SIGTERM): they may still be draining
 
     # -- addresses --------------------------------------------------------------------------
 
@@ -142,6 +144,7 @@ class Cluster:
         process = self.instances[name].process
         assert process is not None and process.poll() is None, f"{name} is not running"
         process.send_signal(signal.SIGTERM)
+        self._terminated.add(name)
 
     def wait_exit(self, name: str, timeout: float) -> int:
         """The exit code of an instance that was told to stop."""
@@ -155,6 +158,7 @@ class Cluster:
         server = self.instances[name]
         if server.process is not None and server.process.poll() is None:
             raise RuntimeError(f"{name} is still running")
+        self._terminated.discard(name)
         server.start(timeout=self.start_timeout)
         self.wait_state(name, "UP")
 
@@ -165,11 +169,20 @@ class Cluster:
             if server.process is not None and server.process.poll() is None
         ]
 
-    def ensure_all_up(self) -> None:
-        """Restart whatever a previous test stopped, then wait until all are in rotation."""
+    def ensure_all_up(self, drain_timeout: float = 30) -> None:
+        """Restart whatever a previous test stopped (an instance still draining after SIGTERM
+        is given `drain_timeout` seconds to exit, then killed), then wait until all are in
+        rotation."""
         for name in self.names:
+            server = self.instances[name]
+            if name in self._terminated and server.process is not None:
+                try:
+                    server.process.wait(timeout=drain_timeout)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                self._terminated.discard(name)
             if name not in self.running():
-                self.instances[name].start(timeout=self.start_timeout)
+                server.start(timeout=self.start_timeout)
         assert self.proxy is not None
         self.proxy.wait_states(dict.fromkeys(self.names, "UP"))
 
