@@ -76,13 +76,17 @@ global
 defaults
     mode http
     log global
-    # The server that answered (%s), the status, and the request: what a test reads back.
-    log-format "%s %ST %HM %HU %Ta"
+    # The server that answered (%s), the status, the request, the time it took and how the
+    # session ended (HAProxy's termination state, "----" when normally): what a test reads back.
+    log-format "%s %ST %HM %HU %Ta %tsc"
     option forwardfor
     timeout connect 2s
     timeout http-request 10s
     timeout http-keep-alive 10s
     timeout queue 10s
+    # An instance busy on two cores may take a while to answer its health check: as long as the
+    # ALB allows (5 s) before it counts as failed. A killed one refuses at once.
+    timeout check 5s
     # /events streams (SSE) stay open for EVENTS_STREAM_SECONDS with a ping every 10 s; a voice
     # offer may wait for its relay. The client side only goes quiet while a response streams.
     timeout client 1h
@@ -181,14 +185,16 @@ backend instances
                 raise TimeoutError(f"HAProxy servers {states}, expected {dict(expected)}")
             time.sleep(0.05)
 
-    def served(self) -> list[tuple[str, int, str, str]]:
-        """The access log so far: (server, status, method, path) per request, in order.
-        The server is "<NOSRV>" when the proxy answered itself."""
+    def served(self) -> list[tuple[str, int, str, str, str]]:
+        """The access log so far, in the order the requests ended: (server, status, method,
+        path, termination state) per request. The server is "<NOSRV>" when the proxy answered
+        itself (no server up); the status is -1 when no response was sent; the termination
+        state is "----" for a normal end (HAProxy's manual: "Session state at disconnection")."""
         entries = []
         for line in self.log().splitlines():
             parts = line.split()
-            if len(parts) == 5 and parts[1].isdigit():
-                entries.append((parts[0], int(parts[1]), parts[2], parts[3]))
+            if len(parts) == 6 and parts[1].lstrip("-").isdigit():
+                entries.append((parts[0], int(parts[1]), parts[2], parts[3], parts[5]))
         return entries
 
     def log(self) -> str:
