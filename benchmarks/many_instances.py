@@ -208,7 +208,12 @@ async def text_client(
                 await asyncio.sleep(think)
                 await answer(stats, http, sid, headers, text)
             if answers < PLAN_ANSWERS:
-                await stats.call(http, "POST", f"/{sid}/end", headers=headers)
+                # Ending twice changes nothing: retried, as a client would, until it is done.
+                for _ in range(5):
+                    ended = await stats.call(http, "POST", f"/{sid}/end", headers=headers)
+                    if ended is not None and ended.status_code < 500:
+                        break
+                    await asyncio.sleep(1.0)
             for _ in range(20):
                 await asyncio.sleep(think / 2)
                 report = await stats.call(http, "GET", f"/{sid}/results", headers=headers)
@@ -362,7 +367,27 @@ async def run_round(
         text = json.loads(out.read_text())
     finally:
         await asyncio.to_thread(cluster.stop)
-    return summarize_round(instances, text, voice, warm_up, cpu)
+    summary = summarize_round(instances, text, voice, warm_up, cpu)
+    summary["proxy"] = proxy_log_summary(cluster)
+    return summary
+
+
+def proxy_log_summary(cluster: Cluster) -> dict[str, Any]:
+    """What the proxy's access log says of the round: requests per server (the "<NOSRV>" ones it
+    answered itself: no instance was up) and the sessions that did not end normally, by
+    HAProxy's termination state (e.g. "SD--": the server closed the connection mid-response)."""
+    assert cluster.proxy is not None
+    served = cluster.proxy.served()
+    return {
+        "requests_by_server": dict(Counter(server for server, *_ in served)),
+        "abnormal_terminations": dict(
+            Counter(
+                f"{state} {status}"
+                for _server, status, _method, _path, state in served
+                if state != "----"
+            )
+        ),
+    }
 
 
 def pid_of(cluster: Cluster, name: str) -> int:
@@ -479,6 +504,23 @@ def markdown(result: dict[str, Any]) -> str:
         )
         + ".",
     ]
+    if any("proxy" in r for r in rounds):
+        lines += [
+            "",
+            "Proxy sessions that did not end normally (HAProxy's termination state and status): "
+            + "; ".join(
+                f"{r['instances']} instance(s): "
+                + (
+                    ", ".join(
+                        f"{k} x{v}" for k, v in sorted(r["proxy"]["abnormal_terminations"].items())
+                    )
+                    or "none"
+                )
+                for r in rounds
+                if "proxy" in r
+            )
+            + ".",
+        ]
     return "\n".join(lines)
 
 

@@ -58,10 +58,14 @@ def test_the_table_puts_the_rounds_side_by_side():
         },
         "code": {"commit": "0123456789abcdef", "uncommitted": []},
         "config": {"text_clients": 200, "think_seconds": 1.0, "events": True, "voice_sessions": 4},
-        "rounds": [a_round(1), a_round(2)],
+        "rounds": [a_round(1), {**a_round(2), "proxy": {"abnormal_terminations": {"SD-- 200": 2}}}],
         "runtime_seconds": 300.0,
     }
     table = markdown(result)
     assert "| 1 | 0.5 | 5 | 1 | 503: 1, ConnectError: 1 | 1000 ms |" in table
     assert "| POST /{id}/transcript | 40.0 / 67.0 (4) | 40.0 / 67.0 (4) |" in table
     assert "2 instance(s): node-1 3, node-2 2" in table
+    assert (
+        "not end normally (HAProxy's termination state and status): 2 instance(s): SD-- 200 x2"
+        in table
+    )
