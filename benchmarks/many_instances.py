@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
+import os
 import re
 import tempfile
 import time
@@ -43,17 +44,20 @@ import httpx
 from benchmarks.tables import fmt, row
 from benchmarks.voice_bench import (
     ANSWERS_PER_SESSION,
+    NPROC,
     PLAN,
     Audio,
     answer_audio,
     code_version,
     cpu_seconds,
     machine,
+    machine_ticks,
     pct,
     publish,
 )
 from harness.cluster import Cluster, postgres_for
 from harness.haproxy import SERVED_BY
+from harness.postgres import PostgresServer
 from harness.sse import read_events
 from harness.voice_client import VoiceClient, VoiceClientError, start_session
 
@@ -313,7 +317,11 @@ class Options:
 
 
 async def run_round(
-    instances: int, workdir: Path, postgres: Any, answers: list[Audio], options: Options
+    instances: int,
+    workdir: Path,
+    postgres: PostgresServer,
+    answers: list[Audio],
+    options: Options,
 ) -> dict[str, Any]:
     directory = workdir / f"{instances}-instances"
     env = {**SERVICE_ENV, "SPEECH_CACHE_DIR": str(workdir / "speech-cache")}
@@ -324,8 +332,6 @@ async def run_round(
         print(f">> {instances} instance(s): one voice interview alone (warm-up)", flush=True)
         warm_up = await voice_interview(cluster.api, "bench-warm-up", answers[:ANSWERS_PER_SESSION])
         await asyncio.sleep(2)
-        pids = {name: pid_of(cluster, name) for name in cluster.names}
-        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         context = multiprocessing.get_context("spawn")  # nothing of this process's loop copied
         stop = context.Event()
         out = directory / "text-load.json"
@@ -333,8 +339,8 @@ async def run_round(
             target=run_text_load,
             args=(cluster.api, options.clients, options.think, options.events, stop, str(out)),
         )
-        started = time.monotonic()
         load.start()
+        meter = CpuMeter(cluster, postgres, load.pid).start()
         print(
             f">> {instances} instance(s): {options.clients} text clients and "
             f"{options.voice} voice sessions",
@@ -352,13 +358,9 @@ async def run_round(
                 for i in range(options.voice)
             )
         )
-        await asyncio.sleep(max(0.0, options.min_seconds - (time.monotonic() - started)))
+        await asyncio.sleep(max(0.0, options.min_seconds - (time.monotonic() - meter.started)))
+        cpu = meter.stop()
         stop.set()
-        loaded = time.monotonic() - started
-        cpu = {
-            name: round((cpu_seconds(pid) - cpu_before[name]) / loaded * 100, 1)
-            for name, pid in pids.items()
-        }
         print(f">> {instances} instance(s): the text clients finish their interviews", flush=True)
         await asyncio.to_thread(load.join, 300)
         if load.is_alive():
@@ -390,10 +392,74 @@ def proxy_log_summary(cluster: Cluster) -> dict[str, Any]:
     }
 
 
-def pid_of(cluster: Cluster, name: str) -> int:
-    process = cluster[name].process
-    assert process is not None
-    return process.pid
+class CpuMeter:
+    """CPU over the load, in % of one core: each instance, PostgreSQL (the postmaster and its
+    backends; one that exits meanwhile takes its share along: a floor), HAProxy, the text
+    clients' process, this process (the voice clients) and the whole machine (whatever else ran
+    on it too)."""
+
+    def __init__(self, cluster: Cluster, postgres: PostgresServer, text_pid: int | None) -> None:
+        self.cluster, self.postgres, self.text_pid = cluster, postgres, text_pid
+        self.started = 0.0
+        self.before: dict[str, dict[int, float]] = {}
+        self.ticks = (0, 0)
+
+    def processes(self) -> dict[str, list[int]]:
+        found = {
+            name: [server.process.pid]
+            for name, server in self.cluster.instances.items()
+            if server.process is not None
+        }
+        found["postgresql"] = postgres_pids(self.postgres)
+        if self.cluster.proxy is not None and self.cluster.proxy.process is not None:
+            found["haproxy"] = [self.cluster.proxy.process.pid]
+        if self.text_pid is not None:
+            found["text clients"] = [self.text_pid]
+        found["voice clients"] = [os.getpid()]
+        return found
+
+    def sample(self) -> dict[str, dict[int, float]]:
+        samples: dict[str, dict[int, float]] = {}
+        for label, pids in self.processes().items():
+            samples[label] = {}
+            for pid in pids:
+                with contextlib.suppress(OSError, ValueError):  # gone meanwhile
+                    samples[label][pid] = cpu_seconds(pid)
+        return samples
+
+    def start(self) -> CpuMeter:
+        self.started, self.before, self.ticks = time.monotonic(), self.sample(), machine_ticks()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        wall = time.monotonic() - self.started
+        after = self.sample()
+        busy, total = machine_ticks()
+        used = {
+            label: sum(
+                seconds - self.before.get(label, {}).get(pid, 0.0) for pid, seconds in now.items()
+            )
+            for label, now in after.items()
+        }
+        shares = {label: round(seconds / wall * 100, 1) for label, seconds in used.items()}
+        machine = (busy - self.ticks[0]) / max(1, total - self.ticks[1]) * NPROC * 100
+        shares["machine"] = round(machine, 1)
+        return shares
+
+
+def postgres_pids(postgres: PostgresServer) -> list[int]:
+    """The postmaster (first line of its postmaster.pid) and the processes it started."""
+    try:
+        postmaster = int((postgres.dir / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return []
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError):
+            text = stat.read_text()
+            if int(text[text.rindex(")") + 2 :].split()[1]) == postmaster:
+                children.append(int(stat.parent.name))
+    return [postmaster, *children]
 
 
 def summarize_round(
@@ -458,7 +524,8 @@ def markdown(result: dict[str, Any]) -> str:
         + f") and {config['voice_sessions']} voice sessions through HAProxy (round robin).",
         "",
         "| Instances | Requests/s | Requests | Interviews done | Errors (by status) "
-        "| Voice-to-voice p50 | p95 | replies | voice errors | CPU per instance (% of a core) |",
+        "| Voice-to-voice p50 | p95 | replies | voice errors "
+        "| CPU during the load (% of one core) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rounds:
