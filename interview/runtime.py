@@ -62,7 +62,11 @@ class Runtime:
     def build(cls, settings: Settings, clock: Clock = utcnow) -> Runtime:
         """Every part, built from Settings and handed what it needs; nothing is loaded yet.
         `clock` is the domain's time (tests move it)."""
-        store = Store(settings.async_database_url)
+        store = Store(
+            settings.async_database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
         plans = PlanCatalog.load(settings.plans_dir)
         plans.get(settings.default_plan_id)  # a wrong DEFAULT_PLAN_ID fails at start-up
         secret = settings.turn_secret.get_secret_value() if settings.turn_secret else None
@@ -180,6 +184,9 @@ class Runtime:
                 expired = await self.service.expire_due_sessions()
                 if expired:
                     log.info("sessions_expired", count=expired)
+                repaired = await self.service.repair_orphaned_answers()
+                if repaired:
+                    log.info("orphaned_answers_repaired", count=repaired)
             except Exception:
                 log.exception("expiry_sweep_failed")
             await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
