@@ -291,3 +291,29 @@ async def test_a_decision_waits_for_another_instances_then_gives_up_cleanly(pg_i
         pass
     outcome = await b.service.answer(started.session, ANSWER)
     assert outcome.candidate_turn.index == 1
+
+
+async def test_one_instance_writes_a_report_however_many_ask(pg_instances):
+    a, b = pg_instances
+    saved: list[str] = []
+    for runtime in (a, b):
+        real_save = runtime.store.save_report
+
+        async def counted(session_id: str, real=real_save, **kw) -> None:
+            await asyncio.sleep(0.2)  # a slow evaluation: the others ask meanwhile
+            saved.append(kw["status"].value)
+            await real(session_id, **kw)
+
+        runtime.store.save_report = counted  # type: ignore[method-assign]
+    started = await a.service.start(user_id="report-once")
+    await a.service.answer(started.session, ANSWER)
+    ended = await b.service.end(started.session)
+    # Ended on B (its writer reacts); results asked on A and B at once; A resumes as at start.
+    await asyncio.gather(
+        a.reports.results(ended), b.reports.results(ended), a.reports.resume_pending()
+    )
+    for runtime in (a, b):
+        await runtime.reports.wait()
+    assert saved == ["ready"]
+    for runtime in (a, b):
+        assert (await runtime.reports.results(ended)).session_id == ended.id

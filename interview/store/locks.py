@@ -43,6 +43,19 @@ class SessionLocks:
         async with lock:
             yield
 
+    @asynccontextmanager
+    async def try_hold(self, name: str) -> AsyncIterator[bool]:
+        """Hold the lock called `name` if it is free (True), else go on without it (False):
+        for work one instance does for all, such as writing a report."""
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        if lock.locked():
+            yield False
+            return
+        async with lock:
+            yield True
+
 
 class PostgresSessionLocks(SessionLocks):
     """The per-process lock, then the session's advisory lock in PostgreSQL."""
@@ -71,6 +84,26 @@ class PostgresSessionLocks(SessionLocks):
                 yield
             finally:
                 await self._release(conn, key)
+
+    @asynccontextmanager
+    async def try_hold(self, name: str) -> AsyncIterator[bool]:
+        async with super().try_hold(name) as here:
+            if not here:
+                yield False
+                return
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                key = {"session_id": name}
+                taken = await conn.scalar(
+                    text("SELECT pg_try_advisory_lock(hashtextextended(:session_id, 0))"), key
+                )
+                if not taken:
+                    yield False
+                    return
+                try:
+                    yield True
+                finally:
+                    await self._release(conn, key)
 
     @staticmethod
     async def _release(conn: AsyncConnection, key: dict[str, str]) -> None:
