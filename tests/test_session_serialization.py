@@ -70,7 +70,7 @@ def check_transcript(turns: list[TurnRow]) -> None:
     for i, turn in enumerate(turns):
         expected = Role.interviewer if i % 2 == 0 else Role.candidate
         assert turn.role == expected, [(t.index, t.role, t.text[:20]) for t in turns]
-    asked = [t.question_index for t in turns if t.kind == TurnKind.question]
+    asked = [t.question_index or 0 for t in turns if t.kind == TurnKind.question]
     assert asked == sorted(set(asked)), asked
 
 
@@ -79,11 +79,12 @@ async def test_an_end_racing_the_first_answer_never_leaves_a_session_stuck(pg_in
     for trial in range(20):
         started = await a.service.start(user_id=f"race-{trial}")
         sid = started.session.id
-        answered, ended = await asyncio.gather(
+        results: list[object] = await asyncio.gather(
             a.service.answer(started.session, ANSWER),
             b.service.end(started.session),
             return_exceptions=True,
         )
+        answered, ended = results
         assert not isinstance(ended, BaseException), ended
         if isinstance(answered, BaseException):
             assert isinstance(answered, SessionClosed), answered
@@ -224,7 +225,9 @@ async def test_the_sweeper_replies_to_an_orphaned_answer_on_any_instance(instanc
     started = await a.service.start(user_id="crash-swept")
     await orphan(a, started.session.id, ANSWER, key=None)
     assert await b.service.repair_orphaned_answers() == 0  # too recent: maybe still replying
-    a.service.clock.now += timedelta(seconds=ORPHANED_ANSWER_SECONDS + 1)  # type: ignore[attr-defined]
+    clock = a.service.clock
+    assert isinstance(clock, Clock)
+    clock.now += timedelta(seconds=ORPHANED_ANSWER_SECONDS + 1)
     assert await b.service.repair_orphaned_answers() == 1
     assert await a.service.repair_orphaned_answers() == 0
     check_transcript(list(await a.store.list_turns(started.session.id)))
@@ -304,7 +307,7 @@ async def test_one_instance_writes_a_report_however_many_ask(pg_instances):
             saved.append(kw["status"].value)
             await real(session_id, **kw)
 
-        runtime.store.save_report = counted  # type: ignore[method-assign]
+        runtime.store.save_report = counted
     started = await a.service.start(user_id="report-once")
     await a.service.answer(started.session, ANSWER)
     ended = await b.service.end(started.session)

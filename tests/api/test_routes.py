@@ -161,9 +161,11 @@ def test_an_answer_sent_twice_with_one_idempotency_key_is_stored_once(api: httpx
     assert other_words.status_code == 422
     assert other_words.json()["error"]["code"] == "idempotency_key_reused"
     for bad in (b"has space", b"x" * 256, "é".encode()):
-        refused = api.post(
-            f"/{sid}/transcript", json={"text": LONG}, headers={**headers, "Idempotency-Key": bad}
-        )
+        raw_headers = [
+            (b"Authorization", headers["Authorization"].encode()),
+            (b"Idempotency-Key", bad),
+        ]
+        refused = api.post(f"/{sid}/transcript", json={"text": LONG}, headers=raw_headers)
         assert refused.status_code == 422, bad
         assert refused.json()["error"]["code"] == "invalid_request"
     turns = api.get(f"/{sid}/transcript", headers=headers).json()["turns"]
