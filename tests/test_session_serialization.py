@@ -320,3 +320,27 @@ async def test_one_instance_writes_a_report_however_many_ask(pg_instances):
     assert saved == ["ready"]
     for runtime in (a, b):
         assert (await runtime.reports.results(ended)).session_id == ended.id
+
+
+async def test_many_sessions_answering_at_once_never_starve_a_small_pool(
+    postgres_server: PostgresServer,
+):
+    # Every lock holder keeps a connection and needs another to write: with more answers in
+    # flight than connections, only a bound on holders keeps them from waiting for ever.
+    settings = Settings(
+        database_url=postgres_server.create_database(),
+        voice_enabled=False,
+        db_pool_size=2,
+        db_max_overflow=0,
+    )
+    runtime = Runtime.build(settings, clock=Clock())
+    await runtime.store.migrate()
+    try:
+        sessions = [await runtime.service.start(user_id=f"pool-{i}") for i in range(12)]
+        async with asyncio.timeout(20):
+            outcomes = await asyncio.gather(
+                *(runtime.service.answer(s.session, ANSWER) for s in sessions)
+            )
+        assert [o.candidate_turn.index for o in outcomes] == [1] * len(sessions)
+    finally:
+        await runtime.store.dispose()

@@ -60,14 +60,20 @@ class SessionLocks:
 class PostgresSessionLocks(SessionLocks):
     """The per-process lock, then the session's advisory lock in PostgreSQL."""
 
-    def __init__(self, engine: AsyncEngine, wait_seconds: float = LOCK_WAIT_SECONDS) -> None:
+    def __init__(
+        self, engine: AsyncEngine, wait_seconds: float = LOCK_WAIT_SECONDS, holders: int = 10
+    ) -> None:
         super().__init__()
         self.engine = engine
         self.wait_ms = int(wait_seconds * 1000)
+        # A holder keeps one pooled connection and takes another for each write: were every
+        # connection of the pool held by a lock, every holder would wait for a write
+        # connection for ever. At most half the pool holds locks.
+        self._holders = asyncio.Semaphore(holders)
 
     @asynccontextmanager
     async def hold(self, session_id: str) -> AsyncIterator[None]:
-        async with super().hold(session_id), self.engine.connect() as conn:
+        async with super().hold(session_id), self._holders, self.engine.connect() as conn:
             # Autocommit: the lock belongs to the connection, not to a transaction left open.
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             key = {"session_id": session_id}
@@ -91,7 +97,7 @@ class PostgresSessionLocks(SessionLocks):
             if not here:
                 yield False
                 return
-            async with self.engine.connect() as conn:
+            async with self._holders, self.engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 key = {"session_id": name}
                 taken = await conn.scalar(

@@ -44,7 +44,9 @@ class Store:
         self._db = async_sessionmaker(self.engine, expire_on_commit=False)
         # Every state change of a session is decided holding its lock (interview.sessions).
         self.locks: SessionLocks = (
-            PostgresSessionLocks(self.engine) if self.is_postgres else SessionLocks()
+            PostgresSessionLocks(self.engine, holders=max(1, (pool_size + max_overflow) // 2))
+            if self.is_postgres
+            else SessionLocks()
         )
 
     async def migrate(self) -> None:
