@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from interview.access import SessionAccess
 from interview.config import Settings
-from interview.events import EventBus
+from interview.events import EventBus, InProcessEventBus
 from interview.interviewer import build_interviewer
 from interview.plans import PlanCatalog
 from interview.report.evaluation import build_evaluator
@@ -69,7 +69,7 @@ class Runtime:
         issuer = TurnCredentialIssuer(
             settings.turn_server, secret, settings.turn_tls_port, settings.turn_ttl_seconds
         )
-        events = EventBus()
+        events = InProcessEventBus()
         # How /events responses end: streamed, or polled behind a buffering proxy (events.py).
         events.set_delivery(settings.events_delivery)
         speech = SpeechStack(settings)

@@ -227,7 +227,7 @@ async def test_a_first_connection_activates_the_session_and_an_ended_one_only_cl
     assert (await stored(service, row.id)).connection_state == "closed"
     changes = [
         (type(e.body).__name__, getattr(e.body, "state", None) or getattr(e.body, "status", None))
-        for e in runtime.events.history(row.id)
+        for e in await runtime.events.history(row.id)
         if isinstance(e.body, ConnectionChanged | StatusChanged)
     ]
     assert changes == [
@@ -274,7 +274,7 @@ async def test_the_interviewer_mode_follows_the_stored_lines_across_a_restart(
     modes = [
         e.body.mode
         for bus in (first.events, second.events)
-        for e in bus.history(started.session.id)
+        for e in await bus.history(started.session.id)
         if isinstance(e.body, InterviewerModeChanged)
     ]
     assert modes == ["degraded", "normal"]

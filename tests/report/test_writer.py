@@ -31,7 +31,9 @@ async def test_a_report_is_written_when_the_interview_ends(database_url: str):
         outcome = await runtime.reports.results(ended)
         assert isinstance(outcome, Report) and outcome.metrics.candidate_turns == 1
         results = [
-            e.body for e in runtime.events.history(row.id) if isinstance(e.body, ResultsChanged)
+            e.body
+            for e in await runtime.events.history(row.id)
+            if isinstance(e.body, ResultsChanged)
         ]
         assert [r.status for r in results] == ["ready"]
     finally:
