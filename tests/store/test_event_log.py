@@ -206,13 +206,15 @@ async def test_a_subscriber_on_another_instance_gets_every_event_in_order_within
             (arrived - sent[number(e)]) * 1000
             for e, arrived in zip(events, follower.arrived[1:], strict=True)
         ]
-        p50 = statistics.median(latencies)
-        p95 = statistics.quantiles(latencies, n=20)[-1]
-        record_property("publish_to_other_instance_ms", {"p50": p50, "p95": p95})
-        print(
-            f"\npublish -> delivery on the other instance: p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
-            f"max {max(latencies):.1f} ms ({len(latencies)} events)"
-        )
+        paced = [ms for n, ms in enumerate(latencies) if n % 50 >= 10]
+        for name, sample in (("all", latencies), ("one at a time", paced)):
+            p50 = statistics.median(sample)
+            p95 = statistics.quantiles(sample, n=20)[-1]
+            record_property(f"publish_to_other_instance_ms {name}", {"p50": p50, "p95": p95})
+            print(
+                f"\npublish -> delivery on the other instance ({name}, {len(sample)} events): "
+                f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(sample):.1f} ms"
+            )
         assert max(latencies) < 1000
         # What B delivered is what both instances read back.
         assert events == (await a.history("s1"))[1:] == (await b.history("s1"))[1:]
