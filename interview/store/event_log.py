@@ -318,15 +318,21 @@ class PostgresEventBus(EventBus):
             while self._inbox:
                 items = list(self._inbox)
                 self._inbox.clear()
-                run: list[tuple[str, int]] = []
-                for item in items:
-                    if item is None:
-                        await self._deliver_notified(run)
-                        run = []
-                        await self._resync()
-                    else:
-                        run.append(item)
+                try:
+                    await self._deliver_inbox(items)
+                except Exception:  # a bug here must not end delivery for the process
+                    log.exception("events_fan_out_failed", notices=len(items))
+
+    async def _deliver_inbox(self, items: list[tuple[str, int] | None]) -> None:
+        run: list[tuple[str, int]] = []
+        for item in items:
+            if item is None:
                 await self._deliver_notified(run)
+                run = []
+                await self._resync()
+            else:
+                run.append(item)
+        await self._deliver_notified(run)
 
     async def _deliver_notified(self, notices: list[tuple[str, int]]) -> None:
         """Deliver notified events in the order of their notifications."""
