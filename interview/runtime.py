@@ -20,6 +20,7 @@ from interview.report.writer import ReportWriter
 from interview.sessions import Clock, InterviewService, utcnow
 from interview.speech.stack import SpeechStack
 from interview.store import Store
+from interview.store.event_log import event_bus_for
 from interview.turn_credentials import TurnCredentialIssuer
 from interview.voice.endpointing import EndpointingOptions, EndpointingPolicy
 from interview.voice.gateway import VoiceGateway
@@ -73,7 +74,8 @@ class Runtime:
         issuer = TurnCredentialIssuer(
             settings.turn_server, secret, settings.turn_tls_port, settings.turn_ttl_seconds
         )
-        events = EventBus()
+        # PostgreSQL: stored and fanned out to every instance; SQLite: kept in this process.
+        events = event_bus_for(store.engine)
         # How /events responses end: streamed, or polled behind a buffering proxy (events.py).
         events.set_delivery(settings.events_delivery)
         speech = SpeechStack(settings)
@@ -130,7 +132,11 @@ class Runtime:
         if self.stop_by is not None:
             timeout = min(timeout, max(0.5, self.stop_by - asyncio.get_running_loop().time()))
         with contextlib.suppress(TimeoutError):
+            # The events published so far reach their listeners: an end schedules its report.
+            await asyncio.wait_for(self.events.flush(), timeout)
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.reports.wait(), timeout)
+        await self.events.stop()  # stores and delivers what the reports published
         await self.store.dispose()
 
     async def drain(self, voice_until: float) -> int:
@@ -166,6 +172,7 @@ class Runtime:
         while True:
             try:
                 await self.store.migrate()
+                await self.events.start()
                 resumed = await self.reports.resume_pending()
                 break
             except (SQLAlchemyError, OSError) as exc:

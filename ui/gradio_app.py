@@ -164,7 +164,7 @@ class DemoUI:
         page = self.pages.get(page_key)
         if page is None:
             return None
-        history = self.runtime.events.history(page.session_id)
+        history = await self.runtime.events.history(page.session_id)
         newest = history[-1].id if history else None
         # Every change (a turn, the status, the results being ready) is an event of the session.
         if newest is not None and newest == page.seen_event and not page.preparing_voice:
@@ -175,7 +175,7 @@ class DemoUI:
         page = self.pages.get(page_key)
         if page is None:
             return None
-        history = self.runtime.events.history(page.session_id)
+        history = await self.runtime.events.history(page.session_id)
         page.seen_event = history[-1].id if history else None
         row = await self._session(page_key)
         turns = await self.runtime.service.transcript(row)
