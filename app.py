@@ -90,7 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.environment is Environment.development
         else None,
         allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        # Idempotency-Key: a typed answer's retry (ui/web's client) must pass the preflight.
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
         # The browser client sends credentials: "include" (a load balancer's stickiness cookie
         # keeps a session on its instance). Credentials go only to named origins: with "*"
         # Starlette would echo any origin, letting every site make credentialed calls.
