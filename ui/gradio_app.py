@@ -36,9 +36,10 @@ from interview.report import Report
 from interview.report.render import render
 from interview.report.writer import InterviewRunning, ResultsNotReady
 from interview.runtime import Runtime
-from interview.sessions import InvalidAnswer, SessionClosed
+from interview.sessions import IdempotencyKeyReused, InvalidAnswer, ReplyPending, SessionClosed
 from interview.speech.errors import UnknownVoice
 from interview.store import SessionRow, TurnRow
+from interview.store.locks import SessionBusy
 from ui.gradio_host import voice_component
 from ui.voice_signaling import GatewaySignaling
 
@@ -169,7 +170,14 @@ class DemoUI:
             raise gr.Error(f"That answer was not taken: {exc}.") from exc
         except SessionClosed as exc:
             raise gr.Error("This interview has ended; start a new one.") from exc
-        except SQLAlchemyError as exc:
+        except IdempotencyKeyReused as exc:
+            raise gr.Error("That answer was not taken: edit it and send it again.") from exc
+        except ReplyPending as exc:
+            raise gr.Error(
+                "Your answer is saved; the interviewer's reply is not yet. Press Send again in "
+                "a moment."
+            ) from exc
+        except (SQLAlchemyError, SessionBusy) as exc:
             # The answer may be stored; its key makes sending it again safe.
             log.warning("ui_answer_database_error", error=type(exc).__name__)
             raise gr.Error(

@@ -38,16 +38,9 @@ export type Turn = Schemas["Turn"];
 export type StatusResponse = Schemas["StatusResponse"];
 export type TranscriptResponse = Schemas["TranscriptResponse"];
 export type AnswerResponse = Schemas["AnswerResponse"];
-/**
- * 202 from POST /transcript: the answer is stored, the interviewer's reply is not yet; the same
- * request again (same Idempotency-Key) gets it. Written by hand until the API's /openapi.json
- * declares this response: then it becomes the generated schema. Only `status` is relied on.
- */
-export interface ReplyPendingResponse {
-  status: "reply_pending";
-  candidate_turn?: Turn;
-  message?: string;
-}
+// 202 from POST /transcript: the answer is stored, the interviewer's reply is not yet; the same
+// request again (same Idempotency-Key) gets it.
+export type ReplyPendingResponse = Schemas["AnswerPending"];
 export type EndResponse = Schemas["EndResponse"];
 // iceTransportPolicy: not sent by the API today; honoured if a server adds it.
 export type IceServersResponse = Schemas["IceServersResponse"] & { iceTransportPolicy?: RTCIceTransportPolicy };
