@@ -1,5 +1,6 @@
 """app.py while draining: what is refused (new interviews, new voice connections) and what goes on
-(answers, transcripts, the live interviews), and the drain's time budget."""
+(answers, transcripts, the live interviews), how long it keeps serving (its minimum, the
+requests in flight, within the grace period), and how it ends the open event streams."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 from app import DRAINING_RETRY_AFTER_SECONDS, DrainingServer, create_app
 from harness.runtime import wait_until_ready
 from interview.config import Settings
+from tests.api.helpers import auth
 
 
 async def test_draining_refuses_new_interviews_but_not_live_ones(tmp_path: Path):
@@ -141,5 +143,33 @@ async def test_the_drain_waits_for_the_requests_in_flight(tmp_path: Path):
             assert answered.headers["connection"] == "close"
             stopped = await until_exit(server, within=1)
             assert stopped - started < 2.5
+        finally:
+            await runtime.stop()
+
+
+async def test_the_drain_ends_event_streams_with_a_complete_response(tmp_path: Path):
+    server, app = draining_server(tmp_path, events_stream_seconds=600)
+    runtime, traffic = server.runtime, server.traffic
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/interview") as api:
+        await runtime.start()
+        try:
+            await wait_until_ready(runtime)
+            session = (await api.post("/start", json={"user_id": "u"})).json()
+            path, headers = f"/{session['session_id']}/events", auth(session["token"])
+            stream = asyncio.create_task(api.get(path, headers=headers))
+            async with asyncio.timeout(5):
+                while traffic.streams == 0:  # noqa: ASYNC110 - a count, no event to wait on
+                    await asyncio.sleep(0.01)
+            assert traffic.in_flight == 0  # a stream is not a request the drain waits for
+            assert await traffic.end_streams() == 1
+            # Held open for EVENTS_STREAM_SECONDS (600 s) otherwise; ended, it is whole.
+            ended = await asyncio.wait_for(stream, 5)
+            assert ended.status_code == 200
+            assert "event: status" in ended.text and "event: turn" in ended.text
+            # One that starts once the streams were ended ends as soon as it starts.
+            late = await asyncio.wait_for(api.get(path, headers=headers), 5)
+            assert late.status_code == 200 and late.text == ""
+            assert traffic.streams == 0
         finally:
             await runtime.stop()
