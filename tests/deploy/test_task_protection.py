@@ -164,7 +164,7 @@ async def test_protection_is_renewed_before_it_expires(agent: FakeEcsAgent, live
     renewals = [call for call in puts if call.body == PROTECT]
     assert len(renewals) >= 4 and puts[-1].body == RELEASE
     gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(renewals)]
-    assert all(0.25 <= gap < 0.3 + 0.3 for gap in gaps), gaps
+    assert all(0.25 <= gap < 1.0 for gap in gaps), gaps
 
 
 @pytest.mark.parametrize("fault", ["error", "failure", "garbage", "slow"])
@@ -240,7 +240,8 @@ async def test_the_service_is_never_held_up_by_a_slow_agent(agent: FakeEcsAgent,
             await asyncio.sleep(0.01)
             assert len(ticks) < 1000, "never protected"
     gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
-    assert max(gaps) < 0.2, max(gaps)
+    # A loop blocked by the agent would stall for its 0.5 s timeout (or its 1.5 s hang).
+    assert max(gaps) < 0.4, max(gaps)
 
 
 async def test_stop_releases_the_task(agent: FakeEcsAgent, live: Live):
