@@ -202,8 +202,10 @@ class DrainingServer(uvicorn.Server):
         self.runtime.stop_by = deadline
         try:
             await self.runtime.drain(voice_until=limit)
-            # Polled, like the live calls: a time and a count, no event to wait on.
-            while loop.time() < limit and (loop.time() < serve_until or self.traffic.in_flight):  # noqa: ASYNC110
+            # Then its minimum, and the requests in flight; polled, like the live calls.
+            while loop.time() < limit:
+                if loop.time() >= serve_until and not self.traffic.in_flight:
+                    break
                 await asyncio.sleep(DRAIN_POLL_SECONDS)
             streams = await self.traffic.end_streams()
             log.info(
