@@ -19,8 +19,10 @@ from interview.store.tables import InstanceRow
 ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-def settings(**values: object) -> Settings:
-    return Settings(instance_heartbeat_seconds=0.1, instance_dead_after_seconds=1.0, **values)
+def settings(instance_id: str | None = None) -> Settings:
+    return Settings(
+        instance_id=instance_id, instance_heartbeat_seconds=0.1, instance_dead_after_seconds=1.0
+    )
 
 
 async def row_of(store: Store, instance_id: str) -> InstanceRow | None:
@@ -61,12 +63,14 @@ async def test_start_beats_and_a_clean_stop_removes_the_row(pg_store: Store):
         assert later.started_at == first.started_at  # an upsert keeps when it started
 
         await registry.set_draining()
-        assert (await row_of(pg_store, "alpha")).draining
+        draining = await row_of(pg_store, "alpha")
+        assert draining is not None and draining.draining
         # The row comes back with the next beat if something removed it.
         async with pg_store.engine.begin() as conn:
             await conn.execute(text("DELETE FROM interview_instances"))
         await wait_for(lambda: _exists(pg_store, "alpha"))
-        assert (await row_of(pg_store, "alpha")).draining
+        back = await row_of(pg_store, "alpha")
+        assert back is not None and back.draining
     finally:
         await registry.stop()
     assert await row_of(pg_store, "alpha") is None
