@@ -117,6 +117,7 @@ class Runtime:
         return self.instances.id
 
     async def start(self) -> None:
+        log.info("instance_started", instance_id=self.instance_id, shared=self.instances.shared)
         loop = asyncio.get_running_loop()
         self.events.bind_loop(loop)
         # fastrtc runs each connection's emit() and the audio callbacks in the default

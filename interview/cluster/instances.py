@@ -58,7 +58,6 @@ class InstanceRegistry:
     def start(self) -> None:
         """Write this instance's row now and every `heartbeat_seconds` (in the background: a
         database that is down is retried at the next beat)."""
-        log.info("instance_started", instance_id=self.id, shared=self.shared)
         if self.shared and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._beat_forever())
 
