@@ -11,6 +11,8 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from interview.access import SessionAccess
+from interview.cluster.instances import InstanceRegistry
+from interview.cluster.relay import Relay
 from interview.config import Settings
 from interview.events import EventBus
 from interview.interviewer import build_interviewer
@@ -26,6 +28,7 @@ from interview.voice.endpointing import EndpointingOptions, EndpointingPolicy
 from interview.voice.gateway import VoiceGateway
 from interview.voice.hangup import HangUp
 from interview.voice.listener import BargeInOptions, EndOfTurnPolicy, FixedSilence
+from interview.voice.ownership import MediaOwnership
 from interview.voice.pipeline import ConversationOptions, VoicePipeline
 from interview.voice.presence import Presence
 from interview.voice.turn_detector import DetectorOptions
@@ -51,6 +54,8 @@ class Runtime:
     reports: ReportWriter
     voice: VoiceGateway
     hangup: HangUp
+    # This process among the instances sharing the database (interview/cluster/instances.py).
+    instances: InstanceRegistry
     ready: bool = False
     # Why the database could not be brought to the current schema, if it could not.
     schema_error: str | None = None
@@ -92,7 +97,11 @@ class Runtime:
             end_of_turn_policy(settings),
             conversation_options(settings),
         )
-        voice = VoiceGateway(settings, service, speech, pipeline, Presence(service), issuer)
+        instances = InstanceRegistry(store.engine, settings)
+        ownership = MediaOwnership(store.engine, instances, Relay(store.engine, instances.id))
+        voice = VoiceGateway(
+            settings, service, speech, pipeline, Presence(service), issuer, ownership
+        )
         return cls(
             settings=settings,
             store=store,
@@ -105,9 +114,16 @@ class Runtime:
             reports=reports,
             voice=voice,
             hangup=HangUp(voice, events),
+            instances=instances,
         )
 
+    @property
+    def instance_id(self) -> str:
+        """This process's name among the instances (INSTANCE_ID, or host-pid-random)."""
+        return self.instances.id
+
     async def start(self) -> None:
+        log.info("instance_started", instance_id=self.instance_id, shared=self.instances.shared)
         loop = asyncio.get_running_loop()
         self.events.bind_loop(loop)
         # fastrtc runs each connection's emit() and the audio callbacks in the default
@@ -120,6 +136,7 @@ class Runtime:
     async def stop(self) -> None:
         self.draining = True
         await self.voice.close_all()
+        await self.instances.stop()
         self.speech.shutdown()
         for task in self._tasks:
             task.cancel()
@@ -149,6 +166,7 @@ class Runtime:
         where it was, instead of being ended by every deployment or scale-in.
         """
         self.draining = True
+        await self.instances.set_draining()
         loop = asyncio.get_running_loop()
         live = self.voice.live_connections()
         log.info("draining", live_voice_connections=live)
@@ -186,6 +204,9 @@ class Runtime:
                 return
         self.ready = True
         log.info("service_ready", pending_reports_resumed=resumed)
+        # With the schema in place: this instance's heartbeat, and what others relay to it.
+        self.instances.start()
+        self._tasks.append(asyncio.create_task(self.voice.serve_relay()))
         while True:
             try:
                 expired = await self.service.expire_due_sessions()
