@@ -103,8 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_methods=["GET", "POST", "OPTIONS"],
         # Idempotency-Key: a typed answer's retry (ui/web's client) must pass the preflight.
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
-        # The browser client sends credentials: "include" (a load balancer's stickiness cookie
-        # keeps a session on its instance). Credentials go only to named origins: with "*"
+        # The browser client sends credentials: "include" (for an optional load balancer
+        # stickiness cookie). Credentials go only to named origins: with "*"
         # Starlette would echo any origin, letting every site make credentialed calls.
         allow_credentials="*" not in settings.cors_origins,
         # A 503's Retry-After (draining, at capacity, database unavailable) tells the client
