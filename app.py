@@ -7,6 +7,7 @@ client's types are generated from that copy; `make openapi` refreshes it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -21,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
+from sse_starlette.sse import AppStatus
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from interview.api import (
@@ -32,6 +34,8 @@ from interview.api import (
 )
 from interview.api.errors import error_response
 from interview.config import ConfigError, Environment, Settings, get_settings
+from interview.deploy.draining import DrainingConnections, Traffic
+from interview.deploy.task_protection import task_protection
 from interview.logs import configure_logging
 from interview.runtime import Runtime
 from ui.demo_page import mount_demo
@@ -42,8 +46,8 @@ LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 # What opens a new interview or voice connection: refused while draining.
 DRAINING_REFUSED = re.compile(re.escape(API_PREFIX) + r"/(start|[^/]+/rtc/offer)/?")
 DRAINING_RETRY_AFTER_SECONDS = 5
-# At most this much of the grace period is kept for requests in flight and the lifespan shutdown.
-SHUTDOWN_RESERVE_SECONDS = 10.0
+# How often the drain looks at what it waits for (live calls, requests in flight).
+DRAIN_POLL_SECONDS = 0.1
 
 log = structlog.get_logger(__name__)
 
@@ -53,12 +57,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.log_level)
     runtime = Runtime.build(settings)
     ui = demo_ui(runtime)
+    traffic = Traffic()
+    # On ECS (ECS_AGENT_URI set): the task is protected from scale-in while calls are live.
+    protection = task_protection(settings, live=runtime.voice.live_connections)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
         try:
-            async with ui.running():
+            async with contextlib.AsyncExitStack() as stack:
+                if protection is not None:
+                    await stack.enter_async_context(protection.running())
+                await stack.enter_async_context(ui.running())
                 yield
         finally:
             await runtime.stop()
@@ -71,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.traffic = traffic
     install_error_handlers(app)
     app.include_router(router, prefix=API_PREFIX, tags=["interview"])
     app.include_router(voice_router, prefix=API_PREFIX, tags=["voice"])
@@ -90,9 +101,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.environment is Environment.development
         else None,
         allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-        # The browser client sends credentials: "include" (a load balancer's stickiness cookie
-        # keeps a session on its instance). Credentials go only to named origins: with "*"
+        # Idempotency-Key: a typed answer's retry (ui/web's client) must pass the preflight.
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
+        # The browser client sends credentials: "include" (for an optional load balancer
+        # stickiness cookie). Credentials go only to named origins: with "*"
         # Starlette would echo any origin, letting every site make credentialed calls.
         allow_credentials="*" not in settings.cors_origins,
         # A 503's Retry-After (draining, at capacity, database unavailable) tells the client
@@ -100,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["Retry-After"],
         max_age=600,
     )
+    # Every response, refusals and preflights included: counted, and closing while draining.
+    app.add_middleware(DrainingConnections, draining=lambda: runtime.draining, traffic=traffic)
     app.add_middleware(RequestLogMiddleware)
     return app
 
@@ -134,19 +148,26 @@ class RefuseWhileDraining:
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn that drains on the first stop signal before it shuts down.
+    """uvicorn that drains on the first stop signal before it shuts down, so that neither a live
+    interview nor an accepted request is cut.
 
-    ECS stops a task with SIGTERM and kills it SHUTDOWN_GRACE_SECONDS later (the task's stop
-    timeout must be at least that). Stock uvicorn would close its socket at once and cut live voice
-    interviews; here the first signal turns health to 503 ("draining") and refuses new interviews
-    while the live ones go on, then closes the voice connections still open (their turns are
-    committed, their sessions stay resumable), then lets uvicorn finish the requests in flight
-    and run the lifespan shutdown, all inside the grace period. A second signal stops at once.
+    The first signal turns health to 503 ("draining") and refuses new interviews; the server
+    keeps listening and serving: at least DRAIN_MIN_SECONDS (a load balancer takes it out of
+    rotation meanwhile; ECS has deregistered the task before it sends SIGTERM), while live voice
+    interviews go on, at most DRAIN_MAX_SECONDS (then those still live are closed: their turns
+    are committed, their sessions resume elsewhere), and until the requests in flight are
+    answered. Each response meanwhile closes its connection. Then the open event streams end
+    cleanly and uvicorn stops listening, finishes what is left and runs the lifespan shutdown,
+    all within SHUTDOWN_GRACE_SECONDS of the signal (ECS's stopTimeout must be longer: it kills
+    the task then). A second signal stops at once.
     """
 
-    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+    def __init__(
+        self, config: uvicorn.Config, runtime: Runtime, traffic: Traffic | None = None
+    ) -> None:
         super().__init__(config)
         self.runtime = runtime
+        self.traffic = traffic or Traffic()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain: asyncio.Task[None] | None = None
         self._drain_started = False
@@ -161,6 +182,9 @@ class DrainingServer(uvicorn.Server):
             super().handle_exit(sig, frame)  # a second signal, or one during start-up
             return
         self._drain_started = True
+        # The drain ends the event streams itself, cleanly: sse-starlette's own reaction to the
+        # signal would cancel them mid-response.
+        AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]
         # A signal handler may interrupt the loop anywhere: hand the drain to it safely.
         self._loop.call_soon_threadsafe(self._begin_drain, sig, frame)
 
@@ -169,14 +193,28 @@ class DrainingServer(uvicorn.Server):
 
     async def _drain_then_exit(self, sig: int, frame: FrameType | None) -> None:
         loop = asyncio.get_running_loop()
-        grace = float(self.runtime.settings.shutdown_grace_seconds)
-        deadline = loop.time() + grace
-        # Live interviews get the first part of the grace period; the rest is for the requests
-        # in flight (half of it) and the lifespan shutdown (reports, database).
-        reserve = min(SHUTDOWN_RESERVE_SECONDS, grace / 2)
+        settings = self.runtime.settings
+        started = loop.time()
+        deadline = started + settings.shutdown_grace_seconds
+        # The drain's part of the grace period; the rest is for the requests still in flight
+        # (half of it) and the lifespan shutdown (reports, database).
+        limit = started + settings.drain_limit_seconds
+        serve_until = min(started + settings.drain_min_seconds, limit)
         self.runtime.stop_by = deadline
         try:
-            await self.runtime.drain(voice_until=deadline - reserve)
+            await self.runtime.drain(voice_until=limit)
+            # Then its minimum, and the requests in flight; polled, like the live calls.
+            while loop.time() < limit:
+                if loop.time() >= serve_until and not self.traffic.in_flight:
+                    break
+                await asyncio.sleep(DRAIN_POLL_SECONDS)
+            streams = await self.traffic.end_streams()
+            log.info(
+                "stopping_http",
+                drained_s=round(loop.time() - started, 1),
+                in_flight=self.traffic.in_flight,
+                event_streams_ended=streams,
+            )
         except Exception:
             log.exception("drain_failed")
         finally:
@@ -211,8 +249,10 @@ def main() -> None:
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        # Behind a load balancer, longer than its idle timeout (HTTP_KEEP_ALIVE_SECONDS).
+        timeout_keep_alive=settings.http_keep_alive_seconds,
     )
-    DrainingServer(config, app.state.runtime).run()
+    DrainingServer(config, app.state.runtime, app.state.traffic).run()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +14,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
+# The end of SHUTDOWN_GRACE_SECONDS kept from the drain, for requests in flight and the shutdown.
+SHUTDOWN_RESERVE_SECONDS = 10.0
 
 
 class Environment(StrEnum):
@@ -52,8 +55,27 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # Addresses whose X-Forwarded-* headers are trusted (the load balancer); "*" behind an ALB.
     forwarded_allow_ips: str = "127.0.0.1"
-    # Under ECS's default 30 s stop timeout, after which the task is killed.
+    # From a stop signal to exit, all included; under the platform's kill timeout (ECS's task
+    # stopTimeout: 30 s unless the task definition says otherwise, at most 120 s on Fargate).
     shutdown_grace_seconds: int = Field(default=25, ge=0)
+    # The drain after a stop signal: health says 503 and new interviews are refused, but the
+    # server keeps accepting and serving requests for at least DRAIN_MIN_SECONDS (so a load
+    # balancer or proxy takes it out of rotation before its socket closes), and for as long as
+    # live voice interviews go on, at most DRAIN_MAX_SECONDS (those still live are then closed,
+    # resumable on another instance). Unset, DRAIN_MAX_SECONDS is SHUTDOWN_GRACE_SECONDS less
+    # the reserve kept for requests in flight and the shutdown (shutdown_reserve_seconds).
+    drain_min_seconds: float = Field(default=5.0, ge=0, le=600)
+    drain_max_seconds: float | None = Field(default=None, ge=0)
+    # How long an idle keep-alive connection is kept. Behind a load balancer, longer than its
+    # idle timeout (ALB: 60 s), or it may send a request on a connection being closed (a 502).
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=3600)
+    # The ECS agent's endpoint, set by ECS in every container: while this instance holds live
+    # voice interviews it protects its task from scale-in and deployments (ECS task scale-in
+    # protection, interview/deploy/task_protection.py). Unset (not on ECS): no protection.
+    ecs_agent_uri: str | None = None
+    # Each protection lasts this long and is renewed halfway: a task whose process hangs is
+    # protected for at most this long.
+    task_protection_minutes: int = Field(default=10, ge=1, le=2880)
 
     # The default file sits in the project's data/ folder, wherever the service is started from.
     # Not in repr(): a URL may carry the database password.
@@ -193,6 +215,7 @@ class Settings(BaseSettings):
     @field_validator(
         "turn_server", "openai_api_key", "openai_base_url", "openai_evaluation_model",
         "interviewer", "report_evaluation", "openai_temperature", "db_host", "instance_id",
+        "ecs_agent_uri", "drain_max_seconds",
         mode="before",
     )  # fmt: skip
     @classmethod
@@ -205,6 +228,25 @@ class Settings(BaseSettings):
             raise ValueError(
                 "END_OF_TURN_DECIDE_AFTER_SECONDS must be shorter than "
                 "END_OF_TURN_MAX_SILENCE_SECONDS"
+            )
+        return self
+
+    @field_validator("ecs_agent_uri")
+    @classmethod
+    def _agent_uri_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
+            raise ValueError("ECS_AGENT_URI must be an http:// URL (ECS sets it)")
+        return value
+
+    @model_validator(mode="after")
+    def _the_drain_fits_the_grace_period(self) -> Settings:
+        limit = self.shutdown_grace_seconds - self.shutdown_reserve_seconds
+        if self.drain_max_seconds is not None and self.drain_max_seconds > limit:
+            raise ValueError(
+                f"DRAIN_MAX_SECONDS must leave {self.shutdown_reserve_seconds:g} s of "
+                f"SHUTDOWN_GRACE_SECONDS for the requests in flight and the shutdown: at most "
+                f"{limit:g} with SHUTDOWN_GRACE_SECONDS={self.shutdown_grace_seconds} (raise "
+                "both it and the platform's stop timeout for a longer drain)"
             )
         return self
 
@@ -242,6 +284,20 @@ class Settings(BaseSettings):
         if needs and self.openai_key is None:
             raise ValueError(f"{', '.join(needs)} needs OPENAI_API_KEY")
         return self
+
+    @property
+    def shutdown_reserve_seconds(self) -> float:
+        """What the end of SHUTDOWN_GRACE_SECONDS keeps for requests in flight and the lifespan
+        shutdown (reports, database): SHUTDOWN_RESERVE_SECONDS, or half of a shorter grace."""
+        return min(SHUTDOWN_RESERVE_SECONDS, self.shutdown_grace_seconds / 2)
+
+    @property
+    def drain_limit_seconds(self) -> float:
+        """The longest a drain keeps live voice interviews: DRAIN_MAX_SECONDS, or all of the
+        grace period but its reserve."""
+        if self.drain_max_seconds is not None:
+            return self.drain_max_seconds
+        return self.shutdown_grace_seconds - self.shutdown_reserve_seconds
 
     @property
     def openai_key(self) -> str | None:

@@ -4,10 +4,11 @@ Each kind of event is a model with a `Literal` type; `SessionEvent` is their uni
 /openapi.json (the web client's types are generated from it), so a renamed field or value breaks
 the Python and the TypeScript builds alike.
 
-Events are kept per session in a bounded buffer so a client that reconnects with the id of the
-last event it saw (SSE's Last-Event-ID) gets exactly what it missed. Ids grow across restarts
-(they start from the boot time in milliseconds), so an id from before a restart is simply older
-than everything buffered now.
+Events are kept per session (the newest MAX_EVENTS_PER_SESSION) so a client that reconnects with
+the id of the last event it saw (SSE's Last-Event-ID) gets exactly what it missed. The bus that
+carries them: `InProcessEventBus` here (one instance, SQLite), or
+`interview.store.event_log.PostgresEventBus` (any number of instances on one PostgreSQL: a
+subscriber on any instance gets every event of a session, in order, and resumes on any).
 
 Delivery through a proxy that buffers whole responses: API Gateway HTTP APIs (v2) do not stream,
 they forward an integration's response once it has ended (AWS: "By default, API Gateway waits to
@@ -25,14 +26,16 @@ import asyncio
 import itertools
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from interview.config import EventsDelivery
 from interview.domain import (
@@ -45,6 +48,8 @@ from interview.domain import (
     TurnKind,
     TurnSource,
 )
+
+log = structlog.get_logger(__name__)
 
 
 class _EventBody(BaseModel):
@@ -175,22 +180,33 @@ class Event:
         return self.body.model_dump_json()
 
 
-@dataclass
-class _Channel:
-    events: deque[Event] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS_PER_SESSION))
-    waiters: set[asyncio.Queue[Event]] = field(default_factory=set)
-
+EVENT_BODY: TypeAdapter[SessionEvent] = TypeAdapter(SessionEvent)
 
 Listener = Callable[[Event], None]
 
 
-class EventBus:
+class _Resync:
+    """Put in each subscription's queue after live delivery was interrupted (the PostgreSQL
+    bus lost its LISTEN connection): the subscription reads what it may have missed."""
+
+
+RESYNC = _Resync()
+
+
+class EventBus(ABC):
+    """Publishes each session's events to its subscribers (SSE) and to listeners, in order.
+
+    `InProcessEventBus` keeps them in this process (SQLite: one instance);
+    `interview.store.event_log.PostgresEventBus` stores them and fans them out to every
+    instance. Both deliver on the loop given to `bind_loop`, subscribers and listeners alike.
+    """
+
     def __init__(self) -> None:
-        self._ids = itertools.count(time.time_ns() // 1_000_000)
-        self._channels: OrderedDict[str, _Channel] = OrderedDict()
-        self._listeners: list[Listener] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
+        # Subscriptions' queues by session; touched on the loop only.
+        self._waiters: dict[str, set[asyncio.Queue[Event | _Resync]]] = {}
+        self._local_listeners: list[Listener] = []
+        self._everywhere_listeners: list[Listener] = []
         # None: a subscription follows live events until it is closed (streaming). A number:
         # it ends that long after the first event it yields (poll delivery).
         self.linger_seconds: float | None = None
@@ -203,27 +219,31 @@ class EventBus:
         """The loop subscribers wait on; publishing from other threads is handed to it."""
         self._loop = loop
 
-    def add_listener(self, listener: Listener) -> None:
-        self._listeners.append(listener)
+    def add_listener(self, listener: Listener, *, everywhere: bool = False) -> None:
+        """Call `listener` with each event this process published, in order; with
+        `everywhere`, with each event of every session published by any instance."""
+        (self._everywhere_listeners if everywhere else self._local_listeners).append(listener)
 
-    def publish(self, session_id: str, body: SessionEvent) -> Event:
-        with self._lock:
-            event = Event(next(self._ids), session_id, body)
-            channel = self._channel(session_id)
-            channel.events.append(event)
-            waiters = list(channel.waiters)
-        loop = self._loop
-        if loop is not None and _running_loop() is not loop:
-            loop.call_soon_threadsafe(self._deliver, event, waiters)
-        else:
-            self._deliver(event, waiters)
-        return event
+    @abstractmethod
+    def publish(self, session_id: str, body: SessionEvent) -> Event | None:
+        """Publish an event of the session; thread-safe, and never waits for a database.
+        Returns the event when its id is known at once (in-process), else None."""
 
-    def history(self, session_id: str, after_id: int | None = None) -> list[Event]:
-        with self._lock:
-            channel = self._channels.get(session_id)
-            events = list(channel.events) if channel else []
-        return [e for e in events if after_id is None or e.id > after_id]
+    @abstractmethod
+    async def history(self, session_id: str, after_id: int | None = None) -> list[Event]:
+        """The session's kept events (at most MAX_EVENTS_PER_SESSION), after `after_id`."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Begin storing and delivering (after the database's migrations)."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Deliver what was published (for a bounded time), then stop."""
+
+    @abstractmethod
+    async def flush(self) -> None:
+        """Until every event this process published so far is stored and delivered."""
 
     async def subscribe(
         self, session_id: str, after_id: int | None = None
@@ -235,53 +255,145 @@ class EventBus:
         """
         linger = self.linger_seconds
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-        with self._lock:
-            channel = self._channel(session_id)
-            channel.waiters.add(queue)
-            backlog = [e for e in channel.events if after_id is not None and e.id > after_id]
+        queue: asyncio.Queue[Event | _Resync] = asyncio.Queue()
+        # Registered before the backlog is read: an event is in one or the other (or both,
+        # and then skipped by its id), never in neither.
+        self._waiters.setdefault(session_id, set()).add(queue)
         try:
-            last = after_id or 0
+            if after_id is None:
+                known = await self.history(session_id)
+                last = known[-1].id if known else 0
+                backlog: list[Event] = []
+            else:
+                last = after_id
+                backlog = await self.history(session_id, after_id)
             for event in backlog:
                 last = event.id
                 yield event
             ends_at = loop.time() + linger if linger is not None and backlog else None
             while True:
                 if ends_at is None:
-                    event = await queue.get()
+                    item = await queue.get()
                 else:
                     try:
                         async with asyncio.timeout_at(ends_at):
-                            event = await queue.get()
+                            item = await queue.get()
                     except TimeoutError:
-                        return  # anything published since stays buffered for the next request
-                if event.id > last:
-                    last = event.id
-                    if linger is not None and ends_at is None:
-                        ends_at = loop.time() + linger
-                    yield event
+                        return  # anything published since stays stored for the next request
+                # After a gap in live delivery, what is stored after the last event yielded.
+                events = [item] if isinstance(item, Event) else await self.history(session_id, last)
+                for event in events:
+                    if event.id > last:
+                        last = event.id
+                        if linger is not None and ends_at is None:
+                            ends_at = loop.time() + linger
+                        yield event
         finally:
-            with self._lock:
-                channel.waiters.discard(queue)
+            waiters = self._waiters.get(session_id)
+            if waiters is not None:
+                waiters.discard(queue)
+                if not waiters:
+                    del self._waiters[session_id]
 
-    def _channel(self, session_id: str) -> _Channel:
-        """The session's channel, made most recent; the least recently active go first, and
+    def _deliver(
+        self, event: Event, *, subscribers: bool = True, local: bool = True, everywhere: bool = True
+    ) -> None:
+        """Hand one event to the session's subscribers and to the listeners; on the loop."""
+        if subscribers:
+            for queue in self._waiters.get(event.session_id, ()):
+                queue.put_nowait(event)
+        listeners = (self._local_listeners if local else []) + (
+            self._everywhere_listeners if everywhere else []
+        )
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:  # one failing listener must not starve the others
+                log.exception("event_listener_failed", event_type=event.type)
+
+    def _resync_subscribers(self) -> None:
+        for waiters in self._waiters.values():
+            for queue in waiters:
+                queue.put_nowait(RESYNC)
+
+
+class InProcessEventBus(EventBus):
+    """Events kept in this process, in a bounded buffer per session: one instance (SQLite).
+
+    Ids grow across restarts (they start from the boot time in milliseconds), so an id from
+    before a restart is simply older than everything buffered now.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ids = itertools.count(time.time_ns() // 1_000_000)
+        self._channels: OrderedDict[str, deque[Event]] = OrderedDict()
+        self._lock = threading.Lock()
+        # Published, not yet delivered: in id order, so events published from several threads
+        # reach subscribers in the order of their ids.
+        self._undelivered: deque[Event] = deque()
+        self._delivering = False
+
+    def publish(self, session_id: str, body: SessionEvent) -> Event:
+        with self._lock:
+            event = Event(next(self._ids), session_id, body)
+            self._channel(session_id).append(event)
+            self._undelivered.append(event)
+        loop = self._loop
+        if loop is not None and _running_loop() is not loop:
+            loop.call_soon_threadsafe(self._deliver_undelivered)
+        else:
+            self._deliver_undelivered()
+        return event
+
+    async def history(self, session_id: str, after_id: int | None = None) -> list[Event]:
+        with self._lock:
+            events = list(self._channels.get(session_id, ()))
+        return [e for e in events if after_id is None or e.id > after_id]
+
+    # Nothing to start or wait for: publish() delivers before it returns, or hands the
+    # delivery to the loop (from another thread).
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def flush(self) -> None:
+        await asyncio.sleep(0)  # what other threads handed to the loop runs first
+
+    def _deliver_undelivered(self) -> None:
+        # One delivery at a time, in order: an event published by a listener is delivered
+        # after the one that listener is handling.
+        with self._lock:
+            if self._delivering:
+                return
+            self._delivering = True
+        try:
+            while True:
+                with self._lock:
+                    if not self._undelivered:
+                        self._delivering = False
+                        return
+                    event = self._undelivered.popleft()
+                self._deliver(event)
+        except BaseException:
+            with self._lock:
+                self._delivering = False
+            raise
+
+    def _channel(self, session_id: str) -> deque[Event]:
+        """The session's buffer, made most recent; the least recently active go first, and
         never one that a client is still following. Call with the lock held."""
         channel = self._channels.get(session_id)
         if channel is None:
-            channel = self._channels[session_id] = _Channel()
+            channel = self._channels[session_id] = deque(maxlen=MAX_EVENTS_PER_SESSION)
         self._channels.move_to_end(session_id)
         if len(self._channels) > MAX_SESSIONS:
-            idle = [sid for sid, ch in self._channels.items() if not ch.waiters]
+            idle = [sid for sid in self._channels if sid not in self._waiters]
             for sid in idle[: len(self._channels) - MAX_SESSIONS]:
                 del self._channels[sid]
         return channel
-
-    def _deliver(self, event: Event, waiters: list[asyncio.Queue[Event]]) -> None:
-        for queue in waiters:
-            queue.put_nowait(event)
-        for listener in self._listeners:
-            listener(event)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -11,6 +11,8 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from interview.access import SessionAccess
+from interview.cluster.instances import InstanceRegistry
+from interview.cluster.relay import Relay
 from interview.config import Settings
 from interview.events import EventBus
 from interview.interviewer import build_interviewer
@@ -20,11 +22,13 @@ from interview.report.writer import ReportWriter
 from interview.sessions import Clock, InterviewService, utcnow
 from interview.speech.stack import SpeechStack
 from interview.store import Store
+from interview.store.event_log import event_bus_for
 from interview.turn_credentials import TurnCredentialIssuer
 from interview.voice.endpointing import EndpointingOptions, EndpointingPolicy
 from interview.voice.gateway import VoiceGateway
 from interview.voice.hangup import HangUp
 from interview.voice.listener import BargeInOptions, EndOfTurnPolicy, FixedSilence
+from interview.voice.ownership import MediaOwnership
 from interview.voice.pipeline import ConversationOptions, VoicePipeline
 from interview.voice.presence import Presence
 from interview.voice.turn_detector import DetectorOptions
@@ -50,6 +54,8 @@ class Runtime:
     reports: ReportWriter
     voice: VoiceGateway
     hangup: HangUp
+    # This process among the instances sharing the database (interview/cluster/instances.py).
+    instances: InstanceRegistry
     ready: bool = False
     # Why the database could not be brought to the current schema, if it could not.
     schema_error: str | None = None
@@ -62,14 +68,19 @@ class Runtime:
     def build(cls, settings: Settings, clock: Clock = utcnow) -> Runtime:
         """Every part, built from Settings and handed what it needs; nothing is loaded yet.
         `clock` is the domain's time (tests move it)."""
-        store = Store(settings.async_database_url)
+        store = Store(
+            settings.async_database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
         plans = PlanCatalog.load(settings.plans_dir)
         plans.get(settings.default_plan_id)  # a wrong DEFAULT_PLAN_ID fails at start-up
         secret = settings.turn_secret.get_secret_value() if settings.turn_secret else None
         issuer = TurnCredentialIssuer(
             settings.turn_server, secret, settings.turn_tls_port, settings.turn_ttl_seconds
         )
-        events = EventBus()
+        # PostgreSQL: stored and fanned out to every instance; SQLite: kept in this process.
+        events = event_bus_for(store.engine)
         # How /events responses end: streamed, or polled behind a buffering proxy (events.py).
         events.set_delivery(settings.events_delivery)
         speech = SpeechStack(settings)
@@ -86,7 +97,11 @@ class Runtime:
             end_of_turn_policy(settings),
             conversation_options(settings),
         )
-        voice = VoiceGateway(settings, service, speech, pipeline, Presence(service), issuer)
+        instances = InstanceRegistry(store.engine, settings)
+        ownership = MediaOwnership(store.engine, instances, Relay(store.engine, instances.id))
+        voice = VoiceGateway(
+            settings, service, speech, pipeline, Presence(service), issuer, ownership
+        )
         return cls(
             settings=settings,
             store=store,
@@ -99,9 +114,16 @@ class Runtime:
             reports=reports,
             voice=voice,
             hangup=HangUp(voice, events),
+            instances=instances,
         )
 
+    @property
+    def instance_id(self) -> str:
+        """This process's name among the instances (INSTANCE_ID, or host-pid-random)."""
+        return self.instances.id
+
     async def start(self) -> None:
+        log.info("instance_started", instance_id=self.instance_id, shared=self.instances.shared)
         loop = asyncio.get_running_loop()
         self.events.bind_loop(loop)
         # fastrtc runs each connection's emit() and the audio callbacks in the default
@@ -114,6 +136,7 @@ class Runtime:
     async def stop(self) -> None:
         self.draining = True
         await self.voice.close_all()
+        await self.instances.stop()
         self.speech.shutdown()
         for task in self._tasks:
             task.cancel()
@@ -126,7 +149,11 @@ class Runtime:
         if self.stop_by is not None:
             timeout = min(timeout, max(0.5, self.stop_by - asyncio.get_running_loop().time()))
         with contextlib.suppress(TimeoutError):
+            # The events published so far reach their listeners: an end schedules its report.
+            await asyncio.wait_for(self.events.flush(), timeout)
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.reports.wait(), timeout)
+        await self.events.stop()  # stores and delivers what the reports published
         await self.store.dispose()
 
     async def drain(self, voice_until: float) -> int:
@@ -139,6 +166,7 @@ class Runtime:
         where it was, instead of being ended by every deployment or scale-in.
         """
         self.draining = True
+        await self.instances.set_draining()
         loop = asyncio.get_running_loop()
         live = self.voice.live_connections()
         log.info("draining", live_voice_connections=live)
@@ -162,6 +190,7 @@ class Runtime:
         while True:
             try:
                 await self.store.migrate()
+                await self.events.start()
                 resumed = await self.reports.resume_pending()
                 break
             except (SQLAlchemyError, OSError) as exc:
@@ -175,11 +204,17 @@ class Runtime:
                 return
         self.ready = True
         log.info("service_ready", pending_reports_resumed=resumed)
+        # With the schema in place: this instance's heartbeat, and what others relay to it.
+        self.instances.start()
+        self._tasks.append(asyncio.create_task(self.voice.serve_relay()))
         while True:
             try:
                 expired = await self.service.expire_due_sessions()
                 if expired:
                     log.info("sessions_expired", count=expired)
+                repaired = await self.service.repair_orphaned_answers()
+                if repaired:
+                    log.info("orphaned_answers_repaired", count=repaired)
             except Exception:
                 log.exception("expiry_sweep_failed")
             await asyncio.sleep(EXPIRY_SWEEP_SECONDS)

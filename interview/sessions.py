@@ -1,17 +1,18 @@
 """The life of an interview session: start, answer, connect, end and expire, one decision at a
-time per session. Independent of HTTP: the API maps the exceptions below."""
+time per session on every instance (the database holds the lock: interview.store.locks).
+Independent of HTTP: the API maps the exceptions below."""
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import secrets
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from interview.access import SessionNotFound, new_token
 from interview.config import Settings
@@ -41,6 +42,8 @@ from interview.interviewer import (
 )
 from interview.plans import InterviewPlan, PlanCatalog
 from interview.store import SessionRow, Store, TurnRow
+from interview.store.queries import SessionEnded
+from interview.store.tables import AnswerKeyRow
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +70,24 @@ class SessionClosed(Exception):
 
 class InvalidAnswer(ValueError):
     pass
+
+
+class IdempotencyKeyReused(ValueError):
+    """An Idempotency-Key already used for another answer of the session."""
+
+
+class ReplyPending(Exception):
+    """The answer was stored, but the interviewer's reply could not be (the database failed
+    in between): a retry with the same Idempotency-Key, or the next answer, produces it."""
+
+    def __init__(self, answer: TurnRow) -> None:
+        super().__init__("the answer was stored; the reply is pending")
+        self.answer = answer
+
+
+# An answer with no reply this old is an orphan: the process that was replying died (a live
+# reply takes at most the LLM's turn budget, and holds the session's lock meanwhile).
+ORPHANED_ANSWER_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -121,7 +142,6 @@ class InterviewService:
         self.events = events
         self.voices = voices
         self.clock = clock
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # lifecycle
 
@@ -168,7 +188,7 @@ class InterviewService:
     async def refresh(self, row: SessionRow) -> SessionRow:
         """The session as it stands now: ended as expired if its time has run out."""
         if self._due(row):
-            async with self._lock(row.id):
+            async with self.store.locks.hold(row.id):
                 await self._end(row.id, SessionStatus.expired, EndReason.timeout)
             refreshed = await self.store.get_session(row.id)
             assert refreshed is not None
@@ -201,8 +221,14 @@ class InterviewService:
     async def transcript(self, row: SessionRow) -> Sequence[TurnRow]:
         return await self.store.list_turns(row.id)
 
-    async def answer(self, row: SessionRow, text: str) -> AnswerOutcome:
-        """Record a typed answer and commit the interviewer's next line."""
+    async def answer(
+        self, row: SessionRow, text: str, idempotency_key: str | None = None
+    ) -> AnswerOutcome:
+        """Record a typed answer and commit the interviewer's next line.
+
+        With an `idempotency_key`, a repeat of the request (a retry, a double submit, on any
+        instance) returns what the first one stored instead of answering twice.
+        """
         answer = text.strip()
         if not answer:
             raise InvalidAnswer("text must not be empty")
@@ -212,7 +238,12 @@ class InterviewService:
             )
         now = self.clock()
         return await self._record_answer(
-            row.id, answer, source=TurnSource.text, started_at=now, ended_at=now
+            row.id,
+            answer,
+            source=TurnSource.text,
+            started_at=now,
+            ended_at=now,
+            key=idempotency_key,
         )
 
     async def answer_spoken(
@@ -247,7 +278,7 @@ class InterviewService:
         self, session_id: str, index: int, *, heard: str, interruption: Interruption
     ) -> None:
         """The interviewer's line `index` was cut: keep what the candidate heard of it."""
-        async with self._lock(session_id):
+        async with self.store.locks.hold(session_id):
             turns = await self.store.list_turns(session_id)
             turn = next((t for t in turns if t.index == index), None)
             if turn is None or turn.role != Role.interviewer or turn.interruption is not None:
@@ -272,7 +303,7 @@ class InterviewService:
     async def check_in(self, session_id: str, text: str) -> TurnRow | None:
         """A gentle word after a long silence; None when the session has moved on meanwhile
         (it ended, or its latest turn is no longer the interviewer's question)."""
-        async with self._lock(session_id):
+        async with self.store.locks.hold(session_id):
             current = await self.store.get_session(session_id)
             if current is None or current.status not in OPEN_STATUSES or self._due(current):
                 return None
@@ -317,7 +348,7 @@ class InterviewService:
     async def connection_changed(self, session_id: str, state: ConnectionState) -> None:
         """Record the voice connection's state: a first connection makes the session active;
         an ended session's connection only ever closes."""
-        async with self._lock(session_id):
+        async with self.store.locks.hold(session_id):
             row = await self.store.get_session(session_id)
             if row is None:
                 return
@@ -325,23 +356,43 @@ class InterviewService:
                 state = ConnectionState.closed
             if row.connection_state == state:
                 return
-            values: dict[str, Any] = {"connection_state": state}
-            if state is ConnectionState.connected and row.status == SessionStatus.created:
-                values.update(status=SessionStatus.active, started_at=self.clock())
-            await self.store.update_session(session_id, **values)
+            if not await self.store.update_session(session_id, connection_state=state):
+                return  # it ended meanwhile: its connection was recorded closed with the end
+            activated = state is ConnectionState.connected and await self.store.activate_session(
+                session_id, self.clock()
+            )
         self.events.publish(session_id, ConnectionChanged(state=state))
-        if "status" in values:
+        if activated:
             self.events.publish(session_id, StatusChanged(status=SessionStatus.active))
 
     async def open_session(self, session_id: str) -> SessionRow:
-        """The session, if it may still be spoken in."""
+        """The session, if it may still be spoken in (an answer left without a reply by a
+        crash is replied to first, so a reconnected candidate hears the next line)."""
         row = await self.store.get_session(session_id)
         if row is None:
             raise SessionNotFound(session_id)
         row = await self.refresh(row)
         if row.status not in OPEN_STATUSES:
             raise SessionClosed(row.status)
+        if await self.repair(session_id):
+            refreshed = await self.store.get_session(session_id)
+            assert refreshed is not None
+            row = refreshed
         return row
+
+    async def repair(self, session_id: str) -> bool:
+        """Reply to the session's latest answer if it has none (the process that was replying
+        died, or the database failed before the reply was stored); True when it did."""
+        async with self.store.locks.hold(session_id):
+            current = await self.store.get_session(session_id)
+            if current is None or current.status not in OPEN_STATUSES or self._due(current):
+                return False
+            turns = list(await self.store.list_turns(session_id))
+            if not _awaiting_reply(turns):
+                return False
+            log.warning("answer_repaired", session_id=session_id, index=turns[-1].index)
+            await self._reply(current, turns, turns[-1], None, settles_key=None)
+            return True
 
     async def anticipated_lines(self, session_id: str) -> list[str]:
         row = await self.store.get_session(session_id)
@@ -391,7 +442,7 @@ class InterviewService:
         self, session_id: str, more: str, *, ended_at: datetime, on_text: TextSink | None
     ) -> AnswerOutcome:
         """Join `more` to the latest answer, whose reply was withdrawn, and reply again."""
-        async with self._lock(session_id):
+        async with self.store.locks.hold(session_id):
             current = await self.store.get_session(session_id)
             if current is None:
                 raise SessionNotFound(session_id)
@@ -414,7 +465,7 @@ class InterviewService:
                 on_text=on_text,
             )
         answer_text = " ".join(part for part in (answer.text, more) if part)
-        async with self._lock(session_id):
+        async with self.store.locks.hold(session_id):
             # The session's place in the plan goes back to where the answer left it.
             follow_ups = sum(
                 1
@@ -451,12 +502,18 @@ class InterviewService:
         started_at: datetime,
         ended_at: datetime,
         on_text: TextSink | None = None,
+        key: str | None = None,
     ) -> AnswerOutcome:
-        async with self._lock(session_id):
-            # Re-read under the lock: another request may have moved or ended the session.
+        async with self.store.locks.hold(session_id):
+            # Re-read under the lock: another request (on any instance) may have moved or
+            # ended the session.
             current = await self.store.get_session(session_id)
             if current is None:
                 raise SessionNotFound(session_id)
+            if key is not None:
+                stored = await self.store.get_answer_key(session_id, key)
+                if stored is not None:
+                    return await self._replay(current, stored, answer)
             if self._due(current):
                 await self._end(current.id, SessionStatus.expired, EndReason.timeout)
                 raise SessionClosed(SessionStatus.expired)
@@ -465,6 +522,14 @@ class InterviewService:
             # The plan is checked before the answer is stored (a plan removed since the start).
             self.plans.get(current.plan_id)
             turns = list(await self.store.list_turns(current.id))
+            if _awaiting_reply(turns):
+                # An earlier answer lost its reply to a crash: the interviewer replies to it
+                # first, so this answer answers the line that reply asks.
+                log.warning("answer_repaired", session_id=session_id, index=turns[-1].index)
+                outcome = await self._reply(current, turns, turns[-1], None, settles_key=None)
+                if outcome.session.status not in OPEN_STATUSES:
+                    raise SessionClosed(outcome.session.status)
+                turns = list(await self.store.list_turns(current.id))
             candidate = TurnRow(
                 session_id=current.id,
                 index=len(turns),
@@ -476,13 +541,28 @@ class InterviewService:
                 started_at=started_at,
                 ended_at=ended_at,
             )
-            activation: dict[str, Any] = {}
-            if current.status == SessionStatus.created:
-                activation = {"status": SessionStatus.active, "started_at": started_at}
+            activating = current.status == SessionStatus.created
+            answer_key = None
+            if key is not None:
+                answer_key = AnswerKeyRow(
+                    session_id=current.id,
+                    key=key,
+                    request_hash=_text_hash(answer),
+                    answer_index=candidate.index,
+                    created_at=self.clock(),
+                )
+            # The candidate's words (and their key) are committed before the interviewer is
+            # asked anything, so a failing interviewer or a dropped connection never loses them.
+            try:
+                await self.store.add_turn(
+                    candidate,
+                    answer_key=answer_key,
+                    activate_at=started_at if activating else None,
+                )
+            except SessionEnded:
+                raise SessionClosed(await self._status(current.id)) from None
+            if activating:
                 current.status, current.started_at = SessionStatus.active, started_at
-            # The candidate's words are committed before the interviewer is asked anything,
-            # so a failing interviewer or a dropped connection never loses them.
-            await self.store.add_turn(candidate, **activation)
             turns.append(candidate)
             log.info(
                 "turn_committed",
@@ -492,10 +572,36 @@ class InterviewService:
                 source=source,
                 words=len(answer.split()),
             )
-            if activation:
+            if activating:
                 self.events.publish(current.id, StatusChanged(status=SessionStatus.active))
             self._publish_turn(candidate)
-            return await self._reply(current, turns, candidate, on_text)
+            try:
+                return await self._reply(current, turns, candidate, on_text, settles_key=key)
+            except SQLAlchemyError as exc:
+                # Stored answer, no reply: "retry, nothing was stored" would be untrue.
+                log.warning("reply_pending", session_id=current.id, error=type(exc).__name__)
+                raise ReplyPending(candidate) from exc
+
+    async def _replay(
+        self, current: SessionRow, stored: AnswerKeyRow, answer: str
+    ) -> AnswerOutcome:
+        """What the answer with this key stored; its reply produced now if it has none."""
+        if stored.request_hash != _text_hash(answer):
+            raise IdempotencyKeyReused("this Idempotency-Key was used for another answer")
+        turns = list(await self.store.list_turns(current.id))
+        candidate = next(t for t in turns if t.index == stored.answer_index)
+        if stored.reply_index is None and _awaiting_reply(turns) and turns[-1] is candidate:
+            if current.status not in OPEN_STATUSES:
+                raise SessionClosed(current.status)
+            log.warning("answer_repaired", session_id=current.id, index=candidate.index)
+            return await self._reply(current, turns, candidate, None, settles_key=stored.key)
+        reply = _reply_to(turns, candidate)
+        if reply is None:
+            # Answered by a voice connection since (withdrawn, then continued): nothing to
+            # replay but the answer itself and the latest line.
+            reply = next(t for t in reversed(turns) if t.role == Role.interviewer)
+        log.info("answer_replayed", session_id=current.id, index=candidate.index)
+        return AnswerOutcome(candidate, reply, current)
 
     async def _reply(
         self,
@@ -503,17 +609,22 @@ class InterviewService:
         turns: Sequence[TurnRow],
         answer: TurnRow,
         on_text: TextSink | None,
+        settles_key: str | None = None,
     ) -> AnswerOutcome:
         """The interviewer's line after the committed `answer` (the last of `turns`'s answers),
-        committed; called holding the session's lock."""
+        committed (with the answer's Idempotency-Key settled); called holding the session's
+        lock."""
         plan = self.plans.get(current.plan_id)
         reply = await self.interviewer.reply(
             self._state(current, plan, turns), answer.text, on_text
         )
         self._note_interviewer(current.id, reply, turns)
-        interviewer = await self._commit_interviewer_turn(
-            current, reply, index=len(turns), at=self.clock()
-        )
+        try:
+            interviewer = await self._commit_interviewer_turn(
+                current, reply, index=len(turns), at=self.clock(), settles_key=settles_key
+            )
+        except SessionEnded:
+            raise SessionClosed(await self._status(current.id)) from None
         if reply.closes:
             await self._end(current.id, SessionStatus.ended, EndReason.plan_finished)
         refreshed = await self.store.get_session(current.id)
@@ -522,7 +633,7 @@ class InterviewService:
 
     async def end(self, row: SessionRow, reason: EndReason = EndReason.candidate) -> SessionRow:
         """End the interview; ending an ended interview changes nothing."""
-        async with self._lock(row.id):
+        async with self.store.locks.hold(row.id):
             await self._end(row.id, SessionStatus.ended, reason)
         refreshed = await self.store.get_session(row.id)
         assert refreshed is not None
@@ -531,20 +642,27 @@ class InterviewService:
     # background upkeep
 
     async def expire_due_sessions(self) -> int:
+        """End the sessions whose time ran out; safe on any number of instances at once (each
+        end is decided under the session's lock and recorded by a conditional update)."""
         expired = await self.store.open_sessions_expired_by(self.clock())
         for session_id in expired:
-            async with self._lock(session_id):
+            async with self.store.locks.hold(session_id):
                 await self._end(session_id, SessionStatus.expired, EndReason.timeout)
         return len(expired)
 
+    async def repair_orphaned_answers(self) -> int:
+        """Reply to answers whose replying process died (any instance may run this)."""
+        cutoff = self.clock() - timedelta(seconds=ORPHANED_ANSWER_SECONDS)
+        repaired = 0
+        for session_id in await self.store.sessions_awaiting_reply(cutoff):
+            repaired += await self.repair(session_id)
+        return repaired
+
     # internals
 
-    def _lock(self, session_id: str) -> asyncio.Lock:
-        lock = self._locks.get(session_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[session_id] = lock
-        return lock
+    async def _status(self, session_id: str) -> SessionStatus:
+        row = await self.store.get_session(session_id)
+        return row.status if row is not None else SessionStatus.ended
 
     def _elapsed(self, row: SessionRow) -> float:
         if row.started_at is None:
@@ -592,11 +710,20 @@ class InterviewService:
         )
 
     async def _commit_interviewer_turn(
-        self, row: SessionRow, reply: InterviewerReply, *, index: int, at: datetime
+        self,
+        row: SessionRow,
+        reply: InterviewerReply,
+        *,
+        index: int,
+        at: datetime,
+        settles_key: str | None = None,
     ) -> TurnRow:
         turn = self._interviewer_turn(row, reply, index=index, at=at)
         await self.store.add_turn(
-            turn, question_index=reply.question_index, follow_ups_used=reply.follow_ups_used
+            turn,
+            settles_key=settles_key,
+            question_index=reply.question_index,
+            follow_ups_used=reply.follow_ups_used,
         )
         row.question_index, row.follow_ups_used = reply.question_index, reply.follow_ups_used
         log.info(
@@ -638,3 +765,27 @@ class InterviewService:
         self.events.publish(
             turn.session_id, TurnCommitted.model_validate(turn, from_attributes=True)
         )
+
+
+def _text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _awaiting_reply(turns: Sequence[TurnRow]) -> bool:
+    """The latest turn is an answer: the interviewer has not replied to it."""
+    return bool(turns) and turns[-1].role == Role.candidate
+
+
+def _reply_to(turns: Sequence[TurnRow], answer: TurnRow) -> TurnRow | None:
+    """The interviewer's line that replied to `answer` (not withdrawn, not a check-in)."""
+    for turn in turns:
+        if (
+            turn.index > answer.index
+            and turn.role == Role.interviewer
+            and turn.interruption != Interruption.withdrawn
+            and turn.kind != TurnKind.check_in
+        ):
+            return turn
+        if turn.index > answer.index and turn.role == Role.candidate:
+            return None
+    return None

@@ -100,6 +100,31 @@ async def test_any_origin_is_allowed_without_credentials(tmp_path: Path):
         assert "access-control-allow-credentials" not in preflight.headers
 
 
+async def test_a_typed_answer_may_carry_its_idempotency_key_cross_origin(tmp_path: Path):
+    # The browser client sends Idempotency-Key on every answer: its preflight must pass.
+    app = create_app(
+        Settings(
+            database_url=f"sqlite:///{tmp_path}/spool.db",
+            voice_enabled=False,
+            environment="production",
+            cors_origins="https://hiring.example",
+        )
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        preflight = await client.options(
+            "/api/interview/some-session/transcript",
+            headers={
+                "Origin": "https://hiring.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+            },
+        )
+        assert preflight.status_code == 200, preflight.text
+        allowed = preflight.headers["access-control-allow-headers"].lower().split(",")
+        assert "idempotency-key" in [header.strip() for header in allowed]
+
+
 async def test_a_database_the_migrations_cannot_upgrade_shows_in_health(tmp_path: Path):
     # A revision this code does not know (written by a newer release): no retry helps, and
     # health says why instead of "initializing" for ever.

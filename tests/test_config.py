@@ -125,3 +125,46 @@ def test_events_delivery_streams_unless_told_to_poll(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("EVENTS_DELIVERY", "websocket")
     with pytest.raises(ValidationError, match="events_delivery"):
         Settings()
+
+
+def test_the_drain_and_the_grace_period(monkeypatch: pytest.MonkeyPatch):
+    for name in ("SHUTDOWN_GRACE_SECONDS", "DRAIN_MIN_SECONDS", "DRAIN_MAX_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert (settings.shutdown_grace_seconds, settings.drain_min_seconds) == (25, 5)
+    # Unset, the drain may keep live interviews for all of the grace period but its reserve.
+    assert (settings.shutdown_reserve_seconds, settings.drain_limit_seconds) == (10, 15)
+    assert Settings(shutdown_grace_seconds=8).drain_limit_seconds == 4  # a short grace: half
+    monkeypatch.setenv("SHUTDOWN_GRACE_SECONDS", "110")
+    monkeypatch.setenv("DRAIN_MAX_SECONDS", "60")
+    assert Settings().drain_limit_seconds == 60
+    monkeypatch.setenv("DRAIN_MAX_SECONDS", "")
+    assert Settings().drain_limit_seconds == 100
+
+
+def test_a_drain_longer_than_the_grace_period_allows_is_refused(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SHUTDOWN_GRACE_SECONDS", "25")
+    monkeypatch.setenv("DRAIN_MAX_SECONDS", "20")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="DRAIN_MAX_SECONDS must leave 10 s"):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_ecs_agent_uri_turns_task_protection_on(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("ECS_AGENT_URI", raising=False)
+    assert Settings().ecs_agent_uri is None
+    monkeypatch.setenv("ECS_AGENT_URI", "http://169.254.170.2/api/0f9c2b7e-1234")
+    monkeypatch.setenv("TASK_PROTECTION_MINUTES", "30")
+    settings = Settings()
+    assert settings.ecs_agent_uri == "http://169.254.170.2/api/0f9c2b7e-1234"
+    assert settings.task_protection_minutes == 30
+    monkeypatch.setenv("ECS_AGENT_URI", "169.254.170.2/api")
+    with pytest.raises(ValidationError, match="ECS_AGENT_URI must be an http:// URL"):
+        Settings()
+    monkeypatch.setenv("ECS_AGENT_URI", "http://169.254.170.2/api")
+    monkeypatch.setenv("TASK_PROTECTION_MINUTES", "2881")  # ECS's maximum is 48 hours
+    with pytest.raises(ValidationError):
+        Settings()

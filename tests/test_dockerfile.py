@@ -233,7 +233,7 @@ def test_environment_signals_and_exec_form_cmd(stages: list[Stage]):
 def test_the_drain_ends_before_ecs_kills_the_task(stages: list[Stage]):
     """app.py drains for SHUTDOWN_GRACE_SECONDS after SIGTERM; ECS sends SIGKILL stopTimeout
     later (30 s unless the task definition says otherwise). Equal, the drain could be killed."""
-    from app import SHUTDOWN_RESERVE_SECONDS
+    from interview.config import SHUTDOWN_RESERVE_SECONDS
 
     grace = int(stages[-1].env()["SHUTDOWN_GRACE_SECONDS"])
     assert grace < ECS_DEFAULT_STOP_TIMEOUT_SECONDS

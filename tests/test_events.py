@@ -1,4 +1,4 @@
-"""EventBus: per-session history, replay after an id, live delivery across threads."""
+"""InProcessEventBus: per-session history, replay after an id, live delivery across threads."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from interview.events import (
     CandidateChanged,
     CandidateState,
     Event,
-    EventBus,
+    InProcessEventBus,
     InterviewerSpeaking,
     SpeakingState,
     StatusChanged,
@@ -51,8 +51,8 @@ async def started(events: AsyncIterator[Event]) -> asyncio.Task[Event]:
     return waiting
 
 
-def test_publish_returns_the_event_and_keeps_it_in_history() -> None:
-    bus = EventBus()
+async def test_publish_returns_the_event_and_keeps_it_in_history() -> None:
+    bus = InProcessEventBus()
     event = bus.publish("s1", InterviewerSpeaking(state=SpeakingState.started, index=2))
 
     assert event.session_id == "s1"
@@ -65,45 +65,47 @@ def test_publish_returns_the_event_and_keeps_it_in_history() -> None:
         "seconds": None,
         "latency_ms": None,
     }
-    assert bus.history("s1") == [event]
-    assert bus.history("unknown") == []
+    assert await bus.history("s1") == [event]
+    assert await bus.history("unknown") == []
 
 
 def test_ids_strictly_increase_across_sessions() -> None:
-    bus = EventBus()
+    bus = InProcessEventBus()
     events = [bus.publish(f"s{i % 3}", tick(i)) for i in range(30)]
     ids = [event.id for event in events]
     assert all(later > earlier for earlier, later in itertools.pairwise(ids))
 
 
-def test_history_after_an_id_holds_only_later_events() -> None:
-    bus = EventBus()
+async def test_history_after_an_id_holds_only_later_events() -> None:
+    bus = InProcessEventBus()
     events = [bus.publish("s1", tick(i)) for i in range(5)]
     bus.publish("s2", tick())
 
-    assert bus.history("s1") == events
-    assert bus.history("s1", after_id=events[1].id) == events[2:]
-    assert bus.history("s1", after_id=events[-1].id) == []
-    assert bus.history("s1", after_id=0) == events
+    assert await bus.history("s1") == events
+    assert await bus.history("s1", after_id=events[1].id) == events[2:]
+    assert await bus.history("s1", after_id=events[-1].id) == []
+    assert await bus.history("s1", after_id=0) == events
 
 
-def test_the_per_session_buffer_is_bounded_to_the_newest_events() -> None:
-    bus = EventBus()
+async def test_the_per_session_buffer_is_bounded_to_the_newest_events() -> None:
+    bus = InProcessEventBus()
     events = [bus.publish("s1", tick(i)) for i in range(MAX_EVENTS_PER_SESSION + 25)]
     other = bus.publish("s2", tick())
 
-    history = bus.history("s1")
+    history = await bus.history("s1")
     assert len(history) == MAX_EVENTS_PER_SESSION
     assert history == events[-MAX_EVENTS_PER_SESSION:]
-    assert bus.history("s2") == [other]  # one busy session does not crowd out another
+    assert await bus.history("s2") == [other]  # one busy session does not crowd out another
 
 
 def test_listeners_are_called_with_every_event() -> None:
-    bus = EventBus()
+    # One instance: every event is this process's, so plain and `everywhere` listeners alike
+    # get them all.
+    bus = InProcessEventBus()
     seen: list[Event] = []
     also: list[str] = []
     bus.add_listener(seen.append)
-    bus.add_listener(lambda event: also.append(event.type))
+    bus.add_listener(lambda event: also.append(event.type), everywhere=True)
 
     one = bus.publish("s1", tick(1))
     two = bus.publish("s2", StatusChanged(status=SessionStatus.ended, reason=EndReason.candidate))
@@ -112,8 +114,36 @@ def test_listeners_are_called_with_every_event() -> None:
     assert also == ["speaking", "status"]
 
 
+def test_a_failing_listener_does_not_keep_the_event_from_the_others() -> None:
+    bus = InProcessEventBus()
+    seen: list[Event] = []
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("listener bug")
+
+    bus.add_listener(broken)
+    bus.add_listener(seen.append)
+    event = bus.publish("s1", tick())
+    assert seen == [event]
+
+
+def test_an_event_published_by_a_listener_comes_after_the_one_it_handles() -> None:
+    bus = InProcessEventBus()
+    order: list[tuple[str, int | None]] = []
+
+    def echo(event: Event) -> None:
+        order.append(("first", number(event)))
+        if number(event) == 1:
+            bus.publish("s1", tick(2))
+
+    bus.add_listener(echo)
+    bus.add_listener(lambda event: order.append(("second", number(event))))
+    bus.publish("s1", tick(1))
+    assert order == [("first", 1), ("second", 1), ("first", 2), ("second", 2)]
+
+
 async def test_subscribe_replays_what_came_after_an_id_then_follows_live() -> None:
-    bus = EventBus()
+    bus = InProcessEventBus()
     bus.bind_loop(asyncio.get_running_loop())
     old = [bus.publish("s1", tick(i)) for i in range(4)]
     subscription = bus.subscribe("s1", after_id=old[1].id)
@@ -128,7 +158,7 @@ async def test_subscribe_replays_what_came_after_an_id_then_follows_live() -> No
 
 
 async def test_subscribe_without_an_id_gives_only_new_events() -> None:
-    bus = EventBus()
+    bus = InProcessEventBus()
     bus.bind_loop(asyncio.get_running_loop())
     bus.publish("s1", tick())
     subscription = bus.subscribe("s1")
@@ -141,7 +171,7 @@ async def test_subscribe_without_an_id_gives_only_new_events() -> None:
 
 
 async def test_every_subscriber_gets_each_live_event_once_in_order() -> None:
-    bus = EventBus()
+    bus = InProcessEventBus()
     bus.bind_loop(asyncio.get_running_loop())
     first = bus.publish("s1", tick(0))
     subscriptions = [bus.subscribe("s1", after_id=first.id) for _ in range(3)]
@@ -152,13 +182,13 @@ async def test_every_subscriber_gets_each_live_event_once_in_order() -> None:
     for subscription, waiting in zip(subscriptions, waits, strict=True):
         got = [await waiting] + [await next_event(subscription) for _ in live[1:]]
         assert got == live
-        assert bus.history("s1", after_id=live[-1].id) == []
+        assert await bus.history("s1", after_id=live[-1].id) == []
         await subscription.aclose()
 
 
 async def test_a_reconnecting_client_misses_nothing() -> None:
     # SSE reconnect: the client gives the id of the last event it saw.
-    bus = EventBus()
+    bus = InProcessEventBus()
     bus.bind_loop(asyncio.get_running_loop())
     subscription = bus.subscribe("s1")
     waiting = await started(subscription)
@@ -174,7 +204,7 @@ async def test_a_reconnecting_client_misses_nothing() -> None:
 
 
 async def test_publishing_from_another_thread_reaches_an_asyncio_subscriber() -> None:
-    bus = EventBus()
+    bus = InProcessEventBus()
     loop = asyncio.get_running_loop()
     bus.bind_loop(loop)
     loop_thread = threading.get_ident()
@@ -201,8 +231,32 @@ async def test_publishing_from_another_thread_reaches_an_asyncio_subscriber() ->
     await subscription.aclose()
 
 
+async def test_events_published_by_many_threads_reach_a_subscriber_in_id_order() -> None:
+    bus = InProcessEventBus()
+    bus.bind_loop(asyncio.get_running_loop())
+    subscription = bus.subscribe("s1", after_id=0)
+    waiting = await started(subscription)
+
+    def publish_many() -> None:
+        for i in range(100):
+            bus.publish("s1", tick(i))
+
+    workers = [threading.Thread(target=publish_many) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    # The loop keeps running (and delivering) while the threads publish.
+    for worker in workers:
+        await asyncio.to_thread(worker.join, WAIT)
+
+    got = [await waiting] + [await next_event(subscription) for _ in range(399)]
+    assert [event.id for event in got] == [event.id for event in await bus.history("s1")]
+    assert sorted(event.id for event in got) == [event.id for event in got]
+    assert len({event.id for event in got}) == 400
+    await subscription.aclose()
+
+
 async def test_a_closed_subscription_gets_nothing_more() -> None:
-    bus = EventBus()
+    bus = InProcessEventBus()
     bus.bind_loop(asyncio.get_running_loop())
     subscription = bus.subscribe("s1")
     waiting = await started(subscription)
@@ -219,7 +273,7 @@ async def test_a_closed_subscription_gets_nothing_more() -> None:
 async def test_a_live_subscriber_keeps_its_events_while_many_other_sessions_start() -> None:
     # The bus keeps at most MAX_SESSIONS sessions. A session still being watched, and still
     # publishing, must not be the one dropped because newer sessions appeared.
-    bus = EventBus()
+    bus = InProcessEventBus()
     bus.bind_loop(asyncio.get_running_loop())
     subscription = bus.subscribe("live")
     waiting = await started(subscription)
@@ -234,7 +288,7 @@ async def test_a_live_subscriber_keeps_its_events_while_many_other_sessions_star
 
     waiting = await started(subscription)
     latest = bus.publish("live", tick(-1))
-    assert [number(event) for event in bus.history("live")] == [0, 0, 500, 1000, 1500, -1]
+    assert [number(event) for event in await bus.history("live")] == [0, 0, 500, 1000, 1500, -1]
     assert await waiting == latest
     await subscription.aclose()
 
@@ -242,7 +296,7 @@ async def test_a_live_subscriber_keeps_its_events_while_many_other_sessions_star
 async def test_poll_delivery_ends_a_subscription_shortly_after_its_first_event() -> None:
     # EVENTS_DELIVERY=poll: behind a proxy that buffers whole responses, a response must end
     # soon after it has something to say; the client asks again with the last id.
-    bus = EventBus()
+    bus = InProcessEventBus()
     bus.set_delivery(EventsDelivery.poll)
     assert bus.linger_seconds == POLL_LINGER_SECONDS
     # A longer linger than the service's, so a loaded machine's scheduling delays (tens of
@@ -268,7 +322,7 @@ async def test_poll_delivery_ends_a_subscription_shortly_after_its_first_event()
 
 
 async def test_poll_delivery_ends_after_a_replayed_backlog() -> None:
-    bus = EventBus()
+    bus = InProcessEventBus()
     bus.set_delivery(EventsDelivery.poll)
     bus.bind_loop(asyncio.get_running_loop())
     old = [bus.publish("s1", tick(i)) for i in range(3)]
@@ -278,7 +332,7 @@ async def test_poll_delivery_ends_after_a_replayed_backlog() -> None:
 
 
 async def test_stream_delivery_follows_until_closed() -> None:
-    bus = EventBus()
+    bus = InProcessEventBus()
     bus.set_delivery(EventsDelivery.stream)
     bus.bind_loop(asyncio.get_running_loop())
     old = bus.publish("s1", tick(0))

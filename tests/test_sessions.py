@@ -53,8 +53,11 @@ def build(url: str, clock: Clock, **settings) -> Runtime:
 async def runtime(database_url: str, clock: Clock) -> AsyncIterator[Runtime]:
     parts = build(database_url, clock)
     await parts.store.migrate()
+    await parts.events.start()
     yield parts
-    await parts.reports.wait()
+    await parts.events.flush()  # an end reaches the report writer...
+    await parts.reports.wait()  # ...which writes its report
+    await parts.events.stop()
     await parts.store.dispose()
 
 
@@ -225,9 +228,10 @@ async def test_a_first_connection_activates_the_session_and_an_ended_one_only_cl
     await service.end(active)
     await service.connection_changed(row.id, ConnectionState.connected)
     assert (await stored(service, row.id)).connection_state == "closed"
+    await runtime.events.flush()
     changes = [
         (type(e.body).__name__, getattr(e.body, "state", None) or getattr(e.body, "status", None))
-        for e in runtime.events.history(row.id)
+        for e in await runtime.events.history(row.id)
         if isinstance(e.body, ConnectionChanged | StatusChanged)
     ]
     assert changes == [
@@ -256,31 +260,34 @@ async def test_the_interviewer_mode_follows_the_stored_lines_across_a_restart(
             report_evaluation=False,
         ).service
 
+    published: list[Event] = []  # by each instance: on PostgreSQL both read every one
     first = llm_service()
     await first.store.migrate()
+    await first.events.start()
+    first.events.add_listener(published.append)
     started = await first.start("user-1", plan_id="backend-engineer-screen")
     fake_openai.chat.append(Fail(500), Fail(502), Fail(503))
     stand_in = await first.answer(started.session, LONG)
     assert stand_in.interviewer_turn.degraded_reason is not None
+    await first.events.stop()
     await first.store.dispose()
 
     second = llm_service()
+    await second.events.start()
+    second.events.add_listener(published.append)
     row = await second.store.get_session(started.session.id)
     assert row is not None
     health = (await second.status(row)).interviewer
     assert (health.mode, health.degraded_turns) == ("degraded", 1)
     own = await second.answer(row, LONG)
     assert own.interviewer_turn.degraded_reason is None
-    modes = [
-        e.body.mode
-        for bus in (first.events, second.events)
-        for e in bus.history(started.session.id)
-        if isinstance(e.body, InterviewerModeChanged)
-    ]
+    await second.events.flush()
+    modes = [e.body.mode for e in published if isinstance(e.body, InterviewerModeChanged)]
     assert modes == ["degraded", "normal"]
     health = (await second.status(row)).interviewer
     assert (health.mode, health.degraded_turns, health.engine) == ("normal", 1, "llm")
     assert health.last_reason is not None and "HTTP 503" in health.last_reason
+    await second.events.stop()
     await second.store.dispose()
 
 
@@ -311,6 +318,7 @@ async def test_a_cut_line_keeps_what_was_heard_and_the_whole_line(
         Interruption.barge_in,
     )
     # Published again under the same index, so clients replace the line.
+    await runtime.events.flush()
     *_, again = [e.body for e in seen if isinstance(e.body, TurnCommitted)]
     assert (again.index, again.text, again.interruption) == (0, "Hello and welcome", "barge_in")
     # A reconnect repeats the whole line, not the cut one.

@@ -19,6 +19,7 @@ from typing import Any
 
 import gradio as gr
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from interview.access import SessionNotFound
 from interview.domain import OPEN_STATUSES, Interruption, Role
@@ -35,9 +36,10 @@ from interview.report import Report
 from interview.report.render import render
 from interview.report.writer import InterviewRunning, ResultsNotReady
 from interview.runtime import Runtime
-from interview.sessions import InvalidAnswer, SessionClosed
+from interview.sessions import IdempotencyKeyReused, InvalidAnswer, ReplyPending, SessionClosed
 from interview.speech.errors import UnknownVoice
 from interview.store import SessionRow, TurnRow
+from interview.store.locks import SessionBusy
 from ui.gradio_host import voice_component
 from ui.voice_signaling import GatewaySignaling
 
@@ -47,6 +49,22 @@ USER_ID = "gradio-demo"
 # Pages remembered at once (one entry per open browser tab); the oldest are forgotten first.
 MAX_PAGES = 1000
 REFRESH_SECONDS = 1.0
+# An answer's Idempotency-Key as the service takes it: 1-255 printable ASCII, no spaces.
+ANSWER_KEY = re.compile(r"[!-~]{1,255}")
+# The page's key for the answer being typed: a new one whenever the candidate edits it (in the
+# browser, no round trip), so a double submit or a resend after an error carries the same key
+# and the answer is stored once. crypto.randomUUID needs a secure context; else a v4 UUID from
+# getRandomValues.
+NEW_ANSWER_KEY_JS = """
+() => {
+  if (globalThis.crypto && crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+"""
 
 SYSTEM_FONTS = [
     "system-ui",
@@ -140,14 +158,32 @@ class DemoUI:
         assert view is not None
         return view
 
-    async def answer(self, page_key: str, text: str) -> PageView:
+    async def answer(self, page_key: str, text: str, key: str = "") -> PageView:
+        """`key`: the page's Idempotency-Key for this answer ("" without one): the same key
+        again (a double submit, a resend after an error) returns the stored outcome."""
+        if key and not ANSWER_KEY.fullmatch(key):
+            raise gr.Error("That answer was not taken: its key is not 1-255 printable characters.")
         row = await self._session(page_key)
         try:
-            await self.runtime.service.answer(row, text)
+            await self.runtime.service.answer(row, text, idempotency_key=key or None)
         except InvalidAnswer as exc:
             raise gr.Error(f"That answer was not taken: {exc}.") from exc
         except SessionClosed as exc:
             raise gr.Error("This interview has ended; start a new one.") from exc
+        except IdempotencyKeyReused as exc:
+            raise gr.Error("That answer was not taken: edit it and send it again.") from exc
+        except ReplyPending as exc:
+            raise gr.Error(
+                "Your answer is saved; the interviewer's reply is not yet. Press Send again in "
+                "a moment."
+            ) from exc
+        except (SQLAlchemyError, SessionBusy) as exc:
+            # The answer may be stored; its key makes sending it again safe.
+            log.warning("ui_answer_database_error", error=type(exc).__name__)
+            raise gr.Error(
+                "The interview database did not answer. Press Send again in a moment: your "
+                "answer will not be stored twice."
+            ) from exc
         view = await self.view(page_key)
         assert view is not None
         return view
@@ -164,7 +200,7 @@ class DemoUI:
         page = self.pages.get(page_key)
         if page is None:
             return None
-        history = self.runtime.events.history(page.session_id)
+        history = await self.runtime.events.history(page.session_id)
         newest = history[-1].id if history else None
         # Every change (a turn, the status, the results being ready) is an event of the session.
         if newest is not None and newest == page.seen_event and not page.preparing_voice:
@@ -175,7 +211,7 @@ class DemoUI:
         page = self.pages.get(page_key)
         if page is None:
             return None
-        history = self.runtime.events.history(page.session_id)
+        history = await self.runtime.events.history(page.session_id)
         page.seen_event = history[-1].id if history else None
         row = await self._session(page_key)
         turns = await self.runtime.service.transcript(row)
@@ -346,8 +382,8 @@ def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, DemoUI]:
     async def on_start(plan_id: str, voice: str | None, request: gr.Request) -> tuple[Any, ...]:
         return outputs_of(await ui.start(request.session_hash or "", plan_id, voice or None))
 
-    async def on_answer(text: str, request: gr.Request) -> tuple[Any, ...]:
-        view = await ui.answer(request.session_hash or "", text)
+    async def on_answer(text: str, key: str, request: gr.Request) -> tuple[Any, ...]:
+        view = await ui.answer(request.session_hash or "", text, key)
         return ("", *outputs_of(view))
 
     async def on_end(request: gr.Request) -> tuple[Any, ...]:
@@ -421,14 +457,19 @@ def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, DemoUI]:
                         elem_id="answer",
                     )
                     send = gr.Button("Send", scale=1, elem_id="send")
+                    answer_key = gr.Textbox(visible=False, elem_id="answer-key")
                 results = gr.Markdown(elem_id="results")
         timer = gr.Timer(REFRESH_SECONDS)
 
         view_outputs = [status, transcript, results, session]
         plan.change(plan_voice, inputs=plan, outputs=voice, api_name=False)
         start.click(on_start, inputs=[plan, voice], outputs=view_outputs, api_name="start")
-        send.click(on_answer, inputs=answer, outputs=[answer, *view_outputs], api_name="answer")
-        answer.submit(on_answer, inputs=answer, outputs=[answer, *view_outputs], api_name=False)
+        # Each edit of the answer makes its key (in the browser); Send and Enter both send it.
+        answer.input(None, outputs=answer_key, js=NEW_ANSWER_KEY_JS, api_name=False)
+        answer_inputs = [answer, answer_key]
+        answer_outputs = [answer, *view_outputs]
+        send.click(on_answer, inputs=answer_inputs, outputs=answer_outputs, api_name="answer")
+        answer.submit(on_answer, inputs=answer_inputs, outputs=answer_outputs, api_name=False)
         end.click(on_end, outputs=view_outputs, api_name="end")
         timer.tick(on_tick, outputs=view_outputs, api_name="refresh", show_progress="hidden")
     # Every page ticks its timer: several pages at once must not queue behind one another.

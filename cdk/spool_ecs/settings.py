@@ -69,7 +69,7 @@ def _origins(node: Node) -> list[str]:
         )
     origins = [origin.strip().rstrip("/") for origin in text.split(",") if origin.strip()]
     for origin in origins:
-        # A wildcard cannot be combined with credentials, and stickiness needs the ALB cookie.
+        # A wildcard cannot be combined with credentials (the web client sends them).
         if origin == "*" or not re.fullmatch(r"https?://[^/\s,]+", origin):
             raise ContextError(
                 f"context 'cors_origins' holds {origin!r}: list full origins such as "
@@ -99,6 +99,9 @@ class StackSettings:
     min_tasks: int = 2
     max_tasks: int = 6
     max_concurrent_interviews: int = 4
+    # ALB cookie stickiness: no longer needed (any task serves any request, the one holding a
+    # call relays what only it can do); kept as a switch, off by default.
+    stickiness: bool = False
     db_instance_type: str = "t4g.small"
     api_rate_limit: int = 50
     api_burst_limit: int = 100
@@ -134,6 +137,7 @@ class StackSettings:
             max_concurrent_interviews=_int(
                 node, "max_concurrent_interviews", cls.max_concurrent_interviews, 1, 64
             ),
+            stickiness=_flag(node, "stickiness", default=False),
             db_instance_type=_text(node, "db_instance_type") or cls.db_instance_type,
             api_rate_limit=_int(node, "api_rate_limit", cls.api_rate_limit, 1, 10000),
             api_burst_limit=_int(node, "api_burst_limit", cls.api_burst_limit, 1, 5000),

@@ -51,18 +51,30 @@ DB_USER = "spool"
 # port from the database secret, so nothing else depends on it.
 DB_PORT = 5433
 
-# ALB draining: the longest shipped plan has a 20-minute budget (interview/plans); 30 minutes
-# lets an interview started just before a deployment or scale-in reach its closing line. ALB
-# ends draining earlier once a task has no HTTP request in flight, and WebRTC media goes
-# through TURN, not the ALB, so this is the upper bound, not a promise (cdk/README.md).
-DEREGISTRATION_DELAY = Duration.minutes(30)
-# Stickiness: a session's offer, trickled candidates and events must reach the task that holds
-# its peer connection; the cookie outlives the session TTL (SESSION_TTL_MINUTES=60).
+# ALB draining. ECS deregisters a task it stops and sends SIGTERM once the ALB has drained it:
+# this long at most, less once no request is in flight. Every request comes through API
+# Gateway, whose HTTP API integration timeout is 30 s (the events stream ends at 25 s), so 30 s
+# covers any request in flight. Live calls need no more: a task holding one is protected from
+# scale-in and deployments (task scale-in protection) and is not chosen, and a call's media
+# goes through TURN, not the ALB.
+DEREGISTRATION_DELAY = Duration.seconds(30)
+# Stickiness, when switched on (-c stickiness=true): the cookie outlives the session TTL
+# (SESSION_TTL_MINUTES=60).
 STICKINESS_DURATION = Duration.minutes(60)
-# Fargate's maximum: SIGTERM -> the app drains live interviews (app.py DrainingServer) and must
-# exit before SIGKILL, so SHUTDOWN_GRACE_SECONDS stays below it.
+# After SIGTERM the app drains (app.py DrainingServer): live calls may go on for DRAIN_MAX_SECONDS,
+# then it answers what is in flight and shuts down, all within SHUTDOWN_GRACE_SECONDS, which
+# stays below ECS's SIGKILL at the container's stopTimeout (120 s: Fargate's maximum). The drain
+# leaves SHUTDOWN_GRACE_SECONDS 10 s for the requests in flight and the shutdown (the app
+# refuses a DRAIN_MAX_SECONDS that leaves less).
 STOP_TIMEOUT = Duration.seconds(120)
 SHUTDOWN_GRACE_SECONDS = 110
+DRAIN_MAX_SECONDS = 100
+# Above the ALB's idle timeout (60 s): the ALB, not the task, closes an idle keep-alive
+# connection, so it never sends a request on one the task is closing (a 502).
+ALB_IDLE_TIMEOUT = Duration.seconds(60)
+HTTP_KEEP_ALIVE_SECONDS = 65
+# The ECS agent's task-protection endpoint calls these for the task, with the task role.
+TASK_PROTECTION_ACTIONS = ["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"]
 
 
 class SpoolEcsStack(Stack):
@@ -267,6 +279,8 @@ class SpoolEcsStack(Stack):
             # Only the ALB reaches the task (security group), so its X-Forwarded-* are trusted.
             "FORWARDED_ALLOW_IPS": "*",
             "SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS),
+            "DRAIN_MAX_SECONDS": str(DRAIN_MAX_SECONDS),
+            "HTTP_KEEP_ALIVE_SECONDS": str(HTTP_KEEP_ALIVE_SECONDS),
             "MAX_CONCURRENT_INTERVIEWS": str(settings.max_concurrent_interviews),
             "SPEECH_THREADS": str(max(1, settings.task_cpu // 1024)),
             # HTTP APIs buffer each response whole (no streaming mode: only REST APIs stream,
@@ -318,6 +332,25 @@ class SpoolEcsStack(Stack):
                 "DB_USER": ecs.Secret.from_secrets_manager(database_secret, "username"),
                 "DB_PASSWORD": ecs.Secret.from_secrets_manager(database_secret, "password"),
             },
+        )
+        # Task scale-in protection (ECS sets ECS_AGENT_URI in the container): the app protects
+        # its own task while it holds live calls. Task ARNs exist only once tasks run, so the
+        # tightest scope IAM offers is every task of this stack's cluster, which runs only
+        # this service.
+        task_definition.add_to_task_role_policy(
+            iam.PolicyStatement(
+                actions=TASK_PROTECTION_ACTIONS,
+                resources=[self.cluster.arn_for_tasks("*")],
+            )
+        )
+        cluster = self.get_logical_id(self.cluster.node.default_child)  # as nag names it
+        acknowledge(
+            task_definition.task_role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:"
+            f"<AWS::AccountId>:task/<{cluster}>/*]",
+            "A task protects itself from scale-in through the ECS agent, with its task role; "
+            "task ARNs exist only at run time, so the resource is every task of this stack's "
+            "cluster, which runs this service alone.",
         )
         acknowledge(
             task_definition.obtain_execution_role(),
@@ -381,7 +414,7 @@ class SpoolEcsStack(Stack):
             security_group=security_group,
             drop_invalid_header_fields=True,
             # Above the events stream's 25 s and API Gateway's 30 s integration limit.
-            idle_timeout=Duration.seconds(60),
+            idle_timeout=ALB_IDLE_TIMEOUT,
         )
         acknowledge(
             load_balancer,
@@ -418,7 +451,7 @@ class SpoolEcsStack(Stack):
                 unhealthy_threshold_count=3,
             ),
             deregistration_delay=DEREGISTRATION_DELAY,
-            stickiness_cookie_duration=STICKINESS_DURATION,
+            stickiness_cookie_duration=STICKINESS_DURATION if self.settings.stickiness else None,
             # In-flight requests track live sessions (each holds an events stream open), so new
             # interviews go to the task with the fewest, not round-robin onto a busy one.
             load_balancing_algorithm_type=(
@@ -432,8 +465,9 @@ class SpoolEcsStack(Stack):
         scaling = self.service.auto_scale_task_count(
             min_capacity=self.settings.min_tasks, max_capacity=self.settings.max_tasks
         )
-        # Speech recognition and synthesis are CPU bound; scale out before replies slow down,
-        # scale in slowly because a stopped task ends its live interviews.
+        # Speech recognition and synthesis are CPU bound; scale out before replies slow down.
+        # Scale-in never picks a task holding live calls (it protects itself), but scale in
+        # slowly all the same: a task that just emptied is likely to get the next interview.
         scaling.scale_on_cpu_utilization(
             "Cpu",
             target_utilization_percent=60,
@@ -478,8 +512,8 @@ class SpoolEcsStack(Stack):
                 ],
                 allow_headers=["authorization", "content-type", "last-event-id"],
                 expose_headers=["retry-after"],
-                # The browser must send the ALB's stickiness cookie back (fetch with
-                # credentials: "include"); that requires named origins, never "*".
+                # The web client sends credentials (fetch with credentials: "include"; the ALB's
+                # stickiness cookie, when switched on); that requires named origins, never "*".
                 allow_credentials=True,
                 max_age=Duration.hours(1),
             ),

@@ -18,8 +18,9 @@ from interview.api.schemas import ErrorBody, ErrorDetail, ErrorResponse
 from interview.domain import SessionStatus
 from interview.plans import UnknownPlan
 from interview.report.writer import InterviewRunning
-from interview.sessions import InvalidAnswer, SessionClosed
+from interview.sessions import IdempotencyKeyReused, InvalidAnswer, SessionClosed
 from interview.speech.errors import UnknownVoice
+from interview.store.locks import SessionBusy
 from interview.voice.errors import (
     AlreadyConnected,
     AtCapacity,
@@ -92,6 +93,25 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid_answer(_r: Request, e: InvalidAnswer) -> JSONResponse:
         return error_response(
             422, "invalid_answer", str(e), [ErrorDetail(field="text", message=str(e))]
+        )
+
+    @app.exception_handler(IdempotencyKeyReused)
+    async def _key_reused(_r: Request, e: IdempotencyKeyReused) -> JSONResponse:
+        return error_response(
+            422,
+            "idempotency_key_reused",
+            "This Idempotency-Key was already used for another answer; make a new one for "
+            "each answer.",
+            [ErrorDetail(field="Idempotency-Key", message=str(e))],
+        )
+
+    @app.exception_handler(SessionBusy)
+    async def _busy(_r: Request, _e: SessionBusy) -> JSONResponse:
+        return error_response(
+            503,
+            "session_busy",
+            "Another request for this interview is taking long; nothing was changed. Retry.",
+            headers={"Retry-After": "2"},
         )
 
     @app.exception_handler(UnknownPlan)

@@ -6,7 +6,7 @@ import asyncio
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from interview.access import SessionAccess, SessionNotFound
 from interview.api.errors import MissingToken
 from interview.api.schemas import (
+    AnswerPending,
     AnswerRequest,
     AnswerResponse,
     EndResponse,
@@ -35,7 +36,7 @@ from interview.report import Report
 from interview.report.render import render
 from interview.report.writer import ReportWriter
 from interview.runtime import Runtime
-from interview.sessions import InterviewService
+from interview.sessions import InterviewService, ReplyPending
 from interview.store import SessionRow
 from interview.voice.gateway import VoiceGateway
 
@@ -210,19 +211,49 @@ async def transcript(session: AuthorizedSession, service: Service) -> Transcript
     )
 
 
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,255}$"
+
+
 @router.post(
     "/{session_id}/transcript",
     response_model=AnswerResponse,
     responses={
         **_SESSION_ERRORS,
+        202: {"model": AnswerPending, "description": "Answer stored; the reply is pending."},
         409: {"model": ErrorResponse, "description": "The interview has ended."},
-        422: {"model": ErrorResponse, "description": "Empty or oversized text."},
+        422: {
+            "model": ErrorResponse,
+            "description": "Empty or oversized text, or an Idempotency-Key used for another "
+            "answer.",
+        },
+        503: {
+            "model": ErrorResponse,
+            "description": "Nothing was stored (database unavailable, session busy): retry.",
+        },
     },
+    description="Answer in text; the interviewer's next line comes back. Send an "
+    "`Idempotency-Key` (one per answer, e.g. a UUID, the same on every retry of it): a repeat "
+    "on any instance returns what the first request stored instead of answering twice.",
 )
 async def answer(
-    body: AnswerRequest, session: AuthorizedSession, service: Service
-) -> AnswerResponse:
-    return AnswerResponse.of(await service.answer(session, body.text))
+    body: AnswerRequest,
+    session: AuthorizedSession,
+    service: Service,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=IDEMPOTENCY_KEY,
+            description="One per answer, reused on its retries (1-255 visible ASCII characters).",
+        ),
+    ] = None,
+) -> AnswerResponse | JSONResponse:
+    try:
+        outcome = await service.answer(session, body.text, idempotency_key=idempotency_key)
+    except ReplyPending as pending:
+        body_ = AnswerPending(candidate_turn=Turn.of(pending.answer))
+        return JSONResponse(body_.model_dump(mode="json"), status_code=202)
+    return AnswerResponse.of(outcome)
 
 
 @router.post("/{session_id}/end", response_model=EndResponse, responses=_SESSION_ERRORS)

@@ -261,6 +261,18 @@ class AnswerResponse(BaseModel):
         )
 
 
+class AnswerPending(BaseModel):
+    """202: the answer is stored, the interviewer's reply is not yet (the database failed in
+    between). Retry with the same Idempotency-Key to get it; the next answer also produces it."""
+
+    status: Literal["reply_pending"] = "reply_pending"
+    candidate_turn: Turn
+    message: str = (
+        "Your answer was saved; the interviewer's reply is pending. Retry with the same "
+        "Idempotency-Key to get it."
+    )
+
+
 class EndResponse(BaseModel):
     session_id: str
     status: SessionStatus

@@ -1,4 +1,5 @@
-"""WebRTC signaling and live events of a session: thin routes over interview.voice."""
+"""WebRTC signaling and live events of a session: thin routes over interview.voice (which relays
+the signaling to the instance holding the session's call)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header
+from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from interview.api.errors import error_response
 from interview.api.routes import AuthorizedSession, Service, Voice, get_runtime
 from interview.api.schemas import (
     ErrorResponse,
@@ -19,6 +22,7 @@ from interview.api.schemas import (
 )
 from interview.api.streams import SessionEvent, event_stream_responses
 from interview.runtime import Runtime
+from interview.voice.errors import OwnerUnreachable
 
 router = APIRouter()
 
@@ -27,10 +31,27 @@ _RTC_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "No bearer token."},
     404: {"model": ErrorResponse, "description": "Unknown session or wrong token."},
     409: {"model": ErrorResponse, "description": "Ended, or already connected."},
-    503: {"model": ErrorResponse, "description": "At capacity (Retry-After), or loading."},
+    503: {
+        "model": ErrorResponse,
+        "description": "At capacity (Retry-After), loading, or the instance holding the "
+        "session's call did not answer in time (Retry-After).",
+    },
 }
 # The client resumes a cut stream after this many milliseconds.
 RECONNECT_MS = 1000
+# After an `owner_unreachable` 503: by then a hung instance has answered or is known dead.
+OWNER_RETRY_AFTER_SECONDS = 2
+
+
+def owner_unreachable(exc: OwnerUnreachable) -> JSONResponse:
+    """The 503 for a request the session's owner (another instance) did not answer."""
+    return error_response(
+        503,
+        "owner_unreachable",
+        f"The server holding this session's voice connection did not answer ({exc.detail}); "
+        "retry shortly.",
+        headers={"Retry-After": str(OWNER_RETRY_AFTER_SECONDS)},
+    )
 
 
 @router.post(
@@ -42,9 +63,12 @@ RECONNECT_MS = 1000
 )
 async def rtc_offer(
     body: RtcOfferRequest, session: AuthorizedSession, service: Service, voice: Voice
-) -> RtcDescription:
+) -> RtcDescription | JSONResponse:
     row = await service.open_session(session.id)
-    answer = await voice.offer(row, body.sdp, body.type)
+    try:
+        answer = await voice.offer(row, body.sdp, body.type)
+    except OwnerUnreachable as exc:
+        return owner_unreachable(exc)
     return RtcDescription(sdp=answer.sdp, type=answer.type)
 
 
@@ -54,8 +78,11 @@ async def rtc_offer(
     responses=_RTC_ERRORS,
     description="The answer to the session's current connection, for a client that lost it.",
 )
-async def rtc_answer(session: AuthorizedSession, voice: Voice) -> RtcDescription:
-    answer = voice.answer(session)
+async def rtc_answer(session: AuthorizedSession, voice: Voice) -> RtcDescription | JSONResponse:
+    try:
+        answer = await voice.answer(session)
+    except OwnerUnreachable as exc:
+        return owner_unreachable(exc)
     return RtcDescription(sdp=answer.sdp, type=answer.type)
 
 
@@ -66,8 +93,11 @@ async def rtc_answer(session: AuthorizedSession, voice: Voice) -> RtcDescription
 )
 async def rtc_ice_candidate(
     body: IceCandidateRequest, session: AuthorizedSession, voice: Voice
-) -> IceCandidateResponse:
-    await voice.add_ice_candidate(session, body.candidate, body.sdpMid, body.sdpMLineIndex)
+) -> IceCandidateResponse | JSONResponse:
+    try:
+        await voice.add_ice_candidate(session, body.candidate, body.sdpMid, body.sdpMLineIndex)
+    except OwnerUnreachable as exc:
+        return owner_unreachable(exc)
     return IceCandidateResponse(status="added")
 
 

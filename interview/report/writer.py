@@ -96,7 +96,17 @@ class ReportWriter:
             self.schedule(event.session_id)
 
     async def _write(self, session_id: str) -> None:
+        # One instance writes a report: the others (asked for results meanwhile, or resuming
+        # after a restart) leave it to the one that holds its lock.
+        async with self.store.locks.try_hold(f"report:{session_id}") as mine:
+            if mine:
+                await self._write_once(session_id)
+
+    async def _write_once(self, session_id: str) -> None:
         try:
+            existing = await self.store.get_report(session_id)
+            if existing is not None and existing.status != ReportStatus.pending:
+                return  # another instance wrote it before this one got the lock
             row = await self.store.get_session(session_id)
             if row is None:
                 return

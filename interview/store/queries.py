@@ -18,21 +18,36 @@ from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from interview.domain import ConnectionState, EndReason, ReportStatus, Role, SessionStatus
+from interview.store.locks import PostgresSessionLocks, SessionLocks
 from interview.store.migrate import migrate_to_head
-from interview.store.tables import ReportRow, SessionRow, TurnRow
+from interview.store.tables import AnswerKeyRow, ReportRow, SessionRow, TurnRow
+
+
+class SessionEnded(Exception):
+    """The session ended before this write: nothing was stored."""
 
 
 class Store:
     """Async access to the interview database."""
 
-    def __init__(self, async_url: str) -> None:
+    def __init__(self, async_url: str, pool_size: int = 10, max_overflow: int = 20) -> None:
         url = make_url(async_url)
+        self.is_postgres = url.get_backend_name() == "postgresql"
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = create_async_engine(async_url, pool_pre_ping=True)
+        pool: dict[str, Any] = {}
+        if self.is_postgres:
+            pool = {"pool_size": pool_size, "max_overflow": max_overflow}
+        self.engine: AsyncEngine = create_async_engine(async_url, pool_pre_ping=True, **pool)
         if url.get_backend_name() == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._db = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Every state change of a session is decided holding its lock (interview.sessions).
+        self.locks: SessionLocks = (
+            PostgresSessionLocks(self.engine, holders=max(1, (pool_size + max_overflow) // 2))
+            if self.is_postgres
+            else SessionLocks()
+        )
 
     async def migrate(self) -> None:
         """Bring the database to the newest schema (Alembic); a no-op when it is there.
@@ -61,16 +76,24 @@ class Store:
         async with self._db() as db:
             return await db.get(SessionRow, session_id)
 
-    async def update_session(self, session_id: str, **values: Any) -> None:
+    async def update_session(self, session_id: str, **values: Any) -> bool:
+        """Change an open session; False (nothing changed) once it has ended."""
         async with self._db() as db, db.begin():
-            await db.execute(update(SessionRow).where(SessionRow.id == session_id).values(**values))
+            result = await db.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id, SessionRow.ended_at.is_(None))
+                .values(**values)
+            )
+            assert isinstance(result, CursorResult)
+            return result.rowcount == 1
 
     async def end_session_if_open(
         self, session_id: str, *, status: SessionStatus, reason: EndReason, at: datetime
     ) -> bool:
         """End a session unless it already ended; True when this call ended it.
 
-        A conditional UPDATE, so two racing ends (candidate and expiry) record one reason.
+        A conditional UPDATE, so two racing ends (candidate and expiry) record one reason, and
+        an ended session is never reopened (every other session write is guarded the same way).
         """
         async with self._db() as db, db.begin():
             result = await db.execute(
@@ -110,16 +133,92 @@ class Store:
 
     # turns
 
-    async def add_turn(self, row: TurnRow, **session_values: Any) -> None:
-        """Commit a turn, and the session fields it moves, in one transaction."""
+    async def add_turn(
+        self,
+        row: TurnRow,
+        *,
+        answer_key: AnswerKeyRow | None = None,
+        settles_key: str | None = None,
+        activate_at: datetime | None = None,
+        **session_values: Any,
+    ) -> None:
+        """Commit a turn, and the session fields it moves, in one transaction; SessionEnded
+        (and nothing stored) once the session has ended.
+
+        `answer_key`: the answer's Idempotency-Key, stored with it. `settles_key`: the key
+        whose answer this interviewer turn replies to. `activate_at`: a created session becomes
+        active (only a created one: an ended session is never reopened).
+        """
         async with self._db() as db, db.begin():
-            db.add(row)
-            if session_values:
+            # The guarded UPDATE also takes the session row's lock in PostgreSQL, so an end
+            # committing at the same moment comes strictly before or after this turn.
+            open_session = (SessionRow.id == row.session_id) & SessionRow.ended_at.is_(None)
+            result = await db.execute(
+                update(SessionRow)
+                .where(open_session)
+                .values(**(session_values or {"id": SessionRow.id}))
+            )
+            assert isinstance(result, CursorResult)
+            if result.rowcount != 1:
+                raise SessionEnded(row.session_id)
+            if activate_at is not None:
                 await db.execute(
                     update(SessionRow)
-                    .where(SessionRow.id == row.session_id)
-                    .values(**session_values)
+                    .where(open_session, SessionRow.status == SessionStatus.created)
+                    .values(status=SessionStatus.active, started_at=activate_at)
                 )
+            db.add(row)
+            if answer_key is not None:
+                db.add(answer_key)
+            if settles_key is not None:
+                await db.execute(
+                    update(AnswerKeyRow)
+                    .where(
+                        AnswerKeyRow.session_id == row.session_id, AnswerKeyRow.key == settles_key
+                    )
+                    .values(reply_index=row.index)
+                )
+
+    async def get_answer_key(self, session_id: str, key: str) -> AnswerKeyRow | None:
+        async with self._db() as db:
+            return await db.get(AnswerKeyRow, (session_id, key))
+
+    async def activate_session(self, session_id: str, at: datetime) -> bool:
+        """created -> active, and only that; True when this call did it."""
+        async with self._db() as db, db.begin():
+            result = await db.execute(
+                update(SessionRow)
+                .where(
+                    SessionRow.id == session_id,
+                    SessionRow.status == SessionStatus.created,
+                    SessionRow.ended_at.is_(None),
+                )
+                .values(status=SessionStatus.active, started_at=at)
+            )
+            assert isinstance(result, CursorResult)
+            return result.rowcount == 1
+
+    async def sessions_awaiting_reply(self, answered_before: datetime) -> Sequence[str]:
+        """Open sessions whose latest turn is an answer given before `answered_before`: the
+        process that was to reply died first (the sweeper replies for it)."""
+        latest = (
+            select(func.max(TurnRow.index))
+            .where(TurnRow.session_id == SessionRow.id)
+            .correlate(SessionRow)
+            .scalar_subquery()
+        )
+        async with self._db() as db:
+            rows = await db.scalars(
+                select(SessionRow.id)
+                .join(TurnRow, TurnRow.session_id == SessionRow.id)
+                .where(
+                    SessionRow.ended_at.is_(None),
+                    TurnRow.index == latest,
+                    TurnRow.role == Role.candidate,
+                    TurnRow.ended_at < answered_before,
+                )
+            )
+            return rows.all()
 
     async def degraded_reasons(self, session_id: str) -> list[str | None]:
         """Each interviewer line's degraded reason (None when the interviewer's own), in order."""

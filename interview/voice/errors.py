@@ -32,3 +32,11 @@ class AtCapacity(Exception):
 
 class NoConnection(LookupError):
     pass
+
+
+class OwnerUnreachable(VoiceUnavailable):
+    """Another instance holds the session's voice connection and did not answer in time (it is
+    hung, overloaded, or has just died): retry shortly."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("owner_unreachable", detail)

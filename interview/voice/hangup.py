@@ -1,4 +1,4 @@
-"""Hangs up a session's voice connection when its interview ends."""
+"""Hangs up a session's voice connection when its interview ends, on whichever instance."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ class HangUp:
     def __init__(self, gateway: VoiceGateway, events: EventBus) -> None:
         self.gateway = gateway
         self._tasks: set[asyncio.Task[Any]] = set()
-        events.add_listener(self._on_event)
+        # Every instance's events: the interview may be ended through another one.
+        events.add_listener(self._on_event, everywhere=True)
 
     def _on_event(self, event: Event) -> None:
         body = event.body

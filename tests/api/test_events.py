@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from harness.app_server import AppServer
+from harness.postgres import PostgresServer
 from harness.sse import Sse, read_events
 from tests.api.buffering_proxy import buffering_proxy
 from tests.api.helpers import auth
@@ -49,6 +50,21 @@ def poll_server(tmp_path_factory) -> Iterator[AppServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def two_instances(
+    postgres_server: PostgresServer, tmp_path_factory
+) -> Iterator[tuple[AppServer, AppServer]]:
+    """Two servers on one PostgreSQL database, as two tasks behind a load balancer."""
+    directory: Path = tmp_path_factory.mktemp("events-pg")
+    env = {"DATABASE_URL": postgres_server.create_database(), "EVENTS_STREAM_SECONDS": "3"}
+    servers = (AppServer(directory / "a.log", env), AppServer(directory / "b.log", env))
+    for server in servers:
+        server.start()
+    yield servers
+    for server in servers:
+        server.stop()
 
 
 async def collect(
@@ -190,3 +206,43 @@ async def test_poll_delivery_still_waits_while_nothing_happens(poll_server: AppS
         idle, seconds = await collect(client, sid, token, last_id=first[-1].id)
         assert idle == []  # no empty responses in a loop: it ends at the usual timeout
         assert POLL_STREAM_SECONDS <= seconds < POLL_STREAM_SECONDS + 3
+
+
+async def test_events_reach_a_subscriber_on_another_instance_and_resume_on_either(
+    two_instances: tuple[AppServer, AppServer],
+):
+    a, b = two_instances
+    async with (
+        httpx.AsyncClient(base_url=a.api, timeout=30) as on_a,
+        httpx.AsyncClient(base_url=b.api, timeout=30) as on_b,
+    ):
+        session = (await on_a.post("/start", json={"user_id": "sse"})).json()
+        sid, token = session["session_id"], session["token"]
+
+        async def answer_on_a() -> None:
+            await asyncio.sleep(0.5)
+            reply = await on_a.post(
+                f"/{sid}/transcript", json={"text": ANSWER}, headers=auth(token)
+            )
+            assert reply.status_code == 200
+
+        # Followed on B while the answer is given on A: the history, then the live turn.
+        (seen, _), _ = await asyncio.gather(collect(on_b, sid, token), answer_on_a())
+        assert [(e.event, e.data.get("role") or e.data.get("status")) for e in seen] == [
+            ("status", "created"),
+            ("turn", "interviewer"),
+            ("status", "active"),
+            ("turn", "candidate"),
+            ("turn", "interviewer"),
+        ]
+
+        # Ended on B; the client, back on A with its Last-Event-ID, gets exactly the rest.
+        assert (await on_b.post(f"/{sid}/end", headers=auth(token))).status_code == 200
+        rest, _ = await collect(on_a, sid, token, last_id=seen[-1].id)
+        assert [e.event for e in rest] == ["status", "results"]
+        assert rest[0].data["status"] == "ended" and rest[1].data["status"] == "ready"
+        ids = [event_id(e) for e in seen + rest]
+        assert ids == sorted(set(ids))
+        # Either instance replays the same history.
+        again, _ = await collect(on_b, sid, token)
+        assert [event_id(e) for e in again] == ids

@@ -149,6 +149,33 @@ def test_answer_validation(api: httpx.Client):
     assert len(transcript["turns"]) == 1
 
 
+def test_an_answer_sent_twice_with_one_idempotency_key_is_stored_once(api: httpx.Client):
+    session = start(api)
+    sid, headers = session["session_id"], auth(session["token"])
+    keyed = {**headers, "Idempotency-Key": "8d1e6f0c-answer-1"}
+    first = api.post(f"/{sid}/transcript", json={"text": LONG}, headers=keyed)
+    again = api.post(f"/{sid}/transcript", json={"text": LONG}, headers=keyed)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    other_words = api.post(f"/{sid}/transcript", json={"text": "Another answer."}, headers=keyed)
+    assert other_words.status_code == 422
+    assert other_words.json()["error"]["code"] == "idempotency_key_reused"
+    for bad in (b"has space", b"x" * 256, "é".encode()):
+        raw_headers = [
+            (b"Authorization", headers["Authorization"].encode()),
+            (b"Idempotency-Key", bad),
+        ]
+        refused = api.post(f"/{sid}/transcript", json={"text": LONG}, headers=raw_headers)
+        assert refused.status_code == 422, bad
+        assert refused.json()["error"]["code"] == "invalid_request"
+    turns = api.get(f"/{sid}/transcript", headers=headers).json()["turns"]
+    assert [t["role"] for t in turns] == ["interviewer", "candidate", "interviewer"]
+    # Without a key an answer works as it always did: each request is a new answer.
+    for _ in range(2):
+        assert api.post(f"/{sid}/transcript", json={"text": LONG}, headers=headers).is_success
+    assert len(api.get(f"/{sid}/transcript", headers=headers).json()["turns"]) == 7
+
+
 def test_start_validation_and_plans(api: httpx.Client):
     plans = api.get("/plans").json()
     ids = [p["id"] for p in plans["plans"]]

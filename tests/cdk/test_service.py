@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from aws_cdk.assertions import Match
 
-from tests.cdk.conftest import EXTERNAL_TURN, Synth
+from interview.config import Settings
+from tests.cdk.conftest import EXTERNAL_TURN, ORIGINS, Synth, synthesize
 
 
 def _container(synth: Synth) -> dict[str, Any]:
@@ -68,7 +70,12 @@ def test_load_balancer_is_internal_and_reached_only_from_the_vpc_link(external_t
             assert rule.get("CidrIp") != "0.0.0.0/0"
 
 
-def test_target_group_health_check_draining_and_stickiness(external_turn: Synth) -> None:
+def _target_group_attributes(synth: Synth) -> dict[str, str]:
+    attributes = synth.only("AWS::ElasticLoadBalancingV2::TargetGroup")["TargetGroupAttributes"]
+    return {item["Key"]: item["Value"] for item in attributes}
+
+
+def test_target_group_health_check_and_draining(external_turn: Synth) -> None:
     external_turn.template.has_resource_properties(
         "AWS::ElasticLoadBalancingV2::TargetGroup",
         {
@@ -77,16 +84,25 @@ def test_target_group_health_check_draining_and_stickiness(external_turn: Synth)
             "Matcher": {"HttpCode": "200"},
             "Port": 7860,
             "TargetType": "ip",
-            "TargetGroupAttributes": Match.array_with(
-                [
-                    {"Key": "deregistration_delay.timeout_seconds", "Value": "1800"},
-                    {"Key": "stickiness.enabled", "Value": "true"},
-                    {"Key": "stickiness.type", "Value": "lb_cookie"},
-                    {"Key": "stickiness.lb_cookie.duration_seconds", "Value": "3600"},
-                ]
-            ),
         },
     )
+    attributes = _target_group_attributes(external_turn)
+    # Covers the longest request in flight: API Gateway's 30 s integration timeout; a task with
+    # live calls is protected, so it is not drained for them.
+    assert attributes["deregistration_delay.timeout_seconds"] == "30"
+    assert (
+        int(attributes["deregistration_delay.timeout_seconds"]) >= Settings().events_stream_seconds
+    )
+    # No stickiness unless asked for: any task serves any request of any session.
+    assert attributes.get("stickiness.enabled", "false") == "false"
+
+
+def test_stickiness_is_a_switch(tmp_path: Path) -> None:
+    sticky = synthesize({"cors_origins": ORIGINS, "stickiness": "true"}, tmp_path)
+    attributes = _target_group_attributes(sticky)
+    assert attributes["stickiness.enabled"] == "true"
+    assert attributes["stickiness.type"] == "lb_cookie"
+    assert attributes["stickiness.lb_cookie.duration_seconds"] == "3600"
 
 
 def test_service_in_private_subnets_with_circuit_breaker_rollback(external_turn: Synth) -> None:
@@ -155,8 +171,55 @@ def test_container_settings_come_from_context(external_turn: Synth) -> None:
     assert environment["PORT"] == "7860"
     # API Gateway's HTTP API buffers whole responses: events end their responses early.
     assert environment["EVENTS_DELIVERY"] == "poll"
-    # The app drains live interviews on SIGTERM and must be done before ECS kills it.
-    assert int(environment["SHUTDOWN_GRACE_SECONDS"]) < _container(external_turn)["StopTimeout"]
+
+
+def test_the_drain_fits_the_stop_timeout(external_turn: Synth) -> None:
+    """SIGTERM -> the app drains (live calls up to DRAIN_MAX_SECONDS, then what is in flight and
+    the shutdown) and exits within SHUTDOWN_GRACE_SECONDS, before ECS's SIGKILL at stopTimeout
+    (Fargate allows 120 s at most). The app itself accepts the pair (its own validation)."""
+    environment = _environment(external_turn)
+    names = ("SHUTDOWN_GRACE_SECONDS", "DRAIN_MAX_SECONDS", "HTTP_KEEP_ALIVE_SECONDS")
+    settings = Settings.model_validate({name.lower(): environment[name] for name in names})
+    stop_timeout = _container(external_turn)["StopTimeout"]
+    assert stop_timeout == 120
+    assert settings.drain_limit_seconds == 100
+    assert (
+        settings.drain_limit_seconds + settings.shutdown_reserve_seconds
+        <= settings.shutdown_grace_seconds
+        < stop_timeout
+    )
+    # Live calls get most of it: the drain's minimum and the reserve are short.
+    assert settings.drain_min_seconds < settings.drain_limit_seconds
+    # The ALB closes idle keep-alive connections before the task does (no 502 on a close).
+    balancer = external_turn.only("AWS::ElasticLoadBalancingV2::LoadBalancer")
+    idle = {a["Key"]: a["Value"] for a in balancer["LoadBalancerAttributes"]}
+    assert settings.http_keep_alive_seconds > int(idle["idle_timeout.timeout_seconds"])
+
+
+def test_the_task_role_may_protect_the_clusters_tasks_only(external_turn: Synth) -> None:
+    """What ECS_AGENT_URI/task-protection/v1/state calls with the task role."""
+    task_definition = external_turn.only("AWS::ECS::TaskDefinition")
+    task_role = task_definition["TaskRoleArn"]["Fn::GetAtt"][0]
+    cluster = external_turn.logical_id("AWS::ECS::Cluster")
+    statements = [
+        (statement, policy["Properties"]["Roles"])
+        for policy in external_turn.resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if any(str(action).startswith("ecs:") for action in _listed(statement["Action"]))
+    ]
+    assert len(statements) == 1
+    statement, roles = statements[0]
+    assert roles == [{"Ref": task_role}]
+    assert statement["Effect"] == "Allow"
+    assert sorted(statement["Action"]) == ["ecs:GetTaskProtection", "ecs:UpdateTaskProtection"]
+    # arn:<partition>:ecs:<region>:<account>:task/<this cluster>/*
+    parts = statement["Resource"]["Fn::Join"][1]
+    assert parts[-3:] == [":task/", {"Ref": cluster}, "/*"]
+    assert "Condition" not in statement
+
+
+def _listed(value: object) -> list[object]:
+    return value if isinstance(value, list) else [value]
 
 
 def test_autoscaling_tracks_cpu(external_turn: Synth) -> None:

@@ -20,13 +20,17 @@ def test_defaults_need_only_the_cors_origins() -> None:
     assert settings.turn_server is None
     assert (settings.min_tasks, settings.max_tasks) == (2, 6)
     assert settings.ecr_repository == "spool-interview"
+    assert settings.stickiness is False
 
 
 def test_native_json_context_values_are_accepted() -> None:
-    settings = _settings(cors_origins=["https://a.example.com"], turn=True, min_tasks=3)
+    settings = _settings(
+        cors_origins=["https://a.example.com"], turn=True, min_tasks=3, stickiness=True
+    )
     assert settings.cors_origins == ["https://a.example.com"]
     assert settings.turn_instance is True
     assert settings.min_tasks == 3
+    assert settings.stickiness is True
 
 
 ORIGIN = "https://a.example.com"
@@ -39,6 +43,7 @@ ORIGIN = "https://a.example.com"
         ({"cors_origins": "*"}, "no '\\*'"),
         ({"cors_origins": "https://a.example.com/app"}, "no path"),
         ({"cors_origins": ORIGIN, "turn": "maybe"}, "true or false"),
+        ({"cors_origins": ORIGIN, "stickiness": "sometimes"}, "'stickiness' must be true or false"),
         ({"cors_origins": ORIGIN, "turn_server": "turn:x"}, "host or host:port"),
         ({"cors_origins": ORIGIN, "turn_tls_port": "0"}, "between 1 and 65535"),
         ({"cors_origins": ORIGIN, "min_tasks": "4", "max_tasks": "2"}, "max_tasks"),

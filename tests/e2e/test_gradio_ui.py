@@ -11,10 +11,12 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Request, expect
 
 from harness.app_server import AppServer
 from harness.browser import RequestLog, save_screenshot, spoken_answer_wav
@@ -40,6 +42,7 @@ ANSWER_LEAD_SECONDS = 12.0
 VOICE_READY_MS = 240_000
 VOICE_TURN_MS = 180_000
 STEP_MS = 60_000
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 def wait_for_ui(server: AppServer) -> None:
@@ -141,6 +144,72 @@ def test_text_turn_offline_then_results(text_server: AppServer, browser: Browser
         save_screenshot(page, "gradio-ui-results")
         assert requests.urls, "no request was recorded"
         assert requests.external() == []
+    finally:
+        context.close()
+
+
+DOUBLE_SUBMIT = """
+() => {
+  const box = document.querySelector("#answer textarea");
+  const enter = { key: "Enter", bubbles: true, cancelable: true };
+  box.dispatchEvent(new KeyboardEvent("keypress", enter));
+  document.querySelector("#send").click();
+}
+"""
+
+
+def answers_sent(page: Page, text: str) -> list[list[Any]]:
+    """Start recording the data of every event the page sends with `text` as its first input:
+    the answers ([text, idempotency key])."""
+    sent: list[list[Any]] = []
+
+    def on_request(request: Request) -> None:
+        if request.method == "POST" and urlsplit(request.url).path.endswith("/queue/join"):
+            data = (request.post_data_json or {}).get("data")
+            if isinstance(data, list) and data and data[0] == text:
+                sent.append(data)
+
+    page.on("request", on_request)
+    return sent
+
+
+def test_a_double_submit_is_one_answer(text_server: AppServer, browser: Browser) -> None:
+    """Enter, then Send at once: both carry the answer's key (made in the browser when it was
+    typed), so the service stores it once; the next answer typed has a key of its own."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        sent = answers_sent(page, TYPED_ANSWER)
+        start_interview(page, text_server)
+        box = page.locator("#answer textarea")
+        box.fill(TYPED_ANSWER)
+        # Enter and a click on Send in one go, before the first one's reply clears the box.
+        page.evaluate(DOUBLE_SUBMIT)
+        transcript = page.locator("#transcript")
+        expect(transcript).to_contain_text(NEXT_QUESTION, timeout=STEP_MS)
+        expect(box).to_have_value("")
+        assert len(sent) == 2, sent
+        (text, key), again = sent
+        assert text == TYPED_ANSWER
+        assert UUID.fullmatch(key), key
+        assert again == [TYPED_ANSWER, key]
+
+        turns = api_turns(text_server, page)
+        assert [(t["role"], t["text"]) for t in turns][:2] == [
+            ("interviewer", turns[0]["text"]),
+            ("candidate", TYPED_ANSWER),
+        ]
+        assert [t["role"] for t in turns] == ["interviewer", "candidate", "interviewer"]
+        expect(transcript.get_by_text(TYPED_ANSWER)).to_have_count(1)
+
+        # The same words typed again are another answer, with another key.
+        box.fill(TYPED_ANSWER)
+        box.press("Enter")
+        expect(transcript.get_by_text(TYPED_ANSWER)).to_have_count(2, timeout=STEP_MS)
+        assert len(sent) == 3 and sent[2][0] == TYPED_ANSWER
+        assert UUID.fullmatch(sent[2][1]) and sent[2][1] != key
+        assert [t["role"] for t in api_turns(text_server, page)].count("candidate") == 2
+        save_screenshot(page, "gradio-ui-double-submit")
     finally:
         context.close()
 

@@ -403,6 +403,69 @@ def test_a_denied_microphone_is_explained_and_typing_still_works(
     assert requests.external() == [], requests.external()
 
 
+# Every text the typed answer's status line shows ("Saving your answer… retrying"), in order.
+ANSWER_NOTES = """
+(() => {
+  const notes = (window.__answerNotes = []);
+  new MutationObserver(() => {
+    const note = document.querySelector('[data-testid="answer-status"]');
+    const text = note ? note.textContent : null;
+    if (text && notes[notes.length - 1] !== text) notes.push(text);
+  }).observe(document, { childList: true, subtree: true, characterData: true });
+})();
+"""
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def test_a_typed_answer_whose_reply_was_lost_is_sent_again_with_its_key_and_stored_once(
+    voice_server: AppServer, chromium_launcher: Callable[..., Browser]
+):
+    browser = chromium_launcher(allow_microphone=False)  # typing only: no voice slot taken
+    context, page, requests = new_page(browser)
+    context.add_init_script(ANSWER_NOTES)
+    keys: list[str | None] = []
+    bearer: list[str] = []
+
+    def lose_the_first_reply(route: Route) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        keys.append(route.request.headers.get("idempotency-key"))
+        bearer.append(route.request.headers["authorization"].removeprefix("Bearer "))
+        if len(keys) == 1:
+            route.fetch()  # the server takes the answer and replies...
+            route.abort("connectionreset")  # ...and the page never gets the reply
+        else:
+            route.continue_()
+
+    page.route("**/transcript", lose_the_first_reply)
+    page.goto(demo_url(voice_server, plan="quick-engineer"))
+    start(page)
+    expect(page.get_by_test_id("phase")).to_have_text("Voice off: you can type your answers")
+    answer = "I led the move of our nightly jobs to a queue with retries and dashboards"
+    page.get_by_label("Type your answer instead").fill(answer)
+    page.get_by_role("button", name="Send answer").click()
+    transcript = page.get_by_test_id("transcript")
+    expect(transcript.locator("li").nth(2)).to_contain_text(NEXT_QUESTION, timeout=TURN_MS)
+
+    # One key, made in the browser, sent twice, and the page said it was retrying.
+    deadline = time.monotonic() + TURN_MS / 1000
+    while len(keys) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)  # the page retries after its backoff (route events run here)
+    expect(page.get_by_role("button", name="Sending…")).to_have_count(0, timeout=TURN_MS)
+    assert len(keys) == 2, keys
+    assert keys[0] is not None and UUID.fullmatch(keys[0]), keys
+    assert keys[1] == keys[0]
+    notes = page.evaluate("window.__answerNotes")
+    assert notes[:1] == ["Saving your answer… retrying (attempt 2 of 5)"], notes
+    # The server kept one answer: the interview is on its second question, not past it.
+    expect(transcript.locator('li[data-role="candidate"]')).to_have_count(1)
+    expect(page.get_by_label("Type your answer instead")).to_have_value("")
+    turns = api_turns(voice_server, session_id_of(requests), bearer[0])
+    assert [(t["role"], t["text"]) for t in turns][1:2] == [("candidate", answer)]
+    assert [t["role"] for t in turns] == ["interviewer", "candidate", "interviewer"]
+
+
 def test_ending_stops_the_live_events_even_without_their_results_event(
     voice_server: AppServer, chromium_launcher: Callable[..., Browser]
 ):

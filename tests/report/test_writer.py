@@ -22,19 +22,25 @@ def build(url: str) -> Runtime:
 async def test_a_report_is_written_when_the_interview_ends(database_url: str):
     runtime = build(database_url)
     await runtime.store.migrate()
+    await runtime.events.start()
     try:
         row = (await runtime.service.start("u")).session
         await runtime.service.answer(row, LONG)
         assert await runtime.store.get_report(row.id) is None
         ended = await runtime.service.end(row)
-        await runtime.reports.wait()  # the end event scheduled it; nothing else asked
+        await runtime.events.flush()  # the end event reached the writer...
+        await runtime.reports.wait()  # ...which wrote the report; nothing else asked
         outcome = await runtime.reports.results(ended)
         assert isinstance(outcome, Report) and outcome.metrics.candidate_turns == 1
+        await runtime.events.flush()
         results = [
-            e.body for e in runtime.events.history(row.id) if isinstance(e.body, ResultsChanged)
+            e.body
+            for e in await runtime.events.history(row.id)
+            if isinstance(e.body, ResultsChanged)
         ]
         assert [r.status for r in results] == ["ready"]
     finally:
+        await runtime.events.stop()
         await runtime.store.dispose()
 
 

@@ -36,23 +36,39 @@ def wait_for_ui(server: AppServer) -> httpx.Response:
 def call(server: AppServer, api_name: str, data: list[Any], session_hash: str) -> list[Any]:
     """Run one event of the page through Gradio's queue, as the browser does, for the page whose
     session hash is given (the UI keeps one interview per page)."""
+    [message] = run_events(server, api_name, [data], session_hash)
+    assert message["success"], message
+    output: list[Any] = message["output"]["data"]
+    return output
+
+
+def run_events(
+    server: AppServer, api_name: str, batch: list[list[Any]], session_hash: str
+) -> list[dict[str, Any]]:
+    """Queue one event per item of `batch` at once (as a page does when two of its events fire
+    together), then follow the page's one stream until each is done: Gradio's completion
+    messages, in `batch`'s order (`success` is False after a gr.Error)."""
     base = f"{server.base_url}/ui/gradio_api"
     config = httpx.get(f"{server.base_url}/ui/config", timeout=10).json()
     fn_index = next(d["id"] for d in config["dependencies"] if d["api_name"] == api_name)
-    body = {"data": data, "fn_index": fn_index, "session_hash": session_hash}
-    joined = httpx.post(f"{base}/queue/join", json=body, timeout=30)
-    joined.raise_for_status()
-    event_id = joined.json()["event_id"]
+    event_ids = []
+    for data in batch:
+        body = {"data": data, "fn_index": fn_index, "session_hash": session_hash}
+        joined = httpx.post(f"{base}/queue/join", json=body, timeout=30)
+        joined.raise_for_status()
+        event_ids.append(joined.json()["event_id"])
+    completed: dict[str, dict[str, Any]] = {}
     params = {"session_hash": session_hash}
     with httpx.stream("GET", f"{base}/queue/data", params=params, timeout=60) as stream:
         for line in stream.iter_lines():
             if not line.startswith("data: "):
                 continue
             message = json.loads(line.removeprefix("data: "))
-            if message.get("event_id") == event_id and message["msg"] == "process_completed":
-                assert message["success"], message
-                return message["output"]["data"]
-    raise AssertionError(f"no result for {api_name}")
+            if message.get("event_id") in event_ids and message["msg"] == "process_completed":
+                completed[message["event_id"]] = message
+                if len(completed) == len(event_ids):
+                    return [completed[event_id] for event_id in event_ids]
+    raise AssertionError(f"no result for {api_name}: {completed}")
 
 
 def session_of(view: list[Any]) -> tuple[str, str]:
@@ -96,7 +112,7 @@ def test_a_session_started_in_the_ui_is_an_api_session(api_server: AppServer) ->
     turns = api.get(f"/{session_id}/transcript").json()["turns"]
     assert [t["text"] for t in turns] == [transcript[0]["content"]]
 
-    answered = call(api_server, "answer", [LONG_ANSWER], page)
+    answered = call(api_server, "answer", [LONG_ANSWER, str(uuid.uuid4())], page)
     assert answered[0] == ""  # the answer box is cleared
     assert [m["role"] for m in answered[2]] == ["assistant", "user", "assistant"]
     turns = api.get(f"/{session_id}/transcript").json()["turns"]
@@ -141,11 +157,11 @@ def test_a_page_only_acts_on_its_own_interview(api_server: AppServer) -> None:
     one, _ = session_of(call(api_server, "start", [plan_id, None], first))
     two, _ = session_of(call(api_server, "start", [plan_id, None], second))
     assert one != two
-    call(api_server, "answer", [LONG_ANSWER], first)
+    call(api_server, "answer", [LONG_ANSWER, str(uuid.uuid4())], first)
     ended = call(api_server, "end", [], second)
     assert "Interview ended" in ended[0]
     again = "Another answer from the first page, which is still open."
-    still_open = call(api_server, "answer", [again], first)
+    still_open = call(api_server, "answer", [again, str(uuid.uuid4())], first)
     assert [m["role"] for m in still_open[2]].count("user") == 2
 
 
@@ -167,3 +183,43 @@ def test_the_voice_picked_in_the_ui_is_the_sessions(api_server: AppServer) -> No
     auth = {"Authorization": f"Bearer {token}"}
     status = httpx.get(f"{api_server.api}/{session_id}/status", headers=auth, timeout=10).json()
     assert (status["plan_id"], status["voice"]) == ("backend-engineer-screen", "af_sarah")
+
+
+def test_a_double_submit_stores_one_answer(api_server: AppServer) -> None:
+    """The page sends each answer with its key (made when it was typed): Enter and Send at once
+    carry the same one, and the service stores the answer once; both get the same view."""
+    wait_for_ui(api_server)
+    page = uuid.uuid4().hex[:11]
+    plan_id = httpx.get(f"{api_server.api}/plans", timeout=10).json()["default_plan_id"]
+    session_id, token = session_of(call(api_server, "start", [plan_id, None], page))
+    key = str(uuid.uuid4())
+    both = run_events(api_server, "answer", [[LONG_ANSWER, key], [LONG_ANSWER, key]], page)
+    assert all(message["success"] for message in both), both
+    views = [message["output"]["data"] for message in both]
+    api = httpx.Client(
+        base_url=api_server.api, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    turns = api.get(f"/{session_id}/transcript").json()["turns"]
+    assert [(t["role"], t["text"]) for t in turns][1:2] == [("candidate", LONG_ANSWER)]
+    assert [t["role"] for t in turns] == ["interviewer", "candidate", "interviewer"]
+    shown = [[(m["role"], m["content"]) for m in view[2]] for view in views]
+    expected = [("assistant" if t["role"] == "interviewer" else "user", t["text"]) for t in turns]
+    assert shown[0] == shown[1] == expected
+    # The same words sent again later, typed again (a new key): another answer.
+    call(api_server, "answer", [LONG_ANSWER, str(uuid.uuid4())], page)
+    roles = [t["role"] for t in api.get(f"/{session_id}/transcript").json()["turns"]]
+    assert roles.count("candidate") == 2
+
+
+def test_an_answer_without_a_key_is_taken_and_a_malformed_key_is_refused(
+    api_server: AppServer,
+) -> None:
+    wait_for_ui(api_server)
+    page = uuid.uuid4().hex[:11]
+    plan_id = httpx.get(f"{api_server.api}/plans", timeout=10).json()["default_plan_id"]
+    call(api_server, "start", [plan_id, None], page)
+    [refused] = run_events(api_server, "answer", [[LONG_ANSWER, "has spaces"]], page)
+    assert refused["success"] is False
+    assert "key" in (refused["output"].get("error") or ""), refused
+    answered = call(api_server, "answer", [LONG_ANSWER, ""], page)  # a caller without keys
+    assert [m["role"] for m in answered[2]] == ["assistant", "user", "assistant"]

@@ -1,7 +1,8 @@
 """The TypeScript client's unit tests (ui/web/test, Node's own test runner), run as part of pytest.
 
 They check the client's logic with a fake server and fake WebRTC objects: set-up order, trickle
-ICE, typed errors, reconnecting, SSE resume. `make test` installs ui/web's packages first
+ICE, typed errors, reconnecting, SSE resume, typed answers retried with their Idempotency-Key
+(over real HTTP: test_answer_retries.py). `make test` installs ui/web's packages first
 (`make web`); the real-browser path is tests/e2e/test_web_demo.py.
 """
 

@@ -138,6 +138,8 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
   const [muted, setMuted] = useState(false);
   const [draft, setDraft] = useState("");
   const [sending, setSending] = useState(false);
+  // While a typed answer is retried (same Idempotency-Key): what the page says about it.
+  const [answerNote, setAnswerNote] = useState<string | null>(null);
   const [results, setResults] = useState<Report | FailedResults | null>(null);
   const [printable, setPrintable] = useState<string | null>(null);
 
@@ -241,6 +243,13 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
           break;
         case "reconnecting":
           setReconnecting(`Connection lost; reconnecting (attempt ${event.attempt})…`);
+          break;
+        case "answer-retrying":
+          setAnswerNote(
+            event.saved
+              ? "Your answer is saved; waiting for the interviewer's reply…"
+              : `Saving your answer… retrying (attempt ${event.attempt} of ${event.maxAttempts})`,
+          );
           break;
         case "remote-stream":
           if (audioRef.current !== null && audioRef.current.srcObject !== event.stream) {
@@ -405,6 +414,8 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
       if (session === null || text === "" || sending) return;
       setSending(true);
       try {
+        // Retried by the client with the answer's Idempotency-Key; after a failure the draft is
+        // kept, and sending it again reuses that key: the answer is never stored twice.
         const outcome = await session.answer(text);
         setDraft("");
         if (outcome.interview_complete) finish(session);
@@ -416,6 +427,7 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
         }
       } finally {
         setSending(false);
+        setAnswerNote(null);
       }
     },
     [draft, finish, sending],
@@ -596,6 +608,11 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
           <button type="submit" disabled={sending || draft.trim() === ""}>
             {sending ? "Sending…" : "Send answer"}
           </button>
+          {answerNote !== null && (
+            <p className="spool-notice" role="status" aria-live="polite" data-testid="answer-status">
+              {answerNote}
+            </p>
+          )}
         </form>
       )}
 

@@ -13,6 +13,11 @@
 // it was. After maxReconnectAttempts attempts in a row that do not come up, it gives up with a
 // connection_lost "voice-error" (typed answers still work).
 //
+// A typed answer carries an Idempotency-Key, one per answer, reused on every retry of it: a
+// lost connection, a busy server (503/429, after its Retry-After) or a reply still pending
+// (202) is retried a few times without ever storing the answer twice ("answer-retrying"
+// events say so); sending the same text again after a failure reuses the key too.
+//
 // Requests carry cookies when the API is on another origin (see SessionOptions.credentials):
 // behind a load balancer, its stickiness cookie keeps a session on one server.
 
@@ -33,6 +38,9 @@ export type Turn = Schemas["Turn"];
 export type StatusResponse = Schemas["StatusResponse"];
 export type TranscriptResponse = Schemas["TranscriptResponse"];
 export type AnswerResponse = Schemas["AnswerResponse"];
+// 202 from POST /transcript: the answer is stored, the interviewer's reply is not yet; the same
+// request again (same Idempotency-Key) gets it.
+export type ReplyPendingResponse = Schemas["AnswerPending"];
 export type EndResponse = Schemas["EndResponse"];
 // iceTransportPolicy: not sent by the API today; honoured if a server adds it.
 export type IceServersResponse = Schemas["IceServersResponse"] & { iceTransportPolicy?: RTCIceTransportPolicy };
@@ -100,6 +108,9 @@ export type InterviewEvent =
   | { type: "peer"; state: RTCPeerConnectionState }
   | { type: "remote-stream"; stream: MediaStream }
   | { type: "reconnecting"; attempt: number; delayMs: number }
+  // A typed answer is sent again after delayMs (same Idempotency-Key); `saved`: the server
+  // said it is stored, only the interviewer's reply is missing.
+  | { type: "answer-retrying"; attempt: number; maxAttempts: number; delayMs: number; saved: boolean }
   | { type: "voice-error"; error: InterviewError };
 
 export type Listener = (event: InterviewEvent) => void;
@@ -142,6 +153,12 @@ export class InterviewError extends Error {
   }
 }
 
+/** A response's Retry-After in seconds (its delay form; the date form is not used by the API). */
+function retryAfterSeconds(response: Response): number | undefined {
+  const header = response.headers.get("Retry-After");
+  return header !== null && /^\d+$/.test(header) ? Number(header) : undefined;
+}
+
 async function errorFromResponse(response: Response, what: string): Promise<InterviewError> {
   let code: string | undefined;
   let message = `${what}: HTTP ${response.status}`;
@@ -152,8 +169,7 @@ async function errorFromResponse(response: Response, what: string): Promise<Inte
   } catch {
     // Not JSON (a proxy's page): keep the generic message.
   }
-  const retryHeader = response.headers.get("Retry-After");
-  const retry = retryHeader !== null && /^\d+$/.test(retryHeader) ? Number(retryHeader) : undefined;
+  const retry = retryAfterSeconds(response);
   const meta = {
     status: response.status,
     ...(code === undefined ? {} : { code }),
@@ -200,6 +216,23 @@ async function errorFromResponse(response: Response, what: string): Promise<Inte
   return new InterviewError("server", message, meta);
 }
 
+/** The error of an answer whose retries ran out: retryable, and it says whether it is stored. */
+function answerNotTaken(failure: InterviewError, saved: boolean): InterviewError {
+  if (saved || failure.kind === "network" || failure.kind === "busy") return failure;
+  // A 503 (database unavailable), a proxy's 502/504, a conflict: the server is busy; nothing
+  // is lost by sending the same answer again.
+  return new InterviewError(
+    "busy",
+    `${failure.message} Send your answer again in a moment: it will not be stored twice.`,
+    {
+      ...(failure.status === undefined ? {} : { status: failure.status }),
+      ...(failure.code === undefined ? {} : { code: failure.code }),
+      ...(failure.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: failure.retryAfterSeconds }),
+      cause: failure,
+    },
+  );
+}
+
 function microphoneError(error: unknown): InterviewError {
   const name = error instanceof DOMException ? error.name : "";
   if (name === "NotAllowedError" || name === "SecurityError") {
@@ -243,6 +276,36 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
 
 function isAbort(error: unknown): boolean {
   return error instanceof DOMException && error.name === "AbortError";
+}
+
+/**
+ * A new Idempotency-Key: a random (version 4) UUID. crypto.randomUUID exists only in secure
+ * contexts (HTTPS, localhost) and recent browsers; getRandomValues works everywhere else.
+ */
+export function newIdempotencyKey(): string {
+  const webCrypto = globalThis.crypto as Crypto | undefined;
+  if (typeof webCrypto?.randomUUID === "function") return webCrypto.randomUUID();
+  const bytes = new Uint8Array(16);
+  if (typeof webCrypto?.getRandomValues === "function") webCrypto.getRandomValues(bytes);
+  else {
+    // No Web Crypto at all: a key only has to be unique among one session's answers.
+    for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+  }
+  bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x40; // version 4
+  bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80; // RFC 4122 variant
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/**
+ * A failed answer that the same request (same key) may still turn into a success: the
+ * server was not reached or its reply was lost, it was busy (503, 429; a proxy's 502/504), or
+ * another request on the session raced it (409 conflict). The key makes each retry safe.
+ */
+function retryableAnswerFailure(error: InterviewError): boolean {
+  if (error.kind === "network") return true;
+  if (error.status !== undefined && [429, 502, 503, 504].includes(error.status)) return true;
+  return error.status === 409 && error.code === "conflict";
 }
 
 /** Parse one Server-Sent Events block ("field: value" lines) into its fields. */
@@ -333,9 +396,33 @@ export interface VoiceOptions {
   reconnectDelayMs?: number;
 }
 
+export interface AnswerOptions {
+  /**
+   * This answer's Idempotency-Key (1-255 printable ASCII characters, no spaces). By default
+   * the client makes one per answer, and the same text sent again after a failure reuses it.
+   */
+  idempotencyKey?: string;
+  /** Stops the answer's retries (and aborts the request in flight). */
+  signal?: AbortSignal;
+}
+
+export interface AnswerRetryOptions {
+  /** Attempts in all for one answer, the first included (default 5). */
+  maxAttempts?: number;
+  /** The first retry's delay in milliseconds (default 500), doubled for each one after. */
+  delayMs?: number;
+  /**
+   * The longest wait between two attempts (default 15000 ms). A server's Retry-After is waited
+   * for; one asking for longer than this ends the retries (the error says when to try again).
+   */
+  maxDelayMs?: number;
+}
+
 export interface SessionOptions {
   /** Replace window.fetch (tests, instrumentation). */
   fetch?: typeof fetch;
+  /** How a typed answer is retried (each retry with the answer's own Idempotency-Key). */
+  answerRetry?: AnswerRetryOptions;
   /**
    * Cookies on every request. Default: "include" when apiBase is on another origin than the
    * page (a load balancer's stickiness cookie must travel with a session's signaling, ICE and
@@ -358,6 +445,9 @@ export function defaultCredentials(apiBase: string, pageUrl: string | undefined 
 const DISCONNECTED_GRACE_MS = 4000; // ICE often recovers from "disconnected" by itself
 const RECONNECT_BASE_MS = 1000;
 const RECONNECT_MAX_MS = 10000;
+const ANSWER_ATTEMPTS = 5;
+const ANSWER_RETRY_BASE_MS = 500;
+const ANSWER_RETRY_MAX_MS = 15000;
 
 export class InterviewSession {
   readonly apiBase: string;
@@ -367,7 +457,10 @@ export class InterviewSession {
   readonly credentials: RequestCredentials;
 
   private readonly fetchImpl: typeof fetch;
+  private readonly answerRetry: AnswerRetryOptions;
   private readonly listeners = new Set<Listener>();
+  // The answer sent last and not yet taken for sure: sent again (same text), it keeps its key.
+  private unsettledAnswer: { text: string; key: string } | null = null;
   private eventsAbort: AbortController | null = null;
   private lastEventId: string | null = null;
 
@@ -389,6 +482,7 @@ export class InterviewSession {
     this.token = credentials.token;
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.credentials = options.credentials ?? defaultCredentials(this.apiBase);
+    this.answerRetry = options.answerRetry ?? {};
   }
 
   /** POST /start: a new interview session. */
@@ -476,16 +570,92 @@ export class InterviewSession {
     return (await this.json<TranscriptResponse>("/transcript")).turns;
   }
 
-  /** A typed answer; returns the candidate's turn and the interviewer's next line. */
-  async answer(text: string): Promise<AnswerResponse> {
-    const outcome = await this.json<AnswerResponse>("/transcript", {
-      method: "POST",
-      body: JSON.stringify({ text } satisfies Schemas["AnswerRequest"]),
-    });
-    // The same turns also arrive as events; listeners replace a turn by its index.
-    this.emit({ type: "turn", turn: outcome.candidate_turn });
-    this.emit({ type: "turn", turn: outcome.interviewer_turn });
-    return outcome;
+  /**
+   * A typed answer; returns the candidate's turn and the interviewer's next line. Sent with an
+   * Idempotency-Key and retried with it (a lost connection, 503/429 after their Retry-After,
+   * 202 reply_pending: the answer is stored and the retry gets the reply), so it is stored
+   * once however often it is sent. When the retries run out, the error is retryable (kind
+   * network or busy): the same text sent again keeps the same key.
+   */
+  async answer(text: string, options: AnswerOptions = {}): Promise<AnswerResponse> {
+    let key = options.idempotencyKey;
+    if (key === undefined) {
+      // A double submit (or a resend after a failure) of the same words is the same answer.
+      if (this.unsettledAnswer?.text !== text) this.unsettledAnswer = { text, key: newIdempotencyKey() };
+      key = this.unsettledAnswer.key;
+    }
+    const settle = (): void => {
+      if (this.unsettledAnswer?.key === key) this.unsettledAnswer = null;
+    };
+    const maxAttempts = Math.max(1, this.answerRetry.maxAttempts ?? ANSWER_ATTEMPTS);
+    const baseMs = this.answerRetry.delayMs ?? ANSWER_RETRY_BASE_MS;
+    const maxDelayMs = this.answerRetry.maxDelayMs ?? ANSWER_RETRY_MAX_MS;
+    const body = JSON.stringify({ text } satisfies Schemas["AnswerRequest"]);
+    for (let attempt = 1; ; attempt++) {
+      const sent = await this.postAnswer(body, key, options.signal);
+      if ("outcome" in sent) {
+        settle();
+        // The same turns also arrive as events; listeners replace a turn by its index.
+        this.emit({ type: "turn", turn: sent.outcome.candidate_turn });
+        this.emit({ type: "turn", turn: sent.outcome.interviewer_turn });
+        return sent.outcome;
+      }
+      const { failure, saved } = sent;
+      if (!saved && !retryableAnswerFailure(failure)) {
+        // Refused for good (ended, invalid, a key reused for other words: a bug): sending it
+        // again is a new answer.
+        settle();
+        throw failure;
+      }
+      const backoffMs = Math.min(baseMs * 2 ** (attempt - 1), maxDelayMs);
+      const askedMs = (failure.retryAfterSeconds ?? 0) * 1000;
+      if (attempt >= maxAttempts || askedMs > maxDelayMs) throw answerNotTaken(failure, saved);
+      const delayMs = Math.max(backoffMs, askedMs);
+      this.emit({ type: "answer-retrying", attempt: attempt + 1, maxAttempts, delayMs, saved });
+      await sleep(delayMs, options.signal);
+    }
+  }
+
+  /** One POST /transcript: the outcome, or why not (`saved`: 202, the answer is stored). */
+  private async postAnswer(
+    body: string,
+    key: string,
+    signal: AbortSignal | undefined,
+  ): Promise<{ outcome: AnswerResponse } | { failure: InterviewError; saved: boolean }> {
+    let response: Response;
+    try {
+      response = await this.request(
+        "/transcript",
+        { method: "POST", headers: { "Idempotency-Key": key }, body, ...(signal ? { signal } : {}) },
+        "answer",
+      );
+    } catch (error) {
+      if (error instanceof InterviewError) return { failure: error, saved: false };
+      throw error; // aborted
+    }
+    if (response.status === 200) {
+      try {
+        return { outcome: (await response.json()) as AnswerResponse };
+      } catch (error) {
+        if (isAbort(error)) throw error;
+        // The connection dropped inside the body: the answer is likely stored; the key says.
+        const failure = new InterviewError("network", "The interview server's reply was cut off (answer).", {
+          cause: error,
+        });
+        return { failure, saved: false };
+      }
+    }
+    if (response.status !== 202) return { failure: await errorFromResponse(response, "answer"), saved: false };
+    const pending = (await response.json().catch(() => ({}))) as Partial<ReplyPendingResponse>;
+    if (pending.candidate_turn) this.emit({ type: "turn", turn: pending.candidate_turn });
+    const retry = retryAfterSeconds(response);
+    const failure = new InterviewError(
+      "busy",
+      "Your answer is saved, but the interviewer's reply is not ready yet. Send it again to get " +
+        "the reply: it will not be stored twice.",
+      { status: 202, code: "reply_pending", ...(retry === undefined ? {} : { retryAfterSeconds: retry }) },
+    );
+    return { failure, saved: true };
   }
 
   iceServers(): Promise<IceServersResponse> {

@@ -11,6 +11,8 @@ import {
   InterviewError,
   InterviewSession,
   defaultCredentials,
+  newIdempotencyKey,
+  type AnswerRetryOptions,
   type InterviewEvent,
   type SessionEvent,
 } from "../src/client";
@@ -179,8 +181,15 @@ function voiceServer(): FakeServer {
     .on("GET", "/status", () => json(200, { status: "active" }));
 }
 
-function sessionOn(server: FakeServer): { session: InterviewSession; events: InterviewEvent[] } {
-  const session = new InterviewSession("http://api.test/api/interview", { sessionId: "s1", token: "tok" }, { fetch: server.fetch });
+function sessionOn(
+  server: FakeServer,
+  answerRetry: AnswerRetryOptions = {},
+): { session: InterviewSession; events: InterviewEvent[] } {
+  const session = new InterviewSession(
+    "http://api.test/api/interview",
+    { sessionId: "s1", token: "tok" },
+    { fetch: server.fetch, answerRetry },
+  );
   sessions.push(session);
   const events: InterviewEvent[] = [];
   session.subscribe((event) => events.push(event));
@@ -714,4 +723,223 @@ test("close() while the browser asks for the microphone connects nothing and rel
   assert.equal(server.count("POST", "/rtc/offer"), 0);
   assert.equal(FakePeer.instances.length, 0);
   assert.ok(microphone.track.stopped);
+});
+
+// -- typed answers: one Idempotency-Key per answer, reused by every retry ------------------
+
+const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** The server's reply to an answer: the candidate's turn (its text) and the next question. */
+const answered = (call: Call, index = 1): Response =>
+  json(200, {
+    candidate_turn: { index, role: "candidate", text: (call.body as { text: string }).text },
+    interviewer_turn: { index: index + 1, role: "interviewer", text: "Next?" },
+    status: "active",
+    interview_complete: false,
+  });
+
+/** The Idempotency-Key of every POST /transcript the server got, in order. */
+const answerKeys = (server: FakeServer): (string | null)[] =>
+  server.calls.filter((c) => c.method === "POST" && c.path === "/transcript").map((c) => c.headers.get("Idempotency-Key"));
+
+const answerRetries = (events: InterviewEvent[]) =>
+  events.flatMap((e) => (e.type === "answer-retrying" ? [e] : []));
+
+test("each typed answer carries its own Idempotency-Key", async () => {
+  let index = 1;
+  const server = new FakeServer().on("POST", "/transcript", (call) => answered(call, (index += 2) - 2));
+  const { session } = sessionOn(server);
+  await session.answer("I built a queue.");
+  await session.answer("I built a queue."); // the same words to the next question: a new answer
+  await session.answer("With Python.");
+  const keys = answerKeys(server);
+  assert.equal(keys.length, 3);
+  for (const key of keys) assert.match(key ?? "", UUID_V4);
+  assert.equal(new Set(keys).size, 3, `keys repeat: ${keys.join(", ")}`);
+});
+
+test("a lost connection is retried with the same key, and so is a reply cut off mid-body", async () => {
+  let posts = 0;
+  const server = new FakeServer().on("POST", "/transcript", (call) => {
+    posts += 1;
+    if (posts === 1) throw new TypeError("fetch failed"); // as fetch says: nothing came back
+    if (posts === 2) {
+      // Headers, then the connection drops inside the body: the answer may well be stored.
+      const body = new ReadableStream({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('{"candidate_turn": {"ind'));
+          controller.error(new TypeError("terminated"));
+        },
+      });
+      return new Response(body, { status: 200, headers: { "Content-Type": "application/json" } });
+    }
+    return answered(call);
+  });
+  const { session, events } = sessionOn(server, { delayMs: 10 });
+  const outcome = await session.answer("I built a queue.");
+  assert.equal(outcome.candidate_turn.text, "I built a queue.");
+  const keys = answerKeys(server);
+  assert.equal(keys.length, 3);
+  assert.match(keys[0] ?? "", UUID_V4);
+  assert.deepEqual(keys, [keys[0], keys[0], keys[0]]);
+  assert.deepEqual(
+    answerRetries(events).map((e) => [e.attempt, e.delayMs, e.saved]),
+    [
+      [2, 10, false],
+      [3, 20, false],
+    ],
+  );
+  // The turns reach listeners once the answer is taken.
+  assert.deepEqual(
+    events.flatMap((e) => (e.type === "turn" ? [e.turn.index] : [])),
+    [1, 2],
+  );
+});
+
+test("a busy server's 503 is retried after its Retry-After, with the same key", async () => {
+  let posts = 0;
+  const server = new FakeServer().on("POST", "/transcript", (call) =>
+    ++posts === 1
+      ? apiError(503, "database_unavailable", "The interview database is unavailable; try again shortly.", {
+          "Retry-After": "1",
+        })
+      : answered(call),
+  );
+  const { session, events } = sessionOn(server, { delayMs: 10 });
+  const asked = Date.now();
+  await session.answer("I built a queue.");
+  assert.ok(Date.now() - asked >= 900, "the retry did not wait for Retry-After");
+  const keys = answerKeys(server);
+  assert.equal(keys.length, 2);
+  assert.equal(keys[0], keys[1]);
+  assert.deepEqual(
+    answerRetries(events).map((e) => [e.attempt, e.delayMs, e.saved]),
+    [[2, 1000, false]],
+  );
+});
+
+test("202 reply_pending: the answer is stored, and the same key again gets the reply", async () => {
+  let posts = 0;
+  const candidateTurn = { index: 1, role: "candidate", text: "I built a queue." };
+  const server = new FakeServer().on("POST", "/transcript", (call) =>
+    ++posts < 3
+      ? json(202, { status: "reply_pending", candidate_turn: candidateTurn, message: "The reply is on its way." })
+      : answered(call),
+  );
+  const { session, events } = sessionOn(server, { delayMs: 10 });
+  const outcome = await session.answer("I built a queue.");
+  assert.equal(outcome.interviewer_turn.text, "Next?");
+  assert.equal(new Set(answerKeys(server)).size, 1);
+  assert.equal(answerKeys(server).length, 3);
+  assert.deepEqual(
+    answerRetries(events).map((e) => e.saved),
+    [true, true],
+  );
+  // The stored answer is shown at once; the turn is the same one each time (by index).
+  assert.deepEqual(
+    events.flatMap((e) => (e.type === "turn" ? [e.turn.index] : [])),
+    [1, 1, 1, 2],
+  );
+});
+
+test("retries are bounded; the same words sent again keep the key until the answer is taken", async () => {
+  let down = true;
+  const server = new FakeServer().on("POST", "/transcript", (call) => {
+    if (down) throw new TypeError("fetch failed");
+    return answered(call);
+  });
+  const { session, events } = sessionOn(server, { maxAttempts: 3, delayMs: 10 });
+  const error = await rejection(session.answer("I built a queue."));
+  assert.equal(error.kind, "network");
+  assert.equal(answerKeys(server).length, 3);
+  assert.equal(answerRetries(events).length, 2);
+  // The user presses Send again: the answer may be stored already, so it keeps its key.
+  down = false;
+  await session.answer("I built a queue.");
+  const keys = answerKeys(server);
+  assert.equal(keys.length, 4);
+  assert.equal(new Set(keys).size, 1);
+  // Taken: the next answer is a new one, even with the same words.
+  await session.answer("I built a queue.");
+  assert.notEqual(answerKeys(server)[4], keys[0]);
+});
+
+test("a server that stays busy ends in a retryable busy error that says the answer is safe to resend", async () => {
+  const server = new FakeServer().on("POST", "/transcript", () =>
+    apiError(503, "database_unavailable", "The interview database is unavailable; try again shortly.", {
+      "Retry-After": "30",
+    }),
+  );
+  const { session, events } = sessionOn(server, { delayMs: 10, maxDelayMs: 5000 });
+  // Retry-After asks for longer than the client waits: no retry now; the user decides.
+  const error = await rejection(session.answer("I built a queue."));
+  assert.equal(error.kind, "busy");
+  assert.equal(error.status, 503);
+  assert.equal(error.code, "database_unavailable");
+  assert.equal(error.retryAfterSeconds, 30);
+  assert.match(error.message, /not be stored twice/);
+  assert.equal(answerKeys(server).length, 1);
+  assert.equal(answerRetries(events).length, 0);
+});
+
+test("a key reused for other words (422) is an error at once, and the next send is a new answer", async () => {
+  const server = new FakeServer().on("POST", "/transcript", () =>
+    apiError(422, "idempotency_key_reused", "This Idempotency-Key was used for another answer."),
+  );
+  const { session, events } = sessionOn(server, { delayMs: 10 });
+  const error = await rejection(session.answer("I built a queue."));
+  assert.equal(error.kind, "invalid_request");
+  assert.equal(error.code, "idempotency_key_reused");
+  assert.equal(answerKeys(server).length, 1, "a refused key is not retried");
+  assert.equal(answerRetries(events).length, 0);
+  await rejection(session.answer("I built a queue."));
+  const keys = answerKeys(server);
+  assert.notEqual(keys[1], keys[0]);
+  // An ended interview is refused for good too: no retry.
+  const ended = new FakeServer().on("POST", "/transcript", () => apiError(409, "session_closed", "The interview has ended."));
+  assert.equal((await rejection(sessionOn(ended, { delayMs: 10 }).session.answer("late"))).kind, "session_ended");
+  assert.equal(answerKeys(ended).length, 1);
+});
+
+test("a double submit of the same answer shares its key", async () => {
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const server = new FakeServer().on("POST", "/transcript", async (call) => {
+    await held;
+    return answered(call);
+  });
+  const { session } = sessionOn(server);
+  const first = session.answer("I built a queue.");
+  const second = session.answer("I built a queue.");
+  release();
+  await Promise.all([first, second]);
+  const keys = answerKeys(server);
+  assert.equal(keys.length, 2);
+  assert.equal(keys[0], keys[1]);
+});
+
+test("an explicit key is sent as given", async () => {
+  const server = new FakeServer().on("POST", "/transcript", (call) => answered(call));
+  const { session } = sessionOn(server);
+  await session.answer("I built a queue.", { idempotencyKey: "answer-7" });
+  assert.deepEqual(answerKeys(server), ["answer-7"]);
+});
+
+test("a key is a random UUID even without crypto.randomUUID (an insecure context)", () => {
+  const native = Object.getOwnPropertyDescriptor(globalThis, "crypto");
+  assert.ok(native);
+  const getRandomValues = globalThis.crypto.getRandomValues.bind(globalThis.crypto);
+  try {
+    Object.defineProperty(globalThis, "crypto", { value: { getRandomValues }, configurable: true });
+    const keys = Array.from({ length: 50 }, () => newIdempotencyKey());
+    for (const key of keys) assert.match(key, UUID_V4);
+    assert.equal(new Set(keys).size, 50);
+    Object.defineProperty(globalThis, "crypto", { value: undefined, configurable: true });
+    const bare = Array.from({ length: 50 }, () => newIdempotencyKey());
+    for (const key of bare) assert.match(key, UUID_V4);
+    assert.equal(new Set(bare).size, 50);
+  } finally {
+    Object.defineProperty(globalThis, "crypto", native);
+  }
+  assert.match(newIdempotencyKey(), UUID_V4);
 });
