@@ -82,7 +82,8 @@ defaults
     option forwardfor
     timeout connect 2s
     timeout http-request 10s
-    timeout http-keep-alive 10s
+    # An idle keep-alive connection from a client is kept as long as the ALB keeps one (60 s).
+    timeout http-keep-alive 60s
     timeout queue 10s
     # An instance busy on two cores may take a while to answer its health check: as long as the
     # ALB allows (5 s) before it counts as failed. A killed one refuses at once.
