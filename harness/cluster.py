@@ -28,6 +28,9 @@ from harness.postgres import PostgresServer
 # connections; the LISTEN connection and the session locks' may come on top.
 DEFAULT_DB_CONNECTIONS = 10 + 20
 SPARE_CONNECTIONS = 40  # the tests' own checks, psql, and connections not yet given back
+# As the CDK stack runs them behind the ALB: an instance keeps an idle connection longer than the
+# proxy does, so the proxy never sends a request on one the instance is closing (a reset).
+BEHIND_A_PROXY = {"HTTP_KEEP_ALIVE_SECONDS": "65"}
 
 
 def postgres_for(instances: int, per_instance: int = DEFAULT_DB_CONNECTIONS) -> PostgresServer:
@@ -40,7 +43,8 @@ class Cluster:
 
     `postgres`: a running server to make the database on (its max_connections must hold every
     instance's pool: `postgres_for`); without it the cluster starts and stops its own.
-    `env`: settings for every instance (DATABASE_URL and INSTANCE_ID are the cluster's).
+    `env`: settings for every instance, over BEHIND_A_PROXY (DATABASE_URL and INSTANCE_ID are
+    the cluster's).
     `start_timeout`: per instance; voice instances load their speech models first.
     """
 
@@ -56,7 +60,7 @@ class Cluster:
         if not 1 <= size <= 9:
             raise ValueError("a cluster has 1 to 9 instances")
         self.directory = directory
-        self.env = dict(env or {})
+        self.env = {**BEHIND_A_PROXY, **(env or {})}
         self.postgres = postgres
         self._owns_postgres = postgres is None
         self.start_timeout = start_timeout
