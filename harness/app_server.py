@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENGINE_AND_SERVICE_ENV = (
     "TURN_", "DATABASE_", "DB_", "CORS_", "OPENAI_", "VOICE_", "INTERVIEWER", "LLM_",
     "REPORT_EVALUATION", "EVALUATION_", "STT_ENGINE", "TTS_ENGINE", "END_OF_TURN_",
-    "BARGE_IN_", "REPAIR_", "ECHO_", "CHECK_IN_", "INSTANCE_",
+    "BARGE_IN_", "REPAIR_", "ECHO_", "CHECK_IN_", "INSTANCE_", "DRAIN_",
 )  # fmt: skip
 
 
@@ -50,6 +50,9 @@ class AppServer:
         # A test client that stays silent would be checked in on, a turn its test does not
         # expect: the check-in tests turn it on.
         env["CHECK_IN_AFTER_SECONDS"] = "0"
+        # Nothing routes to a test's server but the test: it need not stay up 5 s after SIGTERM
+        # for a load balancer to notice. The drain and cluster tests set it as production does.
+        env["DRAIN_MIN_SECONDS"] = "0.5"
         env.update(self.env)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(

@@ -30,7 +30,7 @@ DEFAULT_DB_CONNECTIONS = 10 + 20
 SPARE_CONNECTIONS = 40  # the tests' own checks, psql, and connections not yet given back
 # As the CDK stack runs them behind the ALB: an instance keeps an idle connection longer than the
 # proxy does, so the proxy never sends a request on one the instance is closing (a reset).
-BEHIND_A_PROXY = {"HTTP_KEEP_ALIVE_SECONDS": "65"}
+BEHIND_A_PROXY = {"HTTP_KEEP_ALIVE_SECONDS": "65", "DRAIN_MIN_SECONDS": "5"}
 
 
 def postgres_for(instances: int, per_instance: int = DEFAULT_DB_CONNECTIONS) -> PostgresServer:

@@ -30,6 +30,8 @@ from tests.e2e.conftest import recall, voice_env
 ANSWER = "I split the billing code out of the monolith into a service with its own database."
 SPOKEN_ANSWER = "I read the logs and the metrics first and then I reproduce the failure locally"
 GRACE = 30
+# As in production (its default): the drain tests measure it.
+DRAIN_MIN = 5
 # Voice: the drain keeps live interviews for GRACE_VOICE - 10 s. Generous, because two cores
 # shared with other work may take seconds per transcription and per synthesized line.
 GRACE_VOICE = 60
@@ -43,7 +45,11 @@ def wait_exit(server: AppServer, timeout: float) -> tuple[int, float]:
 
 
 def test_sigterm_keeps_a_text_interview_resumable(database_url: str, tmp_path: Path):
-    env = {"DATABASE_URL": database_url, "SHUTDOWN_GRACE_SECONDS": str(GRACE)}
+    env = {
+        "DATABASE_URL": database_url,
+        "SHUTDOWN_GRACE_SECONDS": str(GRACE),
+        "DRAIN_MIN_SECONDS": str(DRAIN_MIN),
+    }
     first = AppServer(tmp_path / "first.log", env)
     first.start()
     try:
@@ -212,7 +218,10 @@ async def test_sigterm_answers_every_request_in_flight(database_url: str, tmp_pa
     """The issue's measurement, over several runs: each request fully sent before SIGTERM gets
     an HTTP response, none a reset (before, 2 of 5 runs reset 17-25 of 50)."""
     for run in range(RUNS):
-        server = AppServer(tmp_path / f"in-flight-{run}.log", {"DATABASE_URL": database_url})
+        server = AppServer(
+            tmp_path / f"in-flight-{run}.log",
+            {"DATABASE_URL": database_url, "DRAIN_MIN_SECONDS": str(DRAIN_MIN)},
+        )
         server.start()
         try:
             seen = await sigterm_with_requests_in_flight(server)
@@ -240,7 +249,10 @@ async def test_sigterm_answers_every_request_in_flight(database_url: str, tmp_pa
 
 
 async def test_sigterm_ends_open_event_streams_cleanly(tmp_path: Path):
-    server = AppServer(tmp_path / "events.log", {"DATABASE_URL": f"sqlite:///{tmp_path}/db"})
+    server = AppServer(
+        tmp_path / "events.log",
+        {"DATABASE_URL": f"sqlite:///{tmp_path}/db", "DRAIN_MIN_SECONDS": str(DRAIN_MIN)},
+    )
     server.start()
     try:
         async with httpx.AsyncClient(base_url=server.api, timeout=40) as http:
