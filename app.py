@@ -171,6 +171,10 @@ class DrainingServer(uvicorn.Server):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain: asyncio.Task[None] | None = None
         self._drain_started = False
+        # The drain ends the event streams itself, cleanly: sse-starlette's own reaction to a
+        # signal would cancel them mid-response, and its flag, once set, is process-wide (every
+        # later stream would end at once).
+        AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -182,9 +186,6 @@ class DrainingServer(uvicorn.Server):
             super().handle_exit(sig, frame)  # a second signal, or one during start-up
             return
         self._drain_started = True
-        # The drain ends the event streams itself, cleanly: sse-starlette's own reaction to the
-        # signal would cancel them mid-response.
-        AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]
         # A signal handler may interrupt the loop anywhere: hand the drain to it safely.
         self._loop.call_soon_threadsafe(self._begin_drain, sig, frame)
 

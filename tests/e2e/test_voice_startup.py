@@ -18,6 +18,17 @@ def test_health_reports_loading_until_the_models_are_warm(tmp_path: Path):
         first = httpx.get(f"{server.api}/health", timeout=10)
         assert first.status_code == 503
         assert first.json()["checks"]["voice"]["detail"].startswith("loading")
+        # The schema is ready within moments, long before the models (a /start before it gets
+        # 503 database_unavailable with Retry-After).
+        deadline = time.monotonic() + 20
+        while not httpx.get(f"{server.api}/health", timeout=10).json()["checks"]["schema"]["ok"]:
+            assert time.monotonic() < deadline, server.log()[-3000:]
+            time.sleep(0.05)
+        assert (
+            httpx.get(f"{server.api}/health", timeout=10)
+            .json()["checks"]["voice"]["detail"]
+            .startswith("loading")
+        )
         session = httpx.post(f"{server.api}/start", json={"user_id": "early"}, timeout=10).json()
         early = httpx.post(
             f"{server.api}/{session['session_id']}/rtc/offer",
