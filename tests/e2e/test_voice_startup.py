@@ -11,6 +11,15 @@ from harness.app_server import AppServer
 from tests.e2e.conftest import voice_env
 
 
+def wait_for_schema(server: AppServer) -> None:
+    """Until the database schema is ready: within moments, before any model is (a /start
+    before it gets 503 database_unavailable with Retry-After)."""
+    deadline = time.monotonic() + 20
+    while not httpx.get(f"{server.api}/health", timeout=10).json()["checks"]["schema"]["ok"]:
+        assert time.monotonic() < deadline, server.log()[-3000:]
+        time.sleep(0.05)
+
+
 def test_health_reports_loading_until_the_models_are_warm(tmp_path: Path):
     server = AppServer(tmp_path / "server.log", voice_env(tmp_path))
     server.start(expect_healthy=False)
@@ -18,12 +27,7 @@ def test_health_reports_loading_until_the_models_are_warm(tmp_path: Path):
         first = httpx.get(f"{server.api}/health", timeout=10)
         assert first.status_code == 503
         assert first.json()["checks"]["voice"]["detail"].startswith("loading")
-        # The schema is ready within moments, long before the models (a /start before it gets
-        # 503 database_unavailable with Retry-After).
-        deadline = time.monotonic() + 20
-        while not httpx.get(f"{server.api}/health", timeout=10).json()["checks"]["schema"]["ok"]:
-            assert time.monotonic() < deadline, server.log()[-3000:]
-            time.sleep(0.05)
+        wait_for_schema(server)
         assert (
             httpx.get(f"{server.api}/health", timeout=10)
             .json()["checks"]["voice"]["detail"]
@@ -86,7 +90,8 @@ def test_missing_model_files_are_named_in_health(tmp_path: Path):
             time.sleep(0.5)
         assert voice["ok"] is False
         assert "kokoro-v1.0.int8.onnx" in voice["detail"] and "make models" in voice["detail"]
-        # Text interviews still work.
+        # Text interviews still work (missing files fail at once, maybe before the schema).
+        wait_for_schema(server)
         started = httpx.post(f"{server.api}/start", json={"user_id": "u"}, timeout=10)
         assert started.status_code == 201
     finally:
