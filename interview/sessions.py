@@ -390,8 +390,7 @@ class InterviewService:
             turns = list(await self.store.list_turns(session_id))
             if not _awaiting_reply(turns):
                 return False
-            log.warning("answer_repaired", session_id=session_id, index=turns[-1].index)
-            await self._reply(current, turns, turns[-1], None, settles_key=None)
+            await self._reply_to_orphan(current, turns)
             return True
 
     async def anticipated_lines(self, session_id: str) -> list[str]:
@@ -525,8 +524,7 @@ class InterviewService:
             if _awaiting_reply(turns):
                 # An earlier answer lost its reply to a crash: the interviewer replies to it
                 # first, so this answer answers the line that reply asks.
-                log.warning("answer_repaired", session_id=session_id, index=turns[-1].index)
-                outcome = await self._reply(current, turns, turns[-1], None, settles_key=None)
+                outcome = await self._reply_to_orphan(current, turns)
                 if outcome.session.status not in OPEN_STATUSES:
                     raise SessionClosed(outcome.session.status)
                 turns = list(await self.store.list_turns(current.id))
@@ -590,11 +588,10 @@ class InterviewService:
             raise IdempotencyKeyReused("this Idempotency-Key was used for another answer")
         turns = list(await self.store.list_turns(current.id))
         candidate = next(t for t in turns if t.index == stored.answer_index)
-        if stored.reply_index is None and _awaiting_reply(turns) and turns[-1] is candidate:
+        if stored.reply_index is None and turns[-1] is candidate:
             if current.status not in OPEN_STATUSES:
                 raise SessionClosed(current.status)
-            log.warning("answer_repaired", session_id=current.id, index=candidate.index)
-            return await self._reply(current, turns, candidate, None, settles_key=stored.key)
+            return await self._reply_to_orphan(current, turns, settles_key=stored.key)
         reply = _reply_to(turns, candidate)
         if reply is None:
             # Answered by a voice connection since (withdrawn, then continued): nothing to
@@ -602,6 +599,13 @@ class InterviewService:
             reply = next(t for t in reversed(turns) if t.role == Role.interviewer)
         log.info("answer_replayed", session_id=current.id, index=candidate.index)
         return AnswerOutcome(candidate, reply, current)
+
+    async def _reply_to_orphan(
+        self, current: SessionRow, turns: Sequence[TurnRow], settles_key: str | None = None
+    ) -> AnswerOutcome:
+        """The reply to the latest answer, which lost its own to a crash or a failed write."""
+        log.warning("answer_repaired", session_id=current.id, index=turns[-1].index)
+        return await self._reply(current, turns, turns[-1], None, settles_key=settles_key)
 
     async def _reply(
         self,
