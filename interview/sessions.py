@@ -85,6 +85,10 @@ class ReplyPending(Exception):
         self.answer = answer
 
 
+# What an answer's Idempotency-Key may be: 1-255 visible ASCII characters (the API's header and
+# the demo page's key alike).
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+
 # An answer with no reply this old is an orphan: the process that was replying died (a live
 # reply takes at most the LLM's turn budget, and holds the session's lock meanwhile).
 ORPHANED_ANSWER_SECONDS = 30.0

@@ -36,7 +36,13 @@ from interview.report import Report
 from interview.report.render import render
 from interview.report.writer import InterviewRunning, ResultsNotReady
 from interview.runtime import Runtime
-from interview.sessions import IdempotencyKeyReused, InvalidAnswer, ReplyPending, SessionClosed
+from interview.sessions import (
+    IDEMPOTENCY_KEY_PATTERN,
+    IdempotencyKeyReused,
+    InvalidAnswer,
+    ReplyPending,
+    SessionClosed,
+)
 from interview.speech.errors import UnknownVoice
 from interview.store import SessionRow, TurnRow
 from interview.store.locks import SessionBusy
@@ -50,7 +56,7 @@ USER_ID = "gradio-demo"
 MAX_PAGES = 1000
 REFRESH_SECONDS = 1.0
 # An answer's Idempotency-Key as the service takes it: 1-255 printable ASCII, no spaces.
-ANSWER_KEY = re.compile(r"[!-~]{1,255}")
+ANSWER_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 # The page's key for the answer being typed: a new one whenever the candidate edits it (in the
 # browser, no round trip), so a double submit or a resend after an error carries the same key
 # and the answer is stored once. crypto.randomUUID needs a secure context; else a v4 UUID from

@@ -36,7 +36,7 @@ from interview.report import Report
 from interview.report.render import render
 from interview.report.writer import ReportWriter
 from interview.runtime import Runtime
-from interview.sessions import InterviewService, ReplyPending
+from interview.sessions import IDEMPOTENCY_KEY_PATTERN, InterviewService, ReplyPending
 from interview.store import SessionRow
 from interview.voice.gateway import VoiceGateway
 
@@ -211,9 +211,6 @@ async def transcript(session: AuthorizedSession, service: Service) -> Transcript
     )
 
 
-IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,255}$"
-
-
 @router.post(
     "/{session_id}/transcript",
     response_model=AnswerResponse,
@@ -243,7 +240,7 @@ async def answer(
         str | None,
         Header(
             alias="Idempotency-Key",
-            pattern=IDEMPOTENCY_KEY,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
             description="One per answer, reused on its retries (1-255 visible ASCII characters).",
         ),
     ] = None,
