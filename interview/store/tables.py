@@ -84,7 +84,8 @@ class SessionRow(Base):
     status: Mapped[SessionStatus] = mapped_column(enum_column(SessionStatus, 16), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Indexed for the retention sweep, which purges interviews ended DATA_RETENTION_DAYS ago.
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     end_reason: Mapped[EndReason | None] = mapped_column(enum_column(EndReason, 32))
     question_index: Mapped[int] = mapped_column(Integer, default=0)
@@ -201,3 +202,18 @@ class ReportRow(Base):
     body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # A ready report whose evaluation failed is evaluated again in the background: how many
+    # times that was tried, and when the next try is due (None: none is due).
+    evaluation_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    evaluation_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
+class RateLimitRow(Base):
+    """A fixed-window request counter (the `limits` library's storage on PostgreSQL), shared
+    by every instance so a client's limit holds whichever instance it reaches."""
+
+    __tablename__ = "interview_rate_limits"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
