@@ -20,6 +20,7 @@ from interview.plans import PlanCatalog
 from interview.report.evaluation import build_evaluator
 from interview.report.writer import ReportWriter
 from interview.sessions import Clock, InterviewService, utcnow
+from interview.speech.cache import sentences_of
 from interview.speech.stack import SpeechStack
 from interview.store import Store
 from interview.store.event_log import event_bus_for
@@ -83,9 +84,16 @@ class Runtime:
         events = event_bus_for(store.engine)
         # How /events responses end: streamed, or polled behind a buffering proxy (events.py).
         events.set_delivery(settings.events_delivery)
-        speech = SpeechStack(settings)
+        interviewer = build_interviewer(settings)
+        # Only words of the plans and the script are kept on disk as speech, never a line that
+        # may repeat a candidate's (the language model's): nothing personal outlives a session.
+        fixed = sentences_of(
+            [settings.check_in_line]
+            + [line for plan in plans.all() for line in interviewer.fixed_lines(plan)]
+        )
+        speech = SpeechStack(settings, keep_on_disk=fixed.__contains__)
         service = InterviewService(
-            settings, store, plans, build_interviewer(settings), events, voices=speech, clock=clock
+            settings, store, plans, interviewer, events, voices=speech, clock=clock
         )
         reports = ReportWriter(
             store, plans, events, evaluator=build_evaluator(settings), clock=clock

@@ -87,3 +87,8 @@ class Interviewer(Protocol):
         """Lines likely to come next, so speech for them can be made while the candidate
         answers; an interviewer that cannot know returns []."""
         ...
+
+    def fixed_lines(self, plan: InterviewPlan) -> list[str]:
+        """Every line this interviewer may say for `plan` that is known in advance: words of
+        the plan and the script, never a candidate's. Only their speech is kept on disk."""
+        ...

@@ -36,6 +36,7 @@ from interview.interviewer.prompts import (
 from interview.interviewer.scripted import ScriptedInterviewer
 from interview.interviewer.turn_stream import MalformedTurn, TurnStream, spoken
 from interview.openai_client import describe_failure
+from interview.plans import InterviewPlan
 from interview.speech.sentences import SENTENCE_END
 
 log = structlog.get_logger(__name__)
@@ -80,6 +81,11 @@ class LLMInterviewer:
         # The plan's own greeting and first question: /start answers at once, never waits on
         # (or fails with) the model, and the greeting's speech can be made ahead of time.
         return await self.fallback.opening(state)
+
+    def fixed_lines(self, plan: InterviewPlan) -> list[str]:
+        # The model's own lines are not known, and may repeat the candidate's words; the
+        # opening and the stand-in lines are the script's.
+        return self.fallback.fixed_lines(plan)
 
     def anticipate(self, state: InterviewState) -> list[str]:
         return []  # the model's words are not known in advance

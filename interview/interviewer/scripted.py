@@ -13,6 +13,7 @@ from interview.interviewer.base import (
     PastTurn,
     TextSink,
 )
+from interview.plans import InterviewPlan
 
 # What a candidate says when they did not catch the question.
 _ASKS_TO_REPEAT = re.compile(
@@ -26,6 +27,7 @@ _ACKNOWLEDGEMENTS = (
     "Got it, thank you.",
     "I see, thanks.",
 )
+_OUT_OF_TIME = "We're out of time, so let's stop here."
 
 
 class ScriptedInterviewer:
@@ -72,6 +74,17 @@ class ScriptedInterviewer:
             on_text(LINE_COMPLETE)
         return reply
 
+    def fixed_lines(self, plan: InterviewPlan) -> list[str]:
+        lines = [f"{plan.greeting} {plan.questions[0].text}", plan.closing, _OUT_OF_TIME]
+        lines.append(f"{_OUT_OF_TIME} {plan.closing}")
+        for question in plan.questions:
+            lines.append(question.text)
+            lines.extend(question.follow_ups)
+        for ack in _ACKNOWLEDGEMENTS:
+            lines.append(f"{ack} {plan.closing}")
+            lines.extend(f"{ack} {question.text}" for question in plan.questions[1:])
+        return lines
+
     def decide(self, state: InterviewState, answer: str) -> InterviewerReply:
         cut = _cut_line(state)
         if cut is not None and (_ASKS_TO_REPEAT.search(answer) or not cut.text.strip()):
@@ -96,7 +109,7 @@ class ScriptedInterviewer:
         ack = _ACKNOWLEDGEMENTS[state.question_index % len(_ACKNOWLEDGEMENTS)]
         next_index = state.question_index + 1
         if over_time or next_index >= len(plan.questions):
-            lead = "We're out of time, so let's stop here." if over_time else ack
+            lead = _OUT_OF_TIME if over_time else ack
             return InterviewerReply(
                 text=f"{lead} {plan.closing}",
                 action=InterviewerAction.close,

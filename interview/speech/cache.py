@@ -1,9 +1,11 @@
 """Sentence audio made once and reused: the interviewer's lines repeat across interviews.
 
 A scripted interviewer's next line is known while the candidate is still answering, so it is
-synthesized ahead (prefetch) and the reply starts without waiting for text-to-speech. Pieces are
-also kept on disk, keyed by model, voice and text, so a restart or a second instance does not
-synthesize a plan's lines again: on two cores, speech synthesis is the scarce resource.
+synthesized ahead (prefetch) and the reply starts without waiting for text-to-speech. Pieces of
+the plans' own lines are also kept on disk, keyed by model, voice and text, so a restart or a
+second instance does not synthesize them again: on two cores, speech synthesis is the scarce
+resource. Any other line (a language model's, which may repeat what the candidate said) is kept
+in memory only, so no candidate's words outlive the process in the cache.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -34,10 +37,13 @@ class SpeechCache:
         worker: PriorityWorker,
         max_entries: int = 512,
         directory: Path | None = None,
+        keep_on_disk: Callable[[str], bool] | None = None,
     ) -> None:
         self.tts = tts
         self._worker = worker
         self._directory = directory
+        # Which sentences may be written to `directory` (None: every one).
+        self._keep_on_disk = keep_on_disk
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
         self._max_entries = max_entries
@@ -108,7 +114,7 @@ class SpeechCache:
         # Kept under the key of the engine that made it: audio the local engine made while the
         # remote one failed must not replace the remote voice for this line for good.
         path = self._path(speech.cache_key, sentence, voice)
-        if path is not None:
+        if path is not None and (self._keep_on_disk is None or self._keep_on_disk(sentence)):
             partial = path.with_suffix(f".{threading.get_ident()}.partial")
             with partial.open("wb") as out:
                 np.save(out, audio, allow_pickle=False)
@@ -143,3 +149,8 @@ class SpeechCache:
         else:
             self.misses += 1
         return asyncio.wrap_future(future)
+
+
+def sentences_of(lines: Iterable[str]) -> frozenset[str]:
+    """The pieces these lines are spoken in (a line cut as `sentences` cuts it)."""
+    return frozenset(piece for line in lines for piece in split_sentences(line))

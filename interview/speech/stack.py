@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -40,8 +41,12 @@ class SpeechNotLoaded(RuntimeError):
 
 
 class SpeechStack:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, keep_on_disk: Callable[[str], bool] | None = None
+    ) -> None:
         self.settings = settings
+        # Which sentences the speech cache may keep on disk (SpeechCache); None: all.
+        self.keep_on_disk = keep_on_disk
         self.state = LoadState.loading if settings.voice_enabled else LoadState.disabled
         self.detail = "loading models" if settings.voice_enabled else "VOICE_ENABLED is false"
         self._engines: SpeechEngines | None = None
@@ -78,7 +83,10 @@ class SpeechStack:
         engines.warmup()
         self._tts_worker = PriorityWorker("tts")
         self._cache = SpeechCache(
-            engines.tts, self._tts_worker, directory=self.settings.speech_cache_dir
+            engines.tts,
+            self._tts_worker,
+            directory=self.settings.speech_cache_dir,
+            keep_on_disk=self.keep_on_disk,
         )
         self._engines = engines
         log.info(

@@ -50,3 +50,23 @@ async def test_spent_time_budget_closes_early_without_follow_up():
     reply = await ScriptedInterviewer().reply(state(elapsed=over), "Short.")
     assert reply.closes
     assert "out of time" in reply.text
+
+
+async def test_every_line_of_a_whole_interview_is_among_its_fixed_lines():
+    # The speech cache keeps only fixed lines on disk: each line the script says must be one.
+    interviewer = ScriptedInterviewer(short_answer_words=8)
+    fixed = set(interviewer.fixed_lines(PLAN))
+    said = [(await interviewer.opening(state())).text]
+    for index, question in enumerate(PLAN.questions):
+        for used in range(len(question.follow_ups)):
+            said.append((await interviewer.reply(state(index, used), "Not much.")).text)
+        said.append((await interviewer.reply(state(index, len(question.follow_ups)), LONG)).text)
+    budget = PLAN.time_budget_minutes * 60
+    said.append((await interviewer.reply(state(1, elapsed=budget), LONG)).text)
+    assert set(said) <= fixed
+    assert len(said) > len(PLAN.questions) + 2
+
+
+def test_no_fixed_line_holds_words_the_plan_and_script_do_not():
+    words = " ".join(ScriptedInterviewer().fixed_lines(PLAN))
+    assert "customer, apologised" not in words and PLAN.greeting in words

@@ -12,12 +12,13 @@ import asyncio
 import itertools
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from interview.speech.cache import SpeechCache
+from interview.speech.cache import SpeechCache, sentences_of
 from interview.speech.priority_worker import LATER, NOW, PriorityWorker
 from interview.speech.sentences import split_sentences
 from interview.speech.tts import Speech, TextToSpeech
@@ -303,3 +304,28 @@ async def test_least_recently_used_entries_are_evicted_at_max_entries(
     assert (tts.count(a), tts.count(b), tts.count(c)) == (1, 2, 1)
     await spoken(cache.sentences(a, None))
     assert tts.count(a) == 2
+
+
+def stored(directory: Path) -> list[bytes]:
+    """The audio files kept in `directory` (the recording engine's audio spells its text)."""
+    return [(np.load(p) * 255).round().astype(np.uint8).tobytes() for p in directory.glob("*.npy")]
+
+
+async def test_only_fixed_sentences_are_kept_on_disk(
+    tts: RecordingTTS, worker: PriorityWorker, tmp_path: Path
+) -> None:
+    # A language model's line may repeat the candidate's words: it stays in memory only.
+    personal = "You said you moved Acme's billing to Kafka in March. Why Kafka?"
+    keep = sentences_of([GREETING, QUESTION])
+    first = SpeechCache(tts, worker, directory=tmp_path, keep_on_disk=keep.__contains__)
+    await spoken(first.sentences(f"{GREETING} {personal}", "af_heart"))
+    await spoken(first.sentences(QUESTION, "af_heart"))
+    assert len(stored(tmp_path)) == len(split_sentences(GREETING + " " + QUESTION))
+
+    # A new process finds the fixed sentences on disk and must make the personal ones again.
+    second = SpeechCache(tts, worker, directory=tmp_path, keep_on_disk=keep.__contains__)
+    audio = await spoken(second.sentences(f"{GREETING} {personal}", "af_heart"))
+    assert_audio(audio, split_sentences(f"{GREETING} {personal}"), "af_heart")
+    assert all(tts.count(s, "af_heart") == 1 for s in split_sentences(GREETING))
+    assert all(tts.count(s, "af_heart") == 2 for s in split_sentences(personal))
+    assert not any(b"Kafka" in audio for audio in stored(tmp_path))
