@@ -18,9 +18,10 @@ test: lint system-deps models cdk-cli web
 
 # The fast loop, under a minute warm: lint, then every test that needs nothing but the dev venv
 # (no process of its own, model file, Debian package, browser or Node.js), as tests/tiers.py
-# marks them. A fresh clone runs it after `make dev-setup` alone.
+# marks them, in 4 processes (pytest-xdist): most of them wait on real time, not on the CPU.
+# A fresh clone runs it after `make dev-setup` alone.
 check: lint
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" -n 4
 
 # The voice pipeline benchmarks (benchmarks/README.md), about 40 minutes: real servers, aiortc
 # clients speaking Kokoro and espeak-ng answers. voice_bench: latency, CPU and memory with 1, 4
