@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
-import httpx
+import httpx2
 import openai
 import structlog
 from openai import AsyncOpenAI
@@ -53,14 +53,14 @@ log = structlog.get_logger(__name__)
 NOT_ASSESSED = "Not assessed: no question on this competency was answered."
 
 # What ends one attempt, not the evaluation. Besides the client's own errors (HTTP, timeouts):
-# transport errors the SDK lets through unwrapped (httpx), and what a merely "compatible" server
-# or a proxy sends instead of a chat completion: a body that is not JSON (json.JSONDecodeError,
-# a ValueError), JSON of another shape (pydantic's errors, also ValueErrors; TypeError,
-# KeyError, AttributeError on access). Any other exception is a bug, and the report writer
-# still stores the report without the evaluation.
+# a transport error of its HTTP client (httpx2) should one come through unwrapped, and what a
+# merely "compatible" server or a proxy sends instead of a chat completion: a body that is not
+# JSON (json.JSONDecodeError, a ValueError), JSON of another shape (pydantic's errors, also
+# ValueErrors; TypeError, KeyError, AttributeError on access). Any other exception is a bug,
+# and the report writer still stores the report without the evaluation.
 ATTEMPT_FAILURES = (
     openai.OpenAIError,
-    httpx.HTTPError,
+    httpx2.HTTPError,
     TimeoutError,
     ValueError,
     TypeError,
@@ -160,8 +160,9 @@ class LLMEvaluator:
         try:
             return await retrying(attempt)
         except ATTEMPT_FAILURES:
+            attempts = f"{len(failures)} attempt" + ("s" if len(failures) != 1 else "")
             raise EvaluationFailed(
-                f"the evaluation failed after {len(failures)} attempts: " + "; ".join(failures)
+                f"the evaluation failed after {attempts}: " + "; ".join(failures)
             ) from None
 
     def _pause(self, state: RetryCallState) -> float:
@@ -227,7 +228,7 @@ def describe(exc: BaseException) -> str:
         return f"unreadable answer: {exc}"
     if isinstance(exc, json.JSONDecodeError):
         return "unreadable answer: not JSON"
-    if isinstance(exc, openai.OpenAIError | httpx.HTTPError | TimeoutError):
+    if isinstance(exc, openai.OpenAIError | httpx2.HTTPError | TimeoutError):
         return describe_failure(exc)
     return f"unreadable answer ({type(exc).__name__})"
 

@@ -5,7 +5,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-import httpx
+import httpx2
 import openai
 import pytest
 
@@ -297,8 +297,9 @@ async def test_a_long_retry_after_is_cut_short(fake_openai, monkeypatch):
 
 
 def status_error(status: int, **headers: str) -> openai.APIStatusError:
-    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
-    response = httpx.Response(status, headers=headers, request=request)
+    # The SDK's HTTP client is httpx2 (a dependency of openai's).
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    response = httpx2.Response(status, headers=headers, request=request)
     return openai.APIStatusError("failed", response=response, body=None)
 
 
