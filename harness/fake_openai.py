@@ -248,6 +248,9 @@ class FakeOpenAI:
                 return StreamingResponse(
                     self._stream_chat(behaviour, body, number), media_type="text/event-stream"
                 )
+            if isinstance(behaviour, ToolCall | Text):
+                # Whole, after as long as its streamed pieces would have taken.
+                await asyncio.sleep(behaviour.delay * behaviour.chunks)
             return JSONResponse(_completion(behaviour, body))
 
         @app.post("/v1/audio/transcriptions")
