@@ -16,6 +16,7 @@ from interview.domain import ReportStatus
 from interview.events import ResultsChanged
 from interview.report import Report
 from interview.report.evaluation_prompt import TOOL_NAME
+from interview.report.render import render
 from interview.report.writer import InterviewRunning, NotEvaluable, RetryPolicy
 from interview.runtime import Runtime
 from interview.store import SessionRow
@@ -265,7 +266,10 @@ async def test_a_new_evaluation_that_fails_keeps_the_earlier_one(
     await runtime.reports.wait_evaluations()
     body = await report(runtime, row.id)
     assert body.evaluation == earlier and body.evaluation_status == "ready"
-    assert "A new evaluation failed" in (body.evaluation_note or "")
+    note = body.evaluation_note or ""
+    assert "A new evaluation failed" in note
+    # The documents say so beside the evaluation they show.
+    assert note in render(body, "md") and note in render(body, "html")
 
 
 async def test_what_cannot_be_evaluated_says_why(database_url, fake_openai, started):
