@@ -277,7 +277,7 @@ class ReportWriter:
                 attempts=attempt,
                 due_at=None if final else self.clock() + self.retry.delay(attempt),
                 body=self._without_evaluation(report, outcome, final).model_dump(mode="json"),
-                if_attempts=stored.evaluation_attempts,
+                unless_changed_from=stored,
             )
             if changed and final:
                 log.error("evaluation_given_up", session_id=session_id, attempts=attempt)

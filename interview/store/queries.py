@@ -301,15 +301,21 @@ class Store:
         attempts: int,
         due_at: datetime | None,
         body: dict[str, Any] | None = None,
-        if_attempts: int | None = None,
+        unless_changed_from: ReportRow | None = None,
     ) -> bool:
         """Record a background evaluation's outcome (or an operator's request for one) on a
         ready report: its attempts so far, when the next is due, and its new body if given.
-        `if_attempts`: only if no one changed the attempts since they were read (an operator's
-        request made meanwhile wins). False when nothing was changed (the report is gone)."""
+        `unless_changed_from`: only if the attempts and due time are still those of this row as
+        read before (an operator's request made meanwhile wins). False when nothing changed."""
         conditions = [ReportRow.session_id == session_id, ReportRow.status == ReportStatus.ready]
-        if if_attempts is not None:
-            conditions.append(ReportRow.evaluation_attempts == if_attempts)
+        if unless_changed_from is not None:
+            seen = unless_changed_from
+            conditions.append(ReportRow.evaluation_attempts == seen.evaluation_attempts)
+            conditions.append(
+                ReportRow.evaluation_due_at.is_(None)
+                if seen.evaluation_due_at is None
+                else ReportRow.evaluation_due_at == seen.evaluation_due_at
+            )
         values: dict[str, Any] = {
             "evaluation_attempts": attempts,
             "evaluation_due_at": due_at,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from harness import interview_model
-from harness.fake_openai import Fail, FakeOpenAI, Raw, Rotation, ToolCall, hostile
+from harness.fake_openai import Fail, FakeOpenAI, Hang, Raw, Rotation, ToolCall, hostile
 from interview.config import Settings
 from interview.domain import ReportStatus
 from interview.events import ResultsChanged
@@ -321,3 +321,28 @@ async def test_two_instances_evaluate_a_due_report_once(database_url, fake_opena
     assert body.evaluation is not None
     stored = await second.store.get_report(row.id)
     assert stored is not None and stored.evaluation_attempts == 1
+
+
+async def test_a_request_made_while_an_attempt_fails_is_not_lost(
+    database_url, fake_openai, started
+):
+    clock = Clock()
+    runtime = await start(started, build(database_url, fake_openai, clock))
+    fake_openai.chat.default = lambda _body: Fail(500)
+    row = await ended_interview(runtime, ANSWER)
+
+    # The first background attempt is under way, and will fail, when an operator asks.
+    fake_openai.chat.default = lambda _body: Hang(0.5)  # 504 after half a second
+    clock.advance(RETRY_SECONDS)
+    assert await runtime.reports.evaluate_due() == 1
+    await asyncio.sleep(0.2)
+    clock.advance(1)
+    await runtime.reports.request_evaluation(row)
+    await runtime.reports.wait_evaluations()
+    stored = await runtime.store.get_report(row.id)
+    assert stored is not None and stored.evaluation_attempts == 0
+    assert stored.evaluation_due_at == clock.now  # the request's, not the failed attempt's
+
+    fake_openai.chat.default = interview_model.respond
+    assert await background_pass(runtime) == 1
+    assert (await report(runtime, row.id)).evaluation is not None
