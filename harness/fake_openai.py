@@ -4,7 +4,7 @@ The OpenAI API is the one paid remote service the project talks to, so the tests
 `openai` client at this server instead. It speaks the wire format of the endpoints the project
 uses (chat completions with tools, streamed or not; audio transcriptions; audio speech), records
 every request for inspection, and plays behaviours queued by the test: a reply, an HTTP error, a
-hang, a malformed tool call.
+hang, a body that stalls or is not JSON, a malformed tool call (`hostile` lists one of each).
 
     fake = FakeOpenAI()
     fake.start()
@@ -19,6 +19,7 @@ it to a small rule-based "model").
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -62,7 +63,8 @@ class Text:
 class Fail:
     status: int
     message: str = "injected failure"
-    retry_after: float | None = None
+    # Sent as the Retry-After header: seconds, or an HTTP date as a str.
+    retry_after: float | str | None = None
 
 
 @dataclass
@@ -70,6 +72,16 @@ class Hang:
     """Answer nothing for `seconds` (the client's timeout should fire first)."""
 
     seconds: float
+
+
+@dataclass
+class Stall:
+    """Answer 200 and the first bytes of a body (`head`), then nothing for `seconds`, then end
+    it there: a server that stalls mid-answer (the client's timeout should fire first)."""
+
+    head: bytes
+    seconds: float
+    content_type: str = "application/json"
 
 
 @dataclass
@@ -95,7 +107,42 @@ class Raw:
     status: int = 200
 
 
-Behaviour = ToolCall | Text | Fail | Hang | Transcript | Speech | Raw
+Behaviour = ToolCall | Text | Fail | Hang | Stall | Transcript | Speech | Raw
+
+
+class Rotation:
+    """Behaviours in turn, for ever: a route's `default` for a model that keeps misbehaving."""
+
+    def __init__(self, *behaviours: Behaviour) -> None:
+        self._behaviours = itertools.cycle(behaviours)
+
+    def __call__(self, _body: dict[str, Any]) -> Behaviour:
+        return next(self._behaviours)
+
+
+def hostile(tool: str, stall_seconds: float) -> list[Behaviour]:
+    """One of each way a chat completion goes wrong, for a client whose timeout is shorter than
+    `stall_seconds` and whose forced tool is `tool`: HTTP errors, a 429 with Retry-After,
+    bodies that are not JSON (garbage, a proxy's HTML page, empty, truncated, not a completion),
+    a server that answers nothing or stalls mid-body, and tool calls that do not parse or do
+    not fit the schema."""
+    return [
+        Fail(500),
+        Fail(429, "slow down", retry_after=0.2),
+        Fail(503, "overloaded"),
+        Raw(b"{this is not json", "application/json"),
+        Raw(b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"),
+        Raw(b"", "application/json"),
+        Raw(b'{"id": "chatcmpl-x", "object": "chat.completion", "choi', "application/json"),
+        Raw(
+            b'{"id": "chatcmpl-x", "object": "chat.completion", "choices": null}',
+            "application/json",
+        ),
+        Hang(stall_seconds),
+        Stall(b'{"id": "chatcmpl-x", "object": "chat.', stall_seconds),
+        ToolCall(tool, '{"competencies": [{"competency_id": '),
+        ToolCall(tool, {"competencies": "all great", "verdict": "hire"}),
+    ]
 
 
 @dataclass
@@ -201,6 +248,9 @@ class FakeOpenAI:
                 return StreamingResponse(
                     self._stream_chat(behaviour, body, number), media_type="text/event-stream"
                 )
+            if isinstance(behaviour, ToolCall | Text):
+                # Whole, after as long as its streamed pieces would have taken.
+                await asyncio.sleep(behaviour.delay * behaviour.chunks)
             return JSONResponse(_completion(behaviour, body))
 
         @app.post("/v1/audio/transcriptions")
@@ -260,6 +310,8 @@ class FakeOpenAI:
             return _error(504, "hung on purpose")
         if isinstance(behaviour, Raw):
             return Response(behaviour.body, behaviour.status, media_type=behaviour.content_type)
+        if isinstance(behaviour, Stall):
+            return StreamingResponse(_stalled(behaviour), media_type=behaviour.content_type)
         return None
 
     async def _stream_chat(
@@ -289,6 +341,11 @@ class FakeOpenAI:
 
 def _arguments(call: ToolCall) -> str:
     return call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+
+
+async def _stalled(stall: Stall) -> AsyncIterator[bytes]:
+    yield stall.head
+    await asyncio.sleep(stall.seconds)
 
 
 def _split(text: str, parts: int) -> list[str]:

@@ -190,6 +190,12 @@ class Settings(BaseSettings):
     report_evaluation: bool | None = None
     evaluation_timeout_seconds: float = Field(default=120.0, gt=0, le=1800)
     evaluation_max_attempts: int = Field(default=3, ge=1, le=10)
+    # An evaluation still failing after those attempts leaves the report ready without it, and
+    # is tried again in the background this many times (0: never), the first
+    # EVALUATION_RETRY_SECONDS after, each pause doubling up to an hour: a model that is down
+    # for a while still evaluates the interviews it missed (6 x 60 s spans about an hour).
+    evaluation_retry_attempts: int = Field(default=6, ge=0, le=100)
+    evaluation_retry_seconds: float = Field(default=60.0, gt=0, le=3600)
     stt_engine: SpeechEngine = SpeechEngine.local
     openai_stt_model: str = "gpt-transcribe"
     tts_engine: SpeechEngine = SpeechEngine.local

@@ -18,7 +18,7 @@ from interview.events import EventBus
 from interview.interviewer import build_interviewer
 from interview.plans import PlanCatalog
 from interview.report.evaluation import build_evaluator
-from interview.report.writer import ReportWriter
+from interview.report.writer import ReportWriter, RetryPolicy
 from interview.sessions import Clock, InterviewService, utcnow
 from interview.speech.cache import sentences_of
 from interview.speech.stack import SpeechStack
@@ -96,7 +96,14 @@ class Runtime:
             settings, store, plans, interviewer, events, voices=speech, clock=clock
         )
         reports = ReportWriter(
-            store, plans, events, evaluator=build_evaluator(settings), clock=clock
+            store,
+            plans,
+            events,
+            evaluator=build_evaluator(settings),
+            clock=clock,
+            retry=RetryPolicy(
+                settings.evaluation_retry_attempts, settings.evaluation_retry_seconds
+            ),
         )
         pipeline = VoicePipeline(
             service,
@@ -215,6 +222,8 @@ class Runtime:
         # With the schema in place: this instance's heartbeat, and what others relay to it.
         self.instances.start()
         self._tasks.append(asyncio.create_task(self.voice.serve_relay()))
+        # Evaluations that failed, tried again when due (reports stay ready meanwhile).
+        self._tasks.append(asyncio.create_task(self.reports.run_evaluations()))
         while True:
             try:
                 expired = await self.service.expire_due_sessions()

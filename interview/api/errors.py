@@ -17,7 +17,7 @@ from interview.access import SessionNotFound
 from interview.api.schemas import ErrorBody, ErrorDetail, ErrorResponse
 from interview.domain import SessionStatus
 from interview.plans import UnknownPlan
-from interview.report.writer import InterviewRunning
+from interview.report.writer import InterviewRunning, NotEvaluable
 from interview.sessions import IdempotencyKeyReused, InvalidAnswer, SessionClosed
 from interview.speech.errors import UnknownVoice
 from interview.store.locks import SessionBusy
@@ -187,6 +187,10 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         message = e.detail if isinstance(e.detail, str) else HTTPStatus(e.status_code).phrase
         return error_response(e.status_code, code, message, headers=e.headers)
+
+    @app.exception_handler(NotEvaluable)
+    async def _not_evaluable(_r: Request, e: NotEvaluable) -> JSONResponse:
+        return error_response(409, e.code, e.message)
 
     @app.exception_handler(DataError)
     async def _unstorable(_r: Request, _e: DataError) -> JSONResponse:

@@ -33,6 +33,7 @@ from interview.api.schemas import (
     Turn,
 )
 from interview.report import Report
+from interview.report.models import EvaluationScheduled
 from interview.report.render import render
 from interview.report.writer import ReportWriter
 from interview.runtime import Runtime
@@ -300,3 +301,27 @@ async def results(
         return outcome
     body = ResultsStatus(status=outcome.status, reason=outcome.reason).model_dump()
     return JSONResponse(body, status_code=202 if outcome.status == "pending" else 200)
+
+
+@router.post(
+    "/{session_id}/results/evaluation",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EvaluationScheduled,
+    responses={
+        **_SESSION_ERRORS,
+        409: {
+            "model": ErrorResponse,
+            "description": "No evaluation can be made now: the interview is running "
+            "(`interview_running`), its report is being written (`report_pending`) or could not "
+            "be (`report_failed`), the candidate gave no answer (`nothing_to_evaluate`), or no "
+            "language model evaluates reports here (`evaluation_not_configured`).",
+        },
+    },
+    description="Ask for a new evaluation of the report, e.g. once the model is back after "
+    "the background attempts were spent. It starts at once in the background with a fresh "
+    "budget of attempts; GET .../results holds it when done, and a `results` event says so. "
+    "A report that has an evaluation keeps it unless the new one succeeds.",
+)
+async def request_evaluation(session: AuthorizedSession, reports: Reports) -> EvaluationScheduled:
+    await reports.request_evaluation(session)
+    return EvaluationScheduled(session_id=session.id)

@@ -4,23 +4,29 @@ The model's answer is a forced tool call validated against a schema fixed by the
 every claim that can be checked is: each plan competency scored once, scores on the plan's
 scale, competencies without an answered question marked "not assessed" whatever the model
 said, and every evidence quote looked up in the candidate's own words (a quote that is not
-there is dropped and flagged). An answer that fails the checks is retried; after the last
-attempt the evaluation fails with the reason, and the report is stored as failed.
+there is dropped and flagged). Any failed attempt (an HTTP error, a timeout, a body that is not
+a chat completion, an answer that fails the checks) is retried; after the last attempt the
+evaluation fails with the reasons, which name what went wrong but never quote the server, the
+model's words or the candidate's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Literal
 
-import httpx
+import httpx2
 import openai
 import structlog
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, ConfigDict, ValidationError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from interview.config import Settings
 from interview.openai_client import async_client, describe_failure
@@ -46,13 +52,38 @@ log = structlog.get_logger(__name__)
 
 NOT_ASSESSED = "Not assessed: no question on this competency was answered."
 
+# What ends one attempt, not the evaluation. Besides the client's own errors (HTTP, timeouts):
+# a transport error of its HTTP client (httpx2) should one come through unwrapped, and what a
+# merely "compatible" server or a proxy sends instead of a chat completion: a body that is not
+# JSON (json.JSONDecodeError, a ValueError), JSON of another shape (pydantic's errors, also
+# ValueErrors; TypeError, KeyError, AttributeError on access). Any other exception is a bug,
+# and the report writer still stores the report without the evaluation.
+ATTEMPT_FAILURES = (
+    openai.OpenAIError,
+    httpx2.HTTPError,
+    TimeoutError,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+)
+# The pause before another attempt grows with each failure, up to this.
+MAX_PAUSE_SECONDS = 10.0
+# A 429's Retry-After is waited for up to this long: a longer wait is the background retry's job
+# (interview/report/writer.py), not this report's.
+MAX_RETRY_AFTER_SECONDS = 30.0
+
 
 class EvaluationFailed(Exception):
     """No valid evaluation within the attempts; the message says why, without secrets."""
 
 
 class InvalidEvaluation(ValueError):
-    pass
+    """The model answered, but not with an evaluation that holds."""
+
+
+class UnreadableAnswer(ValueError):
+    """The server's answer is not a chat completion (a proxy's page, another JSON shape)."""
 
 
 class _RawCompetency(BaseModel):
@@ -103,29 +134,44 @@ class LLMEvaluator:
     ) -> Evaluation:
         messages = build_messages(plan, questions, turns)
         failures: list[str] = []
-        for attempt in range(1, self.max_attempts + 1):
+
+        async def attempt() -> Evaluation:
             try:
                 async with asyncio.timeout(self.timeout_seconds):
                     raw = await self._ask(plan, messages)
                 return check(raw, plan, questions, turns, self.model)
-            except (openai.APIError, httpx.HTTPError, TimeoutError, InvalidEvaluation) as exc:
-                reason = (
-                    f"invalid evaluation: {exc}"
-                    if isinstance(exc, InvalidEvaluation)
-                    else describe_failure(exc)
-                )
+            except ATTEMPT_FAILURES as exc:
+                reason = describe(exc)
                 failures.append(reason)
                 log.warning(
                     "evaluation_attempt_failed",
                     session_id=session_id,
-                    attempt=attempt,
+                    attempt=len(failures),
                     reason=reason,
                 )
-                if attempt < self.max_attempts:
-                    await asyncio.sleep(min(self.retry_pause * attempt, 10.0))
-        raise EvaluationFailed(
-            f"the evaluation failed after {self.max_attempts} attempts: " + "; ".join(failures)
+                raise
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._pause,
+            retry=retry_if_exception_type(ATTEMPT_FAILURES),
+            reraise=True,
         )
+        try:
+            return await retrying(attempt)
+        except ATTEMPT_FAILURES:
+            attempts = f"{len(failures)} attempt" + ("s" if len(failures) != 1 else "")
+            raise EvaluationFailed(
+                f"the evaluation failed after {attempts}: " + "; ".join(failures)
+            ) from None
+
+    def _pause(self, state: RetryCallState) -> float:
+        """Before the next attempt: what a 429 asked for (bounded), else a growing pause."""
+        failure = state.outcome.exception() if state.outcome is not None else None
+        asked = retry_after(failure) if failure is not None else None
+        if asked is not None:
+            return asked
+        return min(self.retry_pause * state.attempt_number, MAX_PAUSE_SECONDS)
 
     async def _ask(
         self, plan: InterviewPlan, messages: list[ChatCompletionMessageParam]
@@ -148,7 +194,7 @@ class LLMEvaluator:
         except (TypeError, AttributeError):
             # The SDK does not validate answers: a proxy's HTML page arrives as a str, a
             # merely "compatible" server's chunk may lack choices or their message.
-            raise InvalidEvaluation("the answer is not a chat completion") from None
+            raise UnreadableAnswer("not a chat completion") from None
         if not calls:
             raise InvalidEvaluation(f"the model did not call {TOOL_NAME}")
         try:
@@ -157,10 +203,57 @@ class LLMEvaluator:
             raise InvalidEvaluation(f"arguments are not valid JSON ({exc.msg})") from None
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                f"{_where(e['loc'])}: {e['msg']}"
                 for e in exc.errors(include_input=False, include_url=False)[:5]
             )
             raise InvalidEvaluation(problems) from None
+
+
+# The field names the model is asked for: any other key it sends is named by its place only,
+# since a key, like a value, may hold its words or the candidate's.
+_KNOWN_FIELDS = set(_RawEvaluation.model_fields) | set(_RawCompetency.model_fields)
+
+
+def _where(loc: Sequence[int | str]) -> str:
+    return ".".join(
+        str(p) if isinstance(p, int) or p in _KNOWN_FIELDS else "(another field)" for p in loc
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """Why an attempt failed, in words that hold no secret and no text of the interview."""
+    if isinstance(exc, InvalidEvaluation):
+        return f"invalid evaluation: {exc}"
+    if isinstance(exc, UnreadableAnswer):
+        return f"unreadable answer: {exc}"
+    if isinstance(exc, json.JSONDecodeError):
+        return "unreadable answer: not JSON"
+    if isinstance(exc, openai.OpenAIError | httpx2.HTTPError | TimeoutError):
+        return describe_failure(exc)
+    return f"unreadable answer ({type(exc).__name__})"
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The seconds an HTTP error's Retry-After (or OpenAI's retry-after-ms) asks to wait,
+    at most MAX_RETRY_AFTER_SECONDS; None when it asks nothing readable."""
+    if not isinstance(exc, openai.APIStatusError):
+        return None
+    headers = exc.response.headers
+    seconds: float | None = None
+    try:
+        if "retry-after-ms" in headers:
+            seconds = float(headers["retry-after-ms"]) / 1000
+        elif "retry-after" in headers:
+            value = headers["retry-after"]
+            try:
+                seconds = float(value)
+            except ValueError:  # an HTTP date
+                seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+    except (ValueError, TypeError):
+        return None
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 
 def check(
@@ -171,14 +264,16 @@ def check(
     model: str,
 ) -> Evaluation:
     """The model's evaluation, with every checkable claim checked (see the module docstring)."""
+    known = {c.id for c in plan.competencies}
     by_id: dict[str, _RawCompetency] = {}
     for entry in raw.competencies:
+        if entry.competency_id not in known:
+            # Not named: an id the plan does not have is the model's text, not the plan's.
+            unknown = sum(e.competency_id not in known for e in raw.competencies)
+            raise InvalidEvaluation(f"{unknown} unknown competencies")
         if entry.competency_id in by_id:
             raise InvalidEvaluation(f"competency {entry.competency_id!r} is scored twice")
         by_id[entry.competency_id] = entry
-    unknown = set(by_id) - {c.id for c in plan.competencies}
-    if unknown:
-        raise InvalidEvaluation(f"unknown competencies {sorted(unknown)}")
     answered = {q.competency for q in questions if q.answered}
     candidate_turns = [(t.index, t.text) for t in turns if t.role == "candidate"]
     scores: list[CompetencyScore] = []

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class PlanSummary(BaseModel):
@@ -96,6 +96,15 @@ class Evaluation(BaseModel):
     )
 
 
+# Where the report's evaluation stands: "ready" (it is in the report); "not_configured" (no
+# language model for reports); "nothing_to_evaluate" (the candidate gave no answer);
+# "pending_retry" (it failed and is tried again in the background, or an operator asked for a
+# new one); "failed" (the background attempts are spent; an operator may ask again).
+EvaluationStatus = Literal[
+    "ready", "not_configured", "nothing_to_evaluate", "pending_retry", "failed"
+]
+
+
 class Report(BaseModel):
     status: Literal["ready"] = "ready"
     session_id: str
@@ -108,6 +117,36 @@ class Report(BaseModel):
     questions: list[QuestionReport]
     metrics: Metrics
     evaluation: Evaluation | None = None
-    # Why there is no evaluation (no language model configured, nothing to evaluate).
+    evaluation_status: EvaluationStatus = Field(
+        default="not_configured",
+        description="ready: the evaluation is in the report. not_configured: no language model "
+        "evaluates reports. nothing_to_evaluate: the candidate gave no answer. pending_retry: "
+        "the evaluation failed and is tried again in the background (or an operator asked for "
+        "a new one). failed: every attempt failed; POST .../results/evaluation asks again.",
+    )
+    # Why there is no evaluation (no language model configured, nothing to evaluate, the
+    # model's failure and what happens next).
     evaluation_note: str | None = None
     generated_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _status_of_reports_stored_before_it(cls, data: Any) -> Any:
+        """Reports stored before evaluation_status existed: read it from what they hold."""
+        if isinstance(data, dict) and "evaluation_status" not in data:
+            if data.get("evaluation") is not None:
+                status = "ready"
+            elif str(data.get("evaluation_note") or "").startswith("Nothing to evaluate"):
+                status = "nothing_to_evaluate"
+            else:
+                status = "not_configured"
+            data = {**data, "evaluation_status": status}
+        return data
+
+
+class EvaluationScheduled(BaseModel):
+    """A new evaluation of the report was asked for: it runs in the background, and the report
+    (GET .../results) holds it once done, with a `results` event."""
+
+    session_id: str
+    status: Literal["scheduled"] = "scheduled"

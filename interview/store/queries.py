@@ -266,17 +266,67 @@ class Store:
         at: datetime,
         body: dict[str, Any] | None = None,
         error: str | None = None,
+        evaluation_due_at: datetime | None = None,
     ) -> None:
+        """Store the report as written; `evaluation_due_at`: when its evaluation, which failed,
+        is tried again in the background (with a fresh budget of attempts)."""
         async with self._db() as db, db.begin():
             row = await db.get(ReportRow, session_id)
             if row is None:
-                db.add(
-                    ReportRow(
-                        session_id=session_id, status=status, body=body, error=error, updated_at=at
-                    )
+                row = ReportRow(session_id=session_id)
+                db.add(row)
+            row.status, row.body, row.error, row.updated_at = status, body, error, at
+            row.evaluation_attempts, row.evaluation_due_at = 0, evaluation_due_at
+
+    async def reports_due_for_evaluation(self, now: datetime, limit: int) -> Sequence[str]:
+        """Ready reports whose next background evaluation is due, the longest due first."""
+        async with self._db() as db:
+            rows = await db.scalars(
+                select(ReportRow.session_id)
+                .where(
+                    ReportRow.status == ReportStatus.ready,
+                    ReportRow.evaluation_due_at.is_not(None),
+                    ReportRow.evaluation_due_at <= now,
                 )
-            else:
-                row.status, row.body, row.error, row.updated_at = status, body, error, at
+                .order_by(ReportRow.evaluation_due_at)
+                .limit(limit)
+            )
+            return rows.all()
+
+    async def update_evaluation(
+        self,
+        session_id: str,
+        *,
+        at: datetime,
+        attempts: int,
+        due_at: datetime | None,
+        body: dict[str, Any] | None = None,
+        unless_changed_from: ReportRow | None = None,
+    ) -> bool:
+        """Record a background evaluation's outcome (or an operator's request for one) on a
+        ready report: its attempts so far, when the next is due, and its new body if given.
+        `unless_changed_from`: only if the attempts and due time are still those of this row as
+        read before (an operator's request made meanwhile wins). False when nothing changed."""
+        conditions = [ReportRow.session_id == session_id, ReportRow.status == ReportStatus.ready]
+        if unless_changed_from is not None:
+            seen = unless_changed_from
+            conditions.append(ReportRow.evaluation_attempts == seen.evaluation_attempts)
+            conditions.append(
+                ReportRow.evaluation_due_at.is_(None)
+                if seen.evaluation_due_at is None
+                else ReportRow.evaluation_due_at == seen.evaluation_due_at
+            )
+        values: dict[str, Any] = {
+            "evaluation_attempts": attempts,
+            "evaluation_due_at": due_at,
+            "updated_at": at,
+        }
+        if body is not None:
+            values["body"] = body
+        async with self._db() as db, db.begin():
+            result = await db.execute(update(ReportRow).where(*conditions).values(**values))
+            assert isinstance(result, CursorResult)
+            return result.rowcount == 1
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -39,6 +39,7 @@ def test_status_names_the_offline_interviewer(api):
 def test_offline_report_has_metrics_and_no_invented_evaluation(api):
     report = wait_for_results(api, ended_session(api)).json()
     assert report["evaluation"] is None and report["evaluation_note"] == NO_EVALUATION
+    assert report["evaluation_status"] == "not_configured"
     metrics = report["metrics"]
     assert metrics["questions_covered"] == 1 and 0 < metrics["talk_ratio"] < 1
     assert metrics["talk_time_ratio"] is None  # typed answers have no speaking time
@@ -78,3 +79,14 @@ def test_documents_need_the_token(api):
     session = ended_session(api)
     response = api.get(f"/{session['session_id']}/results", params={"format": "html"})
     assert response.status_code == 401 and response.json()["error"]
+
+
+def test_a_new_evaluation_needs_a_language_model(api):
+    session = ended_session(api)
+    assert wait_for_results(api, session).status_code == 200
+    path, headers = f"/{session['session_id']}/results/evaluation", auth(session["token"])
+    refused = api.post(path, headers=headers)
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "evaluation_not_configured"
+    assert api.post(path).status_code == 401
+    assert api.post(path, headers=auth("wrong")).status_code == 404

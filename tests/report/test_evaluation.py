@@ -1,24 +1,31 @@
 """The model's evaluation: checked claims, verified quotes, retries, and failure with a reason."""
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
+import httpx2
+import openai
 import pytest
 
-from harness.fake_openai import Fail, Hang, Raw, Text, ToolCall
+from harness.fake_openai import Fail, Hang, Raw, Text, ToolCall, hostile
 from harness.interview_model import FABRICATED
 from interview.config import PACKAGE_DIR, Settings
 from interview.interviewer.prompts import CANDIDATE_CLOSE, CANDIDATE_OPEN
 from interview.openai_client import async_client
 from interview.plans import PlanCatalog
 from interview.report import build_report
+from interview.report import evaluation as evaluation_module
 from interview.report.evaluation import (
+    MAX_RETRY_AFTER_SECONDS,
     NOT_ASSESSED,
     EvaluationFailed,
     InvalidEvaluation,
     LLMEvaluator,
     _RawEvaluation,
     check,
+    retry_after,
 )
 from interview.report.evaluation_prompt import INTERVIEWER_CLOSE, INTERVIEWER_OPEN, TOOL_NAME
 from interview.store import SessionRow, TurnRow
@@ -217,3 +224,103 @@ async def test_the_temperature_is_sent_only_when_one_is_set(fake_openai):
         await chosen.evaluate(PLAN, QUESTIONS, TURNS)
     unset, set_ = (r.body for r in fake_openai.chat_requests())
     assert "temperature" not in unset and set_["temperature"] == 0.3
+
+
+HOSTILE = hostile(TOOL_NAME, stall_seconds=2.0)
+
+
+@pytest.mark.parametrize("behaviour", HOSTILE, ids=[repr(b)[:40] for b in HOSTILE])
+async def test_every_kind_of_failure_is_retried(fake_openai, behaviour):
+    # Each way the model server misbehaves ends one attempt, never the evaluation.
+    fake_openai.chat.append(behaviour)
+    evaluation = await evaluator(fake_openai, attempts=2, timeout=1.0).evaluate(
+        PLAN, QUESTIONS, TURNS
+    )
+    assert evaluation.recommendation == "yes"
+    assert len(fake_openai.chat_requests()) == 2
+
+
+async def test_a_model_that_keeps_misbehaving_fails_with_every_reason_and_no_secret(fake_openai):
+    fake_openai.chat.append(*HOSTILE)
+    attempts = len(HOSTILE)
+    with pytest.raises(EvaluationFailed) as failed:
+        await evaluator(fake_openai, attempts=attempts, timeout=1.0).evaluate(
+            PLAN, QUESTIONS, TURNS
+        )
+    reason = str(failed.value)
+    assert f"after {attempts} attempts" in reason
+    for part in (
+        "HTTP 500",
+        "HTTP 429",
+        "HTTP 503",
+        "unreadable answer: not JSON",
+        "unreadable answer: not a chat completion",
+        "timed out",
+        "invalid evaluation: arguments are not valid JSON",
+        "invalid evaluation: competencies",
+    ):
+        assert part in reason, part
+    # Neither the key, nor the server's messages, nor anything the candidate said.
+    for secret in (fake_openai.api_key, "injected failure", "slow down", "Bad Gateway", ANSWER):
+        assert secret not in reason
+
+
+async def test_a_reason_never_quotes_what_the_model_wrote(fake_openai):
+    # A model that echoes the candidate's words as ids and keys: the reasons name places only.
+    echoing = raw().model_dump()
+    echoing["competencies"][0]["competency_id"] = ANSWER
+    extra_key = raw().model_dump()
+    extra_key[ANSWER] = "yes"
+    fake_openai.chat.append(ToolCall(TOOL_NAME, echoing), ToolCall(TOOL_NAME, extra_key))
+    with pytest.raises(EvaluationFailed) as failed:
+        await evaluator(fake_openai, attempts=2).evaluate(PLAN, QUESTIONS, TURNS)
+    reason = str(failed.value)
+    assert "1 unknown competencies" in reason and "(another field)" in reason
+    assert ANSWER not in reason and "billing" not in reason
+
+
+async def test_a_429_is_retried_after_its_retry_after(fake_openai):
+    fake_openai.chat.append(Fail(429, retry_after=0.6))
+    began = time.monotonic()
+    await evaluator(fake_openai, attempts=2).evaluate(PLAN, QUESTIONS, TURNS)
+    # Without the header the pause would be retry_pause (0.05 s).
+    assert time.monotonic() - began >= 0.6
+    assert len(fake_openai.chat_requests()) == 2
+
+
+async def test_a_long_retry_after_is_cut_short(fake_openai, monkeypatch):
+    monkeypatch.setattr(evaluation_module, "MAX_RETRY_AFTER_SECONDS", 0.3)
+    fake_openai.chat.append(Fail(429, retry_after=3600))
+    began = time.monotonic()
+    await evaluator(fake_openai, attempts=2).evaluate(PLAN, QUESTIONS, TURNS)
+    assert 0.3 <= time.monotonic() - began < 5
+
+
+def status_error(status: int, **headers: str) -> openai.APIStatusError:
+    # The SDK's HTTP client is httpx2 (a dependency of openai's).
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    response = httpx2.Response(status, headers=headers, request=request)
+    return openai.APIStatusError("failed", response=response, body=None)
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"retry-after": "2.5"}, 2.5),
+        ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
+        ({"retry-after": "-4"}, 0.0),
+        ({"retry-after": "86400"}, MAX_RETRY_AFTER_SECONDS),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_is_read_and_bounded(headers, seconds):
+    assert retry_after(status_error(429, **headers)) == seconds
+
+
+def test_retry_after_as_an_http_date():
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=20), usegmt=True)
+    asked = retry_after(status_error(503, **{"retry-after": when}))
+    assert asked is not None and 15 < asked <= 20
+    assert retry_after(TimeoutError()) is None
