@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from dataclasses import replace
 
-import httpx
+import httpx2
 import openai
 import structlog
 from openai import AsyncOpenAI
@@ -42,12 +42,12 @@ from interview.speech.sentences import SENTENCE_END
 log = structlog.get_logger(__name__)
 
 # What ends one attempt, not the turn. Besides the client's own errors: the SDK lets transport
-# errors that happen mid-stream through unwrapped (httpx), and a server that is merely
-# "compatible" can send an event it cannot parse (JSONDecodeError, a ValueError) or a chunk
-# without the expected fields (TypeError, AttributeError).
+# errors that happen mid-stream through unwrapped (httpx2's: the HTTP client of openai 3.57), and
+# a server that is merely "compatible" can send an event it cannot parse (JSONDecodeError, a
+# ValueError) or a chunk without the expected fields (TypeError, AttributeError).
 ATTEMPT_FAILURES = (
     openai.APIError,
-    httpx.HTTPError,
+    httpx2.HTTPError,
     TimeoutError,
     ValueError,
     TypeError,
