@@ -16,6 +16,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
 # The end of SHUTDOWN_GRACE_SECONDS kept from the drain, for requests in flight and the shutdown.
 SHUTDOWN_RESERVE_SECONDS = 10.0
+# The longest typed answer /openapi.json publishes (AnswerRequest.text's maxLength): the default
+# of MAX_ANSWER_CHARS, which may lower it but not raise it past the contract.
+ANSWER_MAX_CHARS = 4000
 
 
 class Environment(StrEnum):
@@ -94,7 +97,7 @@ class Settings(BaseSettings):
     default_plan_id: str = "backend-engineer-screen"
 
     session_ttl_minutes: float = Field(default=60, gt=0, le=7 * 24 * 60)
-    max_answer_chars: int = Field(default=4000, ge=1)
+    max_answer_chars: int = Field(default=ANSWER_MAX_CHARS, ge=1, le=ANSWER_MAX_CHARS)
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     # Answers shorter than this (in words) earn a follow-up from the scripted interviewer.
     short_answer_words: int = Field(default=8, ge=0)

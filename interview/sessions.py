@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -70,6 +71,15 @@ class SessionClosed(Exception):
 
 class InvalidAnswer(ValueError):
     pass
+
+
+EMPTY_ANSWER = "text must not be empty (it needs at least one visible character)"
+
+
+def has_visible_character(text: str) -> bool:
+    """Not only separators, control and format characters: zero-width spaces, a BOM or a
+    word joiner pass str.strip() but show nothing."""
+    return any(unicodedata.category(char)[0] not in "ZC" for char in text)
 
 
 class IdempotencyKeyReused(ValueError):
@@ -234,8 +244,8 @@ class InterviewService:
         instance) returns what the first one stored instead of answering twice.
         """
         answer = text.strip()
-        if not answer:
-            raise InvalidAnswer("text must not be empty")
+        if not has_visible_character(answer):
+            raise InvalidAnswer(EMPTY_ANSWER)
         if len(answer) > self.settings.max_answer_chars:
             raise InvalidAnswer(
                 f"text is {len(answer)} characters; the limit is {self.settings.max_answer_chars}"
@@ -457,8 +467,8 @@ class InterviewService:
             joinable = bool(after) and all(t.interruption == Interruption.withdrawn for t in after)
         if answer is None or not joinable:
             # Nothing to join (the reply was not withdrawn after all): an answer of its own.
-            if not more:
-                raise InvalidAnswer("text must not be empty")
+            if not has_visible_character(more):
+                raise InvalidAnswer(EMPTY_ANSWER)
             return await self._record_answer(
                 session_id,
                 more,

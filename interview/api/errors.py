@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from interview.access import SessionNotFound
 from interview.api.schemas import ErrorBody, ErrorDetail, ErrorResponse
@@ -53,6 +54,63 @@ def error_response(
 ) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(code=code, message=message, details=list(details)))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+# What each error status means, for the routes' `responses=` (one place): /openapi.json then
+# documents every status a route can return, with the error body and headers it carries.
+_ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "The body is not valid JSON (malformed_json).",
+    401: "No bearer token (unauthorized).",
+    404: "Unknown session or wrong token (session_not_found).",
+    409: "The interview has ended (session_closed, session_expired).",
+    413: "The body is larger than MAX_REQUEST_BYTES (content_too_large).",
+    422: "The request is not valid (invalid_request: see `details`; unstorable_input).",
+    503: "Nothing was changed: the database is unavailable (database_unavailable) or another "
+    "request holds the interview (session_busy). Retry after Retry-After seconds.",
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+# The statuses of every session route (422: a session id not of the documented form), and of
+# every route with a JSON body.
+SESSION_STATUSES = (401, 404, 422, 503)
+BODY_STATUSES = (400, 413, 422)
+
+
+def error_responses(
+    *statuses: int, descriptions: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for these error statuses: the ErrorResponse body, the usual description
+    unless `descriptions` gives the route's own, and Retry-After where a retry is invited."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        description = (descriptions or {}).get(status) or _ERROR_DESCRIPTIONS[status]
+        entry: dict[str, Any] = {"model": ErrorResponse, "description": description}
+        if status in (429, 503):
+            entry["headers"] = _RETRY_AFTER
+        responses[status] = entry
+    return responses
+
+
+# The methods a route may serve, probed in this order for a 405's Allow header.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the app serves at this request's path, asked of its routes themselves (so
+    routes added anywhere count, through any router): what a 405's Allow header must list."""
+    allowed = []
+    for method in _METHODS:
+        # A copy per probe: routers may note what they match in the scope.
+        scope = {**request.scope, "method": method}
+        if isinstance(scope.get("fastapi"), dict):
+            scope["fastapi"] = dict(scope["fastapi"])
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def _validation_details(errors: Sequence[Any]) -> list[ErrorDetail]:
@@ -181,12 +239,17 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_r: Request, e: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(e.status_code) or HTTPStatus(e.status_code).phrase.lower().replace(
             " ", "_"
         )
         message = e.detail if isinstance(e.detail, str) else HTTPStatus(e.status_code).phrase
-        return error_response(e.status_code, code, message, headers=e.headers)
+        headers = dict(e.headers or {})
+        if e.status_code == 405:
+            # Starlette names the methods of the first route of this path only (GET of
+            # /transcript, not its POST): list every route's.
+            headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
+        return error_response(e.status_code, code, message, headers=headers)
 
     @app.exception_handler(NotEvaluable)
     async def _not_evaluable(_r: Request, e: NotEvaluable) -> JSONResponse:
@@ -195,6 +258,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DataError)
     async def _unstorable(_r: Request, _e: DataError) -> JSONResponse:
         log.warning("unstorable_input")
+        return error_response(
+            422, "unstorable_input", "The request holds a value the database cannot store."
+        )
+
+    @app.exception_handler(UnicodeEncodeError)
+    @app.exception_handler(OverflowError)
+    async def _unencodable(_r: Request, e: Exception) -> JSONResponse:
+        # The second line behind the schemas: a driver that cannot encode a value (sqlite3 and
+        # psycopg raise these themselves, not as SQLAlchemy errors) means bad input, not a 500.
+        log.warning("unstorable_input", error=type(e).__name__)
         return error_response(
             422, "unstorable_input", "The request holds a value the database cannot store."
         )

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import SQLAlchemyError
 
-from interview.access import SessionAccess, SessionNotFound
-from interview.api.errors import MissingToken
+from interview.access import SessionAccess
+from interview.api.errors import (
+    BODY_STATUSES,
+    SESSION_STATUSES,
+    MissingToken,
+    error_responses,
+)
 from interview.api.schemas import (
     AnswerPending,
     AnswerRequest,
     AnswerResponse,
     EndResponse,
-    ErrorResponse,
     HealthCheck,
     HealthResponse,
     IceServersResponse,
@@ -42,8 +45,17 @@ from interview.store import SessionRow
 from interview.voice.gateway import VoiceGateway
 
 router = APIRouter()
-SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_bearer = HTTPBearer(auto_error=False, description="The token returned by POST /start.")
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="The token returned by POST /start (43 URL-safe characters); a wrong one is a "
+    "404, like an unknown session.",
+)
+# An id of another form is refused (422) before any database work.
+SessionId = Annotated[
+    str,
+    Path(description="The session_id returned by POST /start.", pattern=SESSION_ID_PATTERN),
+]
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -68,14 +80,12 @@ def get_voice(runtime: Annotated[Runtime, Depends(get_runtime)]) -> VoiceGateway
 
 
 async def authorized_session(
-    session_id: str,
+    session_id: SessionId,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     access: Annotated[SessionAccess, Depends(get_access)],
 ) -> SessionRow:
     if credentials is None or not credentials.credentials:
         raise MissingToken()
-    if not SESSION_ID_PATTERN.fullmatch(session_id):
-        raise SessionNotFound(session_id)  # never reaches the database
     return await access.authenticate(session_id, credentials.credentials)
 
 
@@ -84,10 +94,7 @@ Reports = Annotated[ReportWriter, Depends(get_reports)]
 Voice = Annotated[VoiceGateway, Depends(get_voice)]
 AuthorizedSession = Annotated[SessionRow, Depends(authorized_session)]
 
-_SESSION_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "No bearer token."},
-    404: {"model": ErrorResponse, "description": "Unknown session or wrong token."},
-}
+_SESSION_ERRORS = error_responses(*SESSION_STATUSES)
 
 
 @router.head("/health", include_in_schema=False)
@@ -171,9 +178,16 @@ async def list_plans(runtime: Annotated[Runtime, Depends(get_runtime)]) -> PlanL
     "/start",
     status_code=status.HTTP_201_CREATED,
     response_model=StartResponse,
-    responses={
-        422: {"model": ErrorResponse, "description": "Invalid body, unknown plan or voice."}
-    },
+    responses=error_responses(
+        *BODY_STATUSES,
+        503,
+        descriptions={
+            422: "Invalid body (invalid_request, unstorable_input), unknown plan (unknown_plan) "
+            "or voice (unknown_voice).",
+            503: "The database is unavailable (database_unavailable), or the server is "
+            "draining (draining): retry after Retry-After seconds.",
+        },
+    ),
 )
 async def start(body: StartRequest, service: Service) -> StartResponse:
     started = await service.start(
@@ -192,7 +206,9 @@ async def session_status(session: AuthorizedSession, service: Service) -> Status
 
 
 @router.get(
-    "/{session_id}/ice-servers", response_model=IceServersResponse, responses=_SESSION_ERRORS
+    "/{session_id}/ice-servers",
+    response_model=IceServersResponse,
+    responses={**_SESSION_ERRORS, **error_responses(409)},
 )
 async def ice_servers(
     session: AuthorizedSession, voice: Voice, response: Response
@@ -216,18 +232,19 @@ async def transcript(session: AuthorizedSession, service: Service) -> Transcript
     "/{session_id}/transcript",
     response_model=AnswerResponse,
     responses={
-        **_SESSION_ERRORS,
+        **error_responses(
+            *SESSION_STATUSES,
+            *BODY_STATUSES,
+            409,
+            descriptions={
+                409: "The interview has ended (session_closed, session_expired), or another "
+                "request changed it at the same time (conflict).",
+                422: "Invalid body (invalid_request, unstorable_input), text with no visible "
+                "character or over MAX_ANSWER_CHARS (invalid_answer), or an Idempotency-Key "
+                "used for another answer (idempotency_key_reused).",
+            },
+        ),
         202: {"model": AnswerPending, "description": "Answer stored; the reply is pending."},
-        409: {"model": ErrorResponse, "description": "The interview has ended."},
-        422: {
-            "model": ErrorResponse,
-            "description": "Empty or oversized text, or an Idempotency-Key used for another "
-            "answer.",
-        },
-        503: {
-            "model": ErrorResponse,
-            "description": "Nothing was stored (database unavailable, session busy): retry.",
-        },
     },
     description="Answer in text; the interviewer's next line comes back. Send an "
     "`Idempotency-Key` (one per answer, e.g. a UUID, the same on every retry of it): a repeat "
@@ -269,7 +286,15 @@ async def end(session: AuthorizedSession, service: Service) -> EndResponse:
     "/{session_id}/results",
     response_model=Report | ResultsStatus,
     responses={
-        **_SESSION_ERRORS,
+        **error_responses(
+            *SESSION_STATUSES,
+            409,
+            422,
+            descriptions={
+                409: "The interview is still running (interview_running).",
+                422: "An unknown `format` (invalid_request).",
+            },
+        ),
         200: {
             "content": {
                 "text/markdown": {"schema": {"type": "string"}},
@@ -278,7 +303,6 @@ async def end(session: AuthorizedSession, service: Service) -> EndResponse:
             "description": "The report: JSON, or with `format` a readable document.",
         },
         202: {"model": ResultsStatus, "description": "The report is being computed."},
-        409: {"model": ErrorResponse, "description": "The interview is still running."},
     },
     description="200 with the report, or 200 with status 'failed' and the reason when the "
     "report could not be computed; 202 while it is computed. `format=md` or `format=html` "

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    StringConstraints,
+    field_validator,
+)
 
-from interview.config import InterviewerEngine
+from interview.config import ANSWER_MAX_CHARS, InterviewerEngine
 from interview.domain import (
     ConnectionState,
     EndReason,
@@ -25,14 +34,32 @@ from interview.store import TurnRow
 from interview.turn_credentials import IceServers
 
 
-def _no_nul(value: str) -> str:
+def _storable_text(value: str) -> str:
     # PostgreSQL text cannot hold NUL; refusing it here keeps both backends alike.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    # JSON's \ud800 escapes decode to lone surrogates, which no database driver can encode.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no unpaired surrogates)") from None
     return value
 
 
-Text = Annotated[StrictStr, AfterValidator(_no_nul)]
+Text = Annotated[StrictStr, AfterValidator(_storable_text)]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every key and string in a JSON value, at any depth."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 class ErrorDetail(BaseModel):
@@ -84,10 +111,17 @@ class StartRequest(BaseModel):
     user_id: Text = Field(min_length=1, max_length=200, examples=["test-user"])
     plan_id: Text | None = Field(default=None, max_length=100)
     candidate_name: Text | None = Field(default=None, max_length=200)
-    voice: Text | None = Field(
+    # The constraints inside the union's string member: on the field, pydantic checks the
+    # pattern but leaves it out of the JSON schema.
+    voice: (
+        Annotated[
+            StrictStr,
+            StringConstraints(max_length=64, pattern=VOICE_NAME.pattern),
+            AfterValidator(_storable_text),
+        ]
+        | None
+    ) = Field(
         default=None,
-        max_length=64,
-        pattern=VOICE_NAME.pattern,
         examples=["bf_emma"],
         description="The interviewer's voice for this session, a Kokoro voice such as "
         "'af_heart' or 'bf_emma'; without it, the plan's voice (or TTS_VOICE). When voice is "
@@ -100,13 +134,13 @@ class StartRequest(BaseModel):
 
     @field_validator("metadata")
     @classmethod
-    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _storable_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
         try:
-            encoded = json.dumps(value, allow_nan=False)
+            json.dumps(value, allow_nan=False)
         except ValueError:
             raise ValueError("must not contain NaN or Infinity") from None
-        if "\\u0000" in encoded:
-            raise ValueError("must not contain NUL characters")
+        for text in _strings(value):
+            _storable_text(text)
         return value
 
 
@@ -242,7 +276,14 @@ class TranscriptResponse(BaseModel):
 
 
 class AnswerRequest(BaseModel):
-    text: Text = Field(description="The candidate's typed answer.")
+    text: Text = Field(
+        min_length=1,
+        # The default of MAX_ANSWER_CHARS, which may only lower it (interview/config.py).
+        max_length=ANSWER_MAX_CHARS,
+        description="The candidate's typed answer: at least one visible character, and at "
+        f"most MAX_ANSWER_CHARS ({ANSWER_MAX_CHARS} by default) once surrounding whitespace is "
+        "trimmed.",
+    )
 
 
 class AnswerResponse(BaseModel):
@@ -286,8 +327,8 @@ class ResultsStatus(BaseModel):
 
 
 class RtcOfferRequest(BaseModel):
-    sdp: StrictStr = Field(max_length=60_000)
-    type: StrictStr = Field(examples=["offer"])
+    sdp: Text = Field(max_length=60_000)
+    type: Text = Field(max_length=64, examples=["offer"])
 
 
 class RtcDescription(BaseModel):
@@ -298,8 +339,8 @@ class RtcDescription(BaseModel):
 class IceCandidateRequest(BaseModel):
     """A trickled candidate, as RTCIceCandidate.toJSON() gives it."""
 
-    candidate: StrictStr = Field(max_length=1000)
-    sdpMid: StrictStr | None = Field(default=None, max_length=64)
+    candidate: Text = Field(max_length=1000)
+    sdpMid: Text | None = Field(default=None, max_length=64)
     sdpMLineIndex: int | None = Field(default=None, ge=0, le=64)
 
 

@@ -1,5 +1,5 @@
-"""How /openapi.json describes a Server-Sent Events route: each event's `data` schema under
-text/event-stream, derived from the pydantic models that the route sends."""
+"""How /openapi.json describes a Server-Sent Events route: each event under text/event-stream,
+its `data` schema derived from the pydantic models that the route sends."""
 
 from __future__ import annotations
 
@@ -21,5 +21,21 @@ def event_stream_responses(model: type[BaseModel], description: str) -> dict[int
     refers to) under components/schemas, and the 200 response points at it. The route's
     response class (sse_starlette's) names no media type, so FastAPI adds no JSON body of its own.
     """
-    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {200: {"description": description, "content": {"text/event-stream": {"schema": schema}}}}
+    data = {"$ref": f"#/components/schemas/{model.__name__}"}
+    # Before OpenAPI 3.2's itemSchema, a text/event-stream `schema` describes one event, its
+    # fields as the stream carries them (as schemathesis reads it): `data` holds the JSON.
+    event = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": data,
+            },
+            "event": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    }
+    return {200: {"description": description, "content": {"text/event-stream": {"schema": event}}}}

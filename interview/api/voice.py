@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from interview.api.errors import error_response
+from interview.api.errors import (
+    BODY_STATUSES,
+    SESSION_STATUSES,
+    error_response,
+    error_responses,
+)
 from interview.api.routes import AuthorizedSession, Service, Voice, get_runtime
 from interview.api.schemas import (
-    ErrorResponse,
     IceCandidateRequest,
     IceCandidateResponse,
     RtcDescription,
@@ -26,17 +30,23 @@ from interview.voice.errors import OwnerUnreachable
 
 router = APIRouter()
 
-_RTC_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "Malformed SDP, no audio, or no data channel."},
-    401: {"model": ErrorResponse, "description": "No bearer token."},
-    404: {"model": ErrorResponse, "description": "Unknown session or wrong token."},
-    409: {"model": ErrorResponse, "description": "Ended, or already connected."},
-    503: {
-        "model": ErrorResponse,
-        "description": "At capacity (Retry-After), loading, or the instance holding the "
-        "session's call did not answer in time (Retry-After).",
-    },
+_RTC_DESCRIPTIONS = {
+    400: "The body is not valid JSON (malformed_json); malformed SDP, no audio, or no data "
+    "channel (invalid_offer); a malformed candidate (invalid_candidate).",
+    404: "Unknown session or wrong token (session_not_found); no offer made yet (no_connection).",
+    409: "Ended (session_closed, session_expired), or already connected (already_connected).",
+    503: "Voice is disabled, loading or failed (voice_disabled, voice_loading, voice_failed), "
+    "at capacity (at_capacity), the instance holding the session's call did not answer in "
+    "time (owner_unreachable), the database is unavailable or the session busy; retry after "
+    "Retry-After seconds where given.",
 }
+# Every rtc route: a body (but /rtc/answer's) and a session.
+_RTC_ERRORS = error_responses(*SESSION_STATUSES, 409, descriptions=_RTC_DESCRIPTIONS)
+_RTC_BODY_ERRORS = error_responses(
+    *SESSION_STATUSES, *BODY_STATUSES, 409, descriptions=_RTC_DESCRIPTIONS
+)
+# Event ids are PostgreSQL bigints (interview/store/tables.py).
+EVENT_ID_MAX = 2**63 - 1
 # The client resumes a cut stream after this many milliseconds.
 RECONNECT_MS = 1000
 # After an `owner_unreachable` 503: by then a hung instance has answered or is known dead.
@@ -57,7 +67,7 @@ def owner_unreachable(exc: OwnerUnreachable) -> JSONResponse:
 @router.post(
     "/{session_id}/rtc/offer",
     response_model=RtcDescription,
-    responses=_RTC_ERRORS,
+    responses=_RTC_BODY_ERRORS,
     description="Send the browser's offer; get the server's answer. The offer must carry the "
     "microphone track and a data channel (create it before createOffer).",
 )
@@ -89,7 +99,7 @@ async def rtc_answer(session: AuthorizedSession, voice: Voice) -> RtcDescription
 @router.post(
     "/{session_id}/rtc/ice-candidate",
     response_model=IceCandidateResponse,
-    responses=_RTC_ERRORS,
+    responses=_RTC_BODY_ERRORS,
 )
 async def rtc_ice_candidate(
     body: IceCandidateRequest, session: AuthorizedSession, voice: Voice
@@ -105,7 +115,12 @@ async def rtc_ice_candidate(
     "/{session_id}/events",
     response_class=EventSourceResponse,
     response_model=SessionEvent,
-    responses=event_stream_responses(SessionEvent, "Server-Sent Events: each `data` is one event."),
+    responses={
+        **event_stream_responses(SessionEvent, "Server-Sent Events: each `data` is one event."),
+        **error_responses(
+            *SESSION_STATUSES, 422, descriptions={422: "Last-Event-ID is not an event id."}
+        ),
+    },
     description="Live events (turn, status, speaking, candidate, connection, results) as "
     "Server-Sent Events. Each response ends after EVENTS_STREAM_SECONDS (under API Gateway's "
     "30 s limit) or, with EVENTS_DELIVERY=poll (behind a proxy that buffers whole responses), "
@@ -116,7 +131,15 @@ async def rtc_ice_candidate(
 async def events(
     session: AuthorizedSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
-    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[
+        int | None,
+        Header(
+            alias="Last-Event-ID",
+            ge=0,
+            le=EVENT_ID_MAX,
+            description="The id of the last event received, to resume after it.",
+        ),
+    ] = None,
 ) -> EventSourceResponse:
     seconds = runtime.settings.events_stream_seconds
 

@@ -68,7 +68,13 @@ def test_the_events_route_publishes_each_event(api_server: AppServer):
     schemas = spec["components"]["schemas"]
     content = spec["paths"][EVENTS]["get"]["responses"]["200"]["content"]
     assert list(content) == ["text/event-stream"]
-    union = schemas[content["text/event-stream"]["schema"]["$ref"].removeprefix(REF)]
+    # The schema is of one event as the stream carries it; its `data` is the JSON event.
+    event = content["text/event-stream"]["schema"]
+    assert event["required"] == ["data"]
+    assert set(event["properties"]) == {"data", "event", "id", "retry"}
+    data = event["properties"]["data"]
+    assert data["contentMediaType"] == "application/json"
+    union = schemas[data["contentSchema"]["$ref"].removeprefix(REF)]
 
     # One member per event model of interview.events, each published under its own name.
     models = typing.get_args(typing.get_args(SessionEvent)[0])

@@ -127,7 +127,9 @@ def test_answer_validation(api: httpx.Client):
     limit = Settings.model_fields["max_answer_chars"].default  # the server runs the default
     cases = [
         ({"text": "   "}, 422, "invalid_answer", "empty"),
-        ({"text": "x" * (limit + 1)}, 422, "invalid_answer", str(limit)),
+        ({"text": "\u200b\ufeff\u2060"}, 422, "invalid_answer", "visible"),
+        ({"text": ""}, 422, "invalid_request", "at least 1"),
+        ({"text": "x" * (limit + 1)}, 422, "invalid_request", str(limit)),
         ({"text": 5}, 422, "invalid_request", "string"),
         ({}, 422, "invalid_request", "required"),
         ([1, 2], 422, "invalid_request", ""),
@@ -288,12 +290,18 @@ def test_unstorable_values_are_refused_alike_on_every_backend(api: httpx.Client)
     assert len(api.get(f"/{sid}/transcript", headers=headers).json()["turns"]) == 1
 
 
-@pytest.mark.parametrize("odd_id", ["%00", "a%20b", "x" * 65, "..%2F..", "%C3%A9"])
-def test_odd_session_ids_are_plain_404s(api: httpx.Client, odd_id: str):
+@pytest.mark.parametrize(
+    ("odd_id", "status"),
+    [("%00", 422), ("a%20b", 422), ("x" * 65, 422), ("%C3%A9", 422), ("..%2F..", 404)],
+)
+def test_odd_session_ids_are_refused_before_the_database(
+    api: httpx.Client, odd_id: str, status: int
+):
+    # The id's published pattern is checked first (422); a path of other segments is no route.
     session = start(api)
     response = api.get(f"/{odd_id}/status", headers=auth(session["token"]))
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] in ("session_not_found", "not_found")
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == {422: "invalid_request", 404: "not_found"}[status]
 
 
 def test_no_relay_credentials_after_the_end(api: httpx.Client):
