@@ -14,6 +14,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from interview.access import SessionNotFound
+from interview.api.limits import RateLimited, TooManyStreams
 from interview.api.schemas import ErrorBody, ErrorDetail, ErrorResponse
 from interview.domain import SessionStatus
 from interview.plans import UnknownPlan
@@ -187,6 +188,27 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         message = e.detail if isinstance(e.detail, str) else HTTPStatus(e.status_code).phrase
         return error_response(e.status_code, code, message, headers=e.headers)
+
+    # Limits (interview/api/limits.py): 429 with when to retry.
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(_r: Request, e: RateLimited) -> JSONResponse:
+        what = "new interviews" if e.action == "start" else "answers"
+        return error_response(
+            429,
+            "rate_limited",
+            f"Too many {what} from this client ({e.limit}); retry in {e.retry_after} s.",
+            headers={"Retry-After": str(e.retry_after)},
+        )
+
+    @app.exception_handler(TooManyStreams)
+    async def _too_many_streams(_r: Request, e: TooManyStreams) -> JSONResponse:
+        return error_response(
+            429,
+            "too_many_streams",
+            f"This interview already has {e.limit} open event streams; close one, or retry in "
+            f"{e.retry_after} s.",
+            headers={"Retry-After": str(e.retry_after)},
+        )
 
     @app.exception_handler(DataError)
     async def _unstorable(_r: Request, _e: DataError) -> JSONResponse:

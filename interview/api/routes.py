@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from interview.access import SessionAccess, SessionNotFound
 from interview.api.errors import MissingToken
+from interview.api.limits import limit_answers, limit_start
 from interview.api.schemas import (
     AnswerPending,
     AnswerRequest,
@@ -83,6 +84,13 @@ Reports = Annotated[ReportWriter, Depends(get_reports)]
 Voice = Annotated[VoiceGateway, Depends(get_voice)]
 AuthorizedSession = Annotated[SessionRow, Depends(authorized_session)]
 
+# Checked before the request writes anything (interview/api/limits.py).
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": ErrorResponse,
+        "description": "Too many such requests from this client: retry after Retry-After seconds.",
+    }
+}
 _SESSION_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "No bearer token."},
     404: {"model": ErrorResponse, "description": "Unknown session or wrong token."},
@@ -171,8 +179,10 @@ async def list_plans(runtime: Annotated[Runtime, Depends(get_runtime)]) -> PlanL
     status_code=status.HTTP_201_CREATED,
     response_model=StartResponse,
     responses={
-        422: {"model": ErrorResponse, "description": "Invalid body, unknown plan or voice."}
+        422: {"model": ErrorResponse, "description": "Invalid body, unknown plan or voice."},
+        **RATE_LIMITED,
     },
+    dependencies=[Depends(limit_start)],
 )
 async def start(body: StartRequest, service: Service) -> StartResponse:
     started = await service.start(
@@ -227,7 +237,9 @@ async def transcript(session: AuthorizedSession, service: Service) -> Transcript
             "model": ErrorResponse,
             "description": "Nothing was stored (database unavailable, session busy): retry.",
         },
+        **RATE_LIMITED,
     },
+    dependencies=[Depends(limit_answers)],
     description="Answer in text; the interviewer's next line comes back. Send an "
     "`Idempotency-Key` (one per answer, e.g. a UUID, the same on every retry of it): a repeat "
     "on any instance returns what the first request stored instead of answering twice.",

@@ -4,14 +4,16 @@ the signaling to the instance holding the session's call)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Receive, Scope, Send
 
 from interview.api.errors import error_response
+from interview.api.limits import Limits, get_limits
 from interview.api.routes import AuthorizedSession, Service, Voice, get_runtime
 from interview.api.schemas import (
     ErrorResponse,
@@ -105,7 +107,14 @@ async def rtc_ice_candidate(
     "/{session_id}/events",
     response_class=EventSourceResponse,
     response_model=SessionEvent,
-    responses=event_stream_responses(SessionEvent, "Server-Sent Events: each `data` is one event."),
+    responses={
+        **event_stream_responses(SessionEvent, "Server-Sent Events: each `data` is one event."),
+        429: {
+            "model": ErrorResponse,
+            "description": "The session has EVENTS_MAX_STREAMS streams open on this server "
+            "(Retry-After: when the oldest ends at the latest).",
+        },
+    },
     description="Live events (turn, status, speaking, candidate, connection, results) as "
     "Server-Sent Events. Each response ends after EVENTS_STREAM_SECONDS (under API Gateway's "
     "30 s limit) or, with EVENTS_DELIVERY=poll (behind a proxy that buffers whole responses), "
@@ -116,9 +125,11 @@ async def rtc_ice_candidate(
 async def events(
     session: AuthorizedSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
+    limits: Annotated[Limits, Depends(get_limits)],
     last_event_id: Annotated[int | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     seconds = runtime.settings.events_stream_seconds
+    close_slot = limits.streams.open(session.id)  # TooManyStreams: a 429
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         try:
@@ -136,4 +147,19 @@ async def events(
         except TimeoutError:
             return
 
-    return EventSourceResponse(stream(), ping=10, send_timeout=10)
+    return _SlotHoldingResponse(stream(), close_slot, ping=10, send_timeout=10)
+
+
+class _SlotHoldingResponse(EventSourceResponse):
+    """An event stream that gives its slot back however it ends: complete, cut by the client
+    (even abruptly), or cancelled with the server."""
+
+    def __init__(self, content: Any, close_slot: Callable[[], None], **options: Any) -> None:
+        super().__init__(content, **options)
+        self._close_slot = close_slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._close_slot()
