@@ -200,7 +200,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Two instances on one PostgreSQL behind HAProxy, trusting it as the production stack
     trusts its proxies: every peer's X-Forwarded-For is read, and only its last entry, the one
     the proxy appended, is the client."""
-    env = {**LIMITED, "FORWARDED_ALLOW_IPS": "*", "TRUSTED_PROXY_HOPS": "1"}
+    env = {
+        **LIMITED,
+        "FORWARDED_ALLOW_IPS": "*",
+        "TRUSTED_PROXY_HOPS": "1",
+        # Nothing but the test routes here: no load balancer to wait out when it stops.
+        "DRAIN_MIN_SECONDS": "0.5",
+    }
     with Cluster(tmp_path_factory.mktemp("limits-cluster"), size=2, env=env) as running:
         yield running
 
