@@ -14,9 +14,8 @@ from interview.config import Settings
 
 
 async def starts(tmp_path: Path, count: int, **settings: object) -> list[int]:
-    app = create_app(
-        Settings(database_url=f"sqlite:///{tmp_path}/spool.db", voice_enabled=False, **settings)
-    )
+    base = {"database_url": f"sqlite:///{tmp_path}/spool.db", "voice_enabled": False}
+    app = create_app(Settings.model_validate({**base, **settings}))
     runtime = app.state.runtime
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test/api/interview") as c:
