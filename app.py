@@ -27,12 +27,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from interview.api import (
     BodySizeLimitMiddleware,
+    RequestBodyTimeoutMiddleware,
     RequestLogMiddleware,
     install_error_handlers,
     router,
     voice_router,
 )
 from interview.api.errors import error_response
+from interview.api.limits import Limits
 from interview.config import ConfigError, Environment, Settings, get_settings
 from interview.deploy.draining import DrainingConnections, Traffic
 from interview.deploy.task_protection import task_protection
@@ -82,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.traffic = traffic
+    # Rate limits and the event-stream cap (interview/api/limits.py), on the service's database.
+    app.state.limits = Limits.build(settings, runtime.store)
     install_error_handlers(app)
     app.include_router(router, prefix=API_PREFIX, tags=["interview"])
     app.include_router(voice_router, prefix=API_PREFIX, tags=["voice"])
@@ -90,10 +94,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The Gradio demo UI at /ui, built in the background once the app has started.
     app.mount(UI_PATH, ui)
 
-    # Added last runs first: logging sees every request, the size limit guards the routes.
+    # Added last runs first: logging sees every request, the body's size and time limits guard
+    # the routes.
     # Draining refusals run inside CORS, so a browser can read the 503.
     app.add_middleware(RefuseWhileDraining, runtime=runtime)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestBodyTimeoutMiddleware, seconds=settings.request_body_timeout_seconds)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

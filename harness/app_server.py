@@ -21,8 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 ENGINE_AND_SERVICE_ENV = (
     "TURN_", "DATABASE_", "DB_", "CORS_", "OPENAI_", "VOICE_", "INTERVIEWER", "LLM_",
     "REPORT_EVALUATION", "EVALUATION_", "STT_ENGINE", "TTS_ENGINE", "END_OF_TURN_",
-    "BARGE_IN_", "REPAIR_", "ECHO_", "CHECK_IN_", "INSTANCE_", "DRAIN_",
+    "BARGE_IN_", "REPAIR_", "ECHO_", "CHECK_IN_", "INSTANCE_", "DRAIN_", "RATE_LIMIT_",
+    "TRUSTED_PROXY_", "CLIENT_ADDRESS_", "EVENTS_MAX_", "REQUEST_BODY_",
 )  # fmt: skip
+# Every test client is 127.0.0.1, and some tests start hundreds of interviews a minute: limits
+# that only the tests of the limits (which set their own) ever reach.
+GENEROUS_LIMITS = {
+    "RATE_LIMIT_START": "100000/minute",
+    "RATE_LIMIT_ANSWERS": "100000/minute",
+    "EVENTS_MAX_STREAMS": "1000",
+}
 
 
 class AppServer:
@@ -53,6 +61,7 @@ class AppServer:
         # Nothing routes to a test's server but the test: it need not stay up 5 s after SIGTERM
         # for a load balancer to notice. The drain and cluster tests set it as production does.
         env["DRAIN_MIN_SECONDS"] = "0.5"
+        env.update(GENEROUS_LIMITS)
         env.update(self.env)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(

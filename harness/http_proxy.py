@@ -38,8 +38,14 @@ def _forward(_request: ProxiedRequest) -> Decision:
 
 
 @asynccontextmanager
-async def http_proxy(upstream: str, decide: Decide = _forward) -> AsyncIterator[str]:
-    """Serve, forwarding to `upstream` as `decide` says; yields the proxy's base URL."""
+async def http_proxy(
+    upstream: str, decide: Decide = _forward, *, forwarded_for: bool = False
+) -> AsyncIterator[str]:
+    """Serve, forwarding to `upstream` as `decide` says; yields the proxy's base URL.
+
+    `forwarded_for`: append an RFC 7239 `Forwarded: for=<the client's address>` element to what
+    the client sent, as API Gateway (HTTP API) does for its integrations.
+    """
     async with httpx.AsyncClient(base_url=upstream, timeout=60) as client:
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -57,6 +63,9 @@ async def http_proxy(upstream: str, decide: Decide = _forward) -> AsyncIterator[
                     await writer.drain()
                     return
                 forwarded = [(n, v) for n, v in headers if n.lower() not in _DROPPED]
+                if forwarded_for:
+                    peer = writer.get_extra_info("peername")[0]
+                    forwarded.append(("Forwarded", f"for={peer};proto=http"))
                 # The whole response, however long the server holds it open, then all at once.
                 response = await client.request(method, target, headers=forwarded, content=body)
                 if decision == "drop":

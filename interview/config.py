@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import quote
 
+from limits import parse_many
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -162,6 +163,27 @@ class Settings(BaseSettings):
     # after its first event and the client asks again with Last-Event-ID (interview/events.py).
     events_delivery: EventsDelivery = EventsDelivery.stream
 
+    # Limits on abuse (interview/api/limits.py): new interviews and answers per client, in the
+    # `limits` library's notation ("20/minute", "5 per 10 seconds", "20/minute;200/hour"), as
+    # fixed windows counted by every instance together in PostgreSQL (in memory on SQLite).
+    # Over a limit: 429 with Retry-After.
+    rate_limit_enabled: bool = True
+    rate_limit_start: str = "20/minute"
+    rate_limit_answers: str = "60/minute"
+    # How the client is told apart behind proxies: 0 takes the connection's address (what uvicorn
+    # made of X-Forwarded-For from FORWARDED_ALLOW_IPS); N > 0 takes the N-th entry from the end
+    # of CLIENT_ADDRESS_HEADER, the one the outermost of N trusted proxies wrote (the entries
+    # before it are the client's own, and may be forged). Behind API Gateway (HTTP API) and an
+    # ALB: 1 and "forwarded", where API Gateway appends the address it saw.
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
+    client_address_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    # A request body must have arrived this long after the app asks for it (408 otherwise):
+    # a client that stalls cannot hold a connection and a request's memory for minutes.
+    request_body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Open /events streams per session on one instance; one client needs one (two while it
+    # reconnects). Each holds a connection and a database subscription.
+    events_max_streams: int = Field(default=4, ge=1, le=1000)
+
     # Several instances on one PostgreSQL (README "Several instances"). This process's name
     # among them; unset, one is made from the host name, the process id and a random suffix.
     instance_id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
@@ -219,6 +241,20 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("rate_limit_start", "rate_limit_answers")
+    @classmethod
+    def _rate_limit_notation(cls, value: str) -> str:
+        try:
+            items = parse_many(value)
+        except ValueError:
+            raise ValueError(
+                "not a rate limit: write it like '20/minute', '5 per 10 seconds' or "
+                "'20/minute;200/hour'"
+            ) from None
+        if any(item.amount < 1 for item in items):
+            raise ValueError("a rate limit lets at least one request through")
         return value
 
     @field_validator(

@@ -278,6 +278,11 @@ class SpoolEcsStack(Stack):
             "CORS_ORIGINS": ",".join(settings.cors_origins),
             # Only the ALB reaches the task (security group), so its X-Forwarded-* are trusted.
             "FORWARDED_ALLOW_IPS": "*",
+            # The client, for the rate limits: API Gateway (HTTP API) sends its integration no
+            # X-Forwarded-For of the client's; it appends the address it saw to `Forwarded`,
+            # which the ALB passes on. The elements before it are the client's own.
+            "TRUSTED_PROXY_HOPS": "1",
+            "CLIENT_ADDRESS_HEADER": "forwarded",
             "SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS),
             "DRAIN_MAX_SECONDS": str(DRAIN_MAX_SECONDS),
             "HTTP_KEEP_ALIVE_SECONDS": str(HTTP_KEEP_ALIVE_SECONDS),

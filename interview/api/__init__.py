@@ -1,12 +1,17 @@
 """The HTTP face of the interview service: thin routes over interview.sessions."""
 
 from interview.api.errors import install_error_handlers
-from interview.api.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
+from interview.api.middleware import (
+    BodySizeLimitMiddleware,
+    RequestBodyTimeoutMiddleware,
+    RequestLogMiddleware,
+)
 from interview.api.routes import router
 from interview.api.voice import router as voice_router
 
 __all__ = [
     "BodySizeLimitMiddleware",
+    "RequestBodyTimeoutMiddleware",
     "RequestLogMiddleware",
     "install_error_handlers",
     "router",

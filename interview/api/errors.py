@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from interview.access import SessionNotFound
+from interview.api.limits import RateLimited, TooManyStreams
 from interview.api.schemas import ErrorBody, ErrorDetail, ErrorResponse
 from interview.domain import SessionStatus
 from interview.plans import UnknownPlan
@@ -62,9 +63,11 @@ _ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "The body is not valid JSON (malformed_json).",
     401: "No bearer token (unauthorized).",
     404: "Unknown session or wrong token (session_not_found).",
+    408: "The body did not arrive within REQUEST_BODY_TIMEOUT_SECONDS (request_timeout).",
     409: "The interview has ended (session_closed, session_expired).",
     413: "The body is larger than MAX_REQUEST_BYTES (content_too_large).",
     422: "The request is not valid (invalid_request: see `details`; unstorable_input).",
+    429: "Too many such requests from this client (rate_limited): retry after Retry-After seconds.",
     503: "Nothing was changed: the database is unavailable (database_unavailable) or another "
     "request holds the interview (session_busy). Retry after Retry-After seconds.",
 }
@@ -77,7 +80,7 @@ _RETRY_AFTER = {
 # The statuses of every session route (422: a session id not of the documented form), and of
 # every route with a JSON body.
 SESSION_STATUSES = (401, 404, 422, 503)
-BODY_STATUSES = (400, 413, 422)
+BODY_STATUSES = (400, 408, 413, 422)
 
 
 def error_responses(
@@ -254,6 +257,27 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotEvaluable)
     async def _not_evaluable(_r: Request, e: NotEvaluable) -> JSONResponse:
         return error_response(409, e.code, e.message)
+
+    # Limits (interview/api/limits.py): 429 with when to retry.
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(_r: Request, e: RateLimited) -> JSONResponse:
+        what = "new interviews" if e.action == "start" else "answers"
+        return error_response(
+            429,
+            "rate_limited",
+            f"Too many {what} from this client ({e.limit}); retry in {e.retry_after} s.",
+            headers={"Retry-After": str(e.retry_after)},
+        )
+
+    @app.exception_handler(TooManyStreams)
+    async def _too_many_streams(_r: Request, e: TooManyStreams) -> JSONResponse:
+        return error_response(
+            429,
+            "too_many_streams",
+            f"This interview already has {e.limit} open event streams; close one, or retry in "
+            f"{e.retry_after} s.",
+            headers={"Retry-After": str(e.retry_after)},
+        )
 
     @app.exception_handler(DataError)
     async def _unstorable(_r: Request, _e: DataError) -> JSONResponse:

@@ -1,7 +1,9 @@
-"""ASGI middleware: request body limit and one structured log line per request."""
+"""ASGI middleware: request body size and read-time limits, and one structured log line per
+request."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import structlog
@@ -72,6 +74,82 @@ class BodySizeLimitMiddleware:
             {
                 "type": "http.response.start",
                 "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class RequestBodyTimeoutMiddleware:
+    """Answer 408 and close the connection when a request body under `prefix` takes longer than
+    `seconds` to arrive.
+
+    The whole body counts, from the moment the app first asks for it: a client that trickles a
+    byte now and then is cut as surely as one that stalls. Nothing else waits on a receive:
+    requests without a body complete at once, and once the body is in, later receives (an event
+    stream listening for the client's disconnect) are left alone.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float, prefix: str = "/api/") -> None:
+        self.app = app
+        self.seconds = seconds
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        deadline: float | None = None
+        body_done = False
+        started = False
+
+        async def timed_receive() -> Message:
+            nonlocal deadline, body_done
+            if body_done:
+                return await receive()
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + self.seconds
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                # FastAPI passes HTTPExceptions raised while reading the body through: a JSON
+                # 408 from the app's own error handler, closing the connection.
+                raise HTTPException(
+                    408, self._timeout_message(), headers={"Connection": "close"}
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, tracking_send)
+        except HTTPException as exc:
+            if exc.status_code != 408 or started:
+                raise
+            await self._refuse_timeout(send)
+
+    def _timeout_message(self) -> str:
+        return f"The request body did not arrive within {self.seconds:g} seconds."
+
+    async def _refuse_timeout(self, send: Send) -> None:
+        error = ErrorBody(code="request_timeout", message=self._timeout_message())
+        body = ErrorResponse(error=error).model_dump_json().encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 408,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

@@ -17,6 +17,7 @@ from interview.api.errors import (
     MissingToken,
     error_responses,
 )
+from interview.api.limits import limit_answers, limit_start
 from interview.api.schemas import (
     AnswerPending,
     AnswerRequest,
@@ -180,6 +181,7 @@ async def list_plans(runtime: Annotated[Runtime, Depends(get_runtime)]) -> PlanL
     response_model=StartResponse,
     responses=error_responses(
         *BODY_STATUSES,
+        429,
         503,
         descriptions={
             422: "Invalid body (invalid_request, unstorable_input), unknown plan (unknown_plan) "
@@ -188,6 +190,7 @@ async def list_plans(runtime: Annotated[Runtime, Depends(get_runtime)]) -> PlanL
             "draining (draining): retry after Retry-After seconds.",
         },
     ),
+    dependencies=[Depends(limit_start)],
 )
 async def start(body: StartRequest, service: Service) -> StartResponse:
     started = await service.start(
@@ -236,6 +239,7 @@ async def transcript(session: AuthorizedSession, service: Service) -> Transcript
             *SESSION_STATUSES,
             *BODY_STATUSES,
             409,
+            429,
             descriptions={
                 409: "The interview has ended (session_closed, session_expired), or another "
                 "request changed it at the same time (conflict).",
@@ -246,6 +250,7 @@ async def transcript(session: AuthorizedSession, service: Service) -> Transcript
         ),
         202: {"model": AnswerPending, "description": "Answer stored; the reply is pending."},
     },
+    dependencies=[Depends(limit_answers)],
     description="Answer in text; the interviewer's next line comes back. Send an "
     "`Idempotency-Key` (one per answer, e.g. a UUID, the same on every retry of it): a repeat "
     "on any instance returns what the first request stored instead of answering twice.",
@@ -331,16 +336,16 @@ async def results(
     "/{session_id}/results/evaluation",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=EvaluationScheduled,
-    responses={
-        **_SESSION_ERRORS,
-        409: {
-            "model": ErrorResponse,
-            "description": "No evaluation can be made now: the interview is running "
+    responses=error_responses(
+        *SESSION_STATUSES,
+        409,
+        descriptions={
+            409: "No evaluation can be made now: the interview is running "
             "(`interview_running`), its report is being written (`report_pending`) or could not "
             "be (`report_failed`), the candidate gave no answer (`nothing_to_evaluate`), or no "
             "language model evaluates reports here (`evaluation_not_configured`).",
         },
-    },
+    ),
     description="Ask for a new evaluation of the report, e.g. once the model is back after "
     "the background attempts were spent. It starts at once in the background with a fresh "
     "budget of attempts; GET .../results holds it when done, and a `results` event says so. "

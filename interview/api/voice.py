@@ -4,12 +4,13 @@ the signaling to the instance holding the session's call)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Receive, Scope, Send
 
 from interview.api.errors import (
     BODY_STATUSES,
@@ -17,6 +18,7 @@ from interview.api.errors import (
     error_response,
     error_responses,
 )
+from interview.api.limits import Limits, get_limits
 from interview.api.routes import AuthorizedSession, Service, Voice, get_runtime
 from interview.api.schemas import (
     IceCandidateRequest,
@@ -118,7 +120,15 @@ async def rtc_ice_candidate(
     responses={
         **event_stream_responses(SessionEvent, "Server-Sent Events: each `data` is one event."),
         **error_responses(
-            *SESSION_STATUSES, 422, descriptions={422: "Last-Event-ID is not an event id."}
+            *SESSION_STATUSES,
+            422,
+            429,
+            descriptions={
+                422: "Last-Event-ID is not an event id.",
+                429: "The session has EVENTS_MAX_STREAMS streams open on this server "
+                "(too_many_streams): retry after Retry-After seconds (when the oldest ends at "
+                "the latest).",
+            },
         ),
     },
     description="Live events (turn, status, speaking, candidate, connection, results) as "
@@ -131,6 +141,7 @@ async def rtc_ice_candidate(
 async def events(
     session: AuthorizedSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
+    limits: Annotated[Limits, Depends(get_limits)],
     last_event_id: Annotated[
         int | None,
         Header(
@@ -142,6 +153,7 @@ async def events(
     ] = None,
 ) -> EventSourceResponse:
     seconds = runtime.settings.events_stream_seconds
+    close_slot = limits.streams.open(session.id)  # TooManyStreams: a 429
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         try:
@@ -159,4 +171,19 @@ async def events(
         except TimeoutError:
             return
 
-    return EventSourceResponse(stream(), ping=10, send_timeout=10)
+    return _SlotHoldingResponse(stream(), close_slot, ping=10, send_timeout=10)
+
+
+class _SlotHoldingResponse(EventSourceResponse):
+    """An event stream that gives its slot back however it ends: complete, cut by the client
+    (even abruptly), or cancelled with the server."""
+
+    def __init__(self, content: Any, close_slot: Callable[[], None], **options: Any) -> None:
+        super().__init__(content, **options)
+        self._close_slot = close_slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._close_slot()

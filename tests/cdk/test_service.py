@@ -168,6 +168,9 @@ def test_container_settings_come_from_context(external_turn: Synth) -> None:
     assert environment["CORS_ORIGINS"] == "https://interview.example.com,https://admin.example.com"
     assert environment["ENVIRONMENT"] == "production"
     assert environment["FORWARDED_ALLOW_IPS"] == "*"
+    # Rate limits count the address API Gateway appended to Forwarded, not what a client forged.
+    assert environment["TRUSTED_PROXY_HOPS"] == "1"
+    assert environment["CLIENT_ADDRESS_HEADER"] == "forwarded"
     assert environment["PORT"] == "7860"
     # API Gateway's HTTP API buffers whole responses: events end their responses early.
     assert environment["EVENTS_DELIVERY"] == "poll"
