@@ -20,13 +20,14 @@ from types import FrameType
 import structlog
 import uvicorn
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 from sse_starlette.sse import AppStatus
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from interview.api import (
     BodySizeLimitMiddleware,
+    HeaderSizeLimitMiddleware,
+    JSONErrorCORSMiddleware,
     RequestBodyTimeoutMiddleware,
     RequestLogMiddleware,
     install_error_handlers,
@@ -100,8 +101,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RefuseWhileDraining, runtime=runtime)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestBodyTimeoutMiddleware, seconds=settings.request_body_timeout_seconds)
+    app.add_middleware(HeaderSizeLimitMiddleware, max_bytes=settings.max_header_bytes)
     app.add_middleware(
-        CORSMiddleware,
+        JSONErrorCORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_origin_regex=LOCALHOST_ORIGINS
         if settings.environment is Environment.development

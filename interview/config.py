@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     session_ttl_minutes: float = Field(default=60, gt=0, le=7 * 24 * 60)
     max_answer_chars: int = Field(default=ANSWER_MAX_CHARS, ge=1, le=ANSWER_MAX_CHARS)
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
+    # All of a request's headers together; more gets 431 (the HTTP parser has no limit).
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096, le=1024 * 1024)
     # Answers shorter than this (in words) earn a follow-up from the scripted interviewer.
     short_answer_words: int = Field(default=8, ge=0)
 

@@ -3,6 +3,8 @@
 from interview.api.errors import install_error_handlers
 from interview.api.middleware import (
     BodySizeLimitMiddleware,
+    HeaderSizeLimitMiddleware,
+    JSONErrorCORSMiddleware,
     RequestBodyTimeoutMiddleware,
     RequestLogMiddleware,
 )
@@ -11,6 +13,8 @@ from interview.api.voice import router as voice_router
 
 __all__ = [
     "BodySizeLimitMiddleware",
+    "HeaderSizeLimitMiddleware",
+    "JSONErrorCORSMiddleware",
     "RequestBodyTimeoutMiddleware",
     "RequestLogMiddleware",
     "install_error_handlers",

@@ -67,6 +67,8 @@ _ERROR_DESCRIPTIONS: dict[int, str] = {
     409: "The interview has ended (session_closed, session_expired).",
     413: "The body is larger than MAX_REQUEST_BYTES (content_too_large).",
     422: "The request is not valid (invalid_request: see `details`; unstorable_input).",
+    431: "The request's headers are larger than MAX_HEADER_BYTES in all "
+    "(request_header_fields_too_large).",
     429: "Too many such requests from this client (rate_limited): retry after Retry-After seconds.",
     503: "Nothing was changed: the database is unavailable (database_unavailable) or another "
     "request holds the interview (session_busy). Retry after Retry-After seconds.",

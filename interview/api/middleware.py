@@ -1,5 +1,5 @@
-"""ASGI middleware: request body size and read-time limits, and one structured log line per
-request."""
+"""ASGI middleware: limits on a request's headers, body size and body read time, CORS with JSON
+refusals, and one structured log line per request."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import asyncio
 import time
 
 import structlog
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interview.api.schemas import ErrorBody, ErrorResponse
@@ -68,20 +71,7 @@ class BodySizeLimitMiddleware:
         return f"The request body is larger than {self.max_bytes} bytes."
 
     async def _refuse_too_large(self, send: Send) -> None:
-        error = ErrorBody(code="content_too_large", message=self._too_large_message())
-        body = ErrorResponse(error=error).model_dump_json().encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, 413, "content_too_large", self._too_large_message())
 
 
 class RequestBodyTimeoutMiddleware:
@@ -144,20 +134,65 @@ class RequestBodyTimeoutMiddleware:
         return f"The request body did not arrive within {self.seconds:g} seconds."
 
     async def _refuse_timeout(self, send: Send) -> None:
-        error = ErrorBody(code="request_timeout", message=self._timeout_message())
-        body = ErrorResponse(error=error).model_dump_json().encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 408,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, 408, "request_timeout", self._timeout_message())
+
+
+class HeaderSizeLimitMiddleware:
+    """Refuse requests whose headers are larger than `max_bytes` in all with a JSON 431.
+
+    The HTTP parser (httptools) sets no limit of its own: without this, a client could send
+    megabytes of headers to every route. Proxies in front have theirs (API Gateway: 10 KiB).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            size = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            if size > self.max_bytes:
+                if scope["type"] == "http":
+                    message = f"The request's headers are larger than {self.max_bytes} bytes."
+                    await send_error(send, 431, "request_header_fields_too_large", message)
+                else:
+                    await send({"type": "websocket.close", "code": 1009})
+                return
+        await self.app(scope, receive, send)
+
+
+class JSONErrorCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, whose refused preflight is the API's JSON error, not plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        # Starlette's text names what was refused: "Disallowed CORS origin, headers".
+        message = bytes(response.body).decode("utf-8", "replace") + "."
+        body = ErrorResponse(error=ErrorBody(code="cors_refused", message=message))
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        headers.pop("content-type", None)
+        return JSONResponse(body.model_dump(), status_code=response.status_code, headers=headers)
+
+
+async def send_error(send: Send, status: int, code: str, message: str) -> None:
+    """Answer with the API's JSON error body and close the connection (the request's body, if
+    any, was not read)."""
+    error = ErrorBody(code=code, message=message)
+    body = ErrorResponse(error=error).model_dump_json().encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class RequestLogMiddleware:

@@ -45,7 +45,8 @@ from interview.sessions import IDEMPOTENCY_KEY_PATTERN, InterviewService, ReplyP
 from interview.store import SessionRow
 from interview.voice.gateway import VoiceGateway
 
-router = APIRouter()
+# Any request, on any route, may have headers too large.
+router = APIRouter(responses=error_responses(431))
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _bearer = HTTPBearer(
     auto_error=False,

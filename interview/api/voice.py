@@ -30,7 +30,8 @@ from interview.api.streams import SessionEvent, event_stream_responses
 from interview.runtime import Runtime
 from interview.voice.errors import OwnerUnreachable
 
-router = APIRouter()
+# Any request, on any route, may have headers too large.
+router = APIRouter(responses=error_responses(431))
 
 _RTC_DESCRIPTIONS = {
     400: "The body is not valid JSON (malformed_json); malformed SDP, no audio, or no data "
