@@ -142,6 +142,8 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
   const [answerNote, setAnswerNote] = useState<string | null>(null);
   const [results, setResults] = useState<Report | FailedResults | null>(null);
   const [printable, setPrintable] = useState<string | null>(null);
+  // Set once the candidate erased the interview (DELETE): what the page then says.
+  const [erased, setErased] = useState<string | null>(null);
 
   const sessionRef = useRef<InterviewSession | null>(null);
   const audioRef = useRef<HTMLAudioElement | null>(null);
@@ -153,6 +155,8 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
   const sectionRef = useRef<HTMLElement | null>(null);
   const statusRef = useRef<HTMLParagraphElement | null>(null);
   const endButtonRef = useRef<HTMLButtonElement | null>(null);
+  // Stops polling for a background evaluation when the page goes away or the data is erased.
+  const resultsAbort = useRef(new AbortController());
 
   const changePhase = useCallback(
     (next: Phase) => {
@@ -171,10 +175,18 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
   const fetchResults = useCallback(
     async (session: InterviewSession) => {
       try {
-        const outcome = await session.waitForResults();
+        let outcome = await session.waitForResults();
         setResults(outcome);
         onResults?.(outcome);
+        // The model failed when the report was written: it is retried in the background, and
+        // the report shown meanwhile says so; show the evaluation once it is in.
+        while (outcome.status !== "failed" && outcome.evaluation_status === "pending_retry") {
+          outcome = await session.waitForEvaluation({ signal: resultsAbort.current.signal });
+          setResults(outcome);
+          onResults?.(outcome);
+        }
       } catch (failure) {
+        if (resultsAbort.current.signal.aborted) return;
         setError(asInterviewError(failure));
       }
     },
@@ -285,6 +297,7 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
     mountedRef.current = true;
     return () => {
       mountedRef.current = false;
+      resultsAbort.current.abort();
       sessionRef.current?.close();
       if (speakingTimer.current !== null) clearTimeout(speakingTimer.current);
     };
@@ -437,8 +450,11 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
     sessionRef.current?.close();
     sessionRef.current = null;
     endedRef.current = false;
+    resultsAbort.current.abort();
+    resultsAbort.current = new AbortController();
     setTurns(new Map());
     setResults(null);
+    setErased(null);
     setError(null);
     setSpeaker(null);
     changePhase("ready");
@@ -449,6 +465,24 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
       sessionRef.current?.setMicrophoneEnabled(was);
       return !was;
     });
+  }, []);
+
+  const erase = useCallback(async () => {
+    const session = sessionRef.current;
+    if (session === null) return;
+    const sure = window.confirm(
+      "Delete this interview? Its transcript and its results are erased for good.",
+    );
+    if (!sure) return;
+    try {
+      resultsAbort.current.abort();
+      await session.erase();
+      setResults(null);
+      setTurns(new Map());
+      setErased("This interview was deleted: its transcript and its results are gone.");
+    } catch (failure) {
+      setError(asInterviewError(failure));
+    }
   }, []);
 
   const openPrintable = useCallback(async () => {
@@ -616,8 +650,18 @@ export function VoiceInterviewPageREST(props: VoiceInterviewPageRESTProps): Reac
         </form>
       )}
 
-      {phase === "ended" && (
-        <ResultsView results={results} onPrintable={() => void openPrintable()} printableNote={printable} />
+      {phase === "ended" && erased === null && (
+        <ResultsView
+          results={results}
+          onPrintable={() => void openPrintable()}
+          printableNote={printable}
+          onErase={() => void erase()}
+        />
+      )}
+      {erased !== null && (
+        <p role="status" data-testid="erased">
+          {erased}
+        </p>
       )}
     </section>
   );
@@ -683,6 +727,7 @@ function ResultsView(props: {
   results: Report | FailedResults | null;
   onPrintable: () => void;
   printableNote: string | null;
+  onErase: () => void;
 }): ReactElement {
   const { results } = props;
   const headingId = useId();
@@ -701,6 +746,9 @@ function ResultsView(props: {
       <section className="spool-results" aria-labelledby={headingId} data-testid="results">
         <h2 id={headingId}>Results</h2>
         <p role="alert">The results could not be computed: {results.reason ?? "unknown reason"}.</p>
+        <button type="button" onClick={props.onErase}>
+          Delete this interview
+        </button>
       </section>
     );
   }
@@ -714,6 +762,9 @@ function ResultsView(props: {
       </p>
       <button type="button" onClick={props.onPrintable}>
         Printable report
+      </button>{" "}
+      <button type="button" onClick={props.onErase}>
+        Delete this interview
       </button>
       {props.printableNote !== null && <p role="status">{props.printableNote}</p>}
 
@@ -749,6 +800,8 @@ function ResultsView(props: {
       ) : (
         <p className="spool-note" data-testid="evaluation-note">
           {results.evaluation_note ?? "No evaluation for this interview."}
+          {results.evaluation_status === "pending_retry" &&
+            " It is being tried again; this page shows it when it is ready."}
         </p>
       )}
 

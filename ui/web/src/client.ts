@@ -700,6 +700,40 @@ export class InterviewSession {
     }
   }
 
+  /**
+   * While the report's evaluation is retried in the background (`evaluation_status`
+   * "pending_retry": the model failed when the report was written), poll /results every
+   * `intervalMs` (default 30 s) until it is filled in or given up; returns that report.
+   */
+  async waitForEvaluation(
+    options: { signal?: AbortSignal; intervalMs?: number; timeoutMs?: number } = {},
+  ): Promise<Report | FailedResults> {
+    const deadline = Date.now() + (options.timeoutMs ?? 2 * 60 * 60 * 1000);
+    for (;;) {
+      await sleep(options.intervalMs ?? 30000, options.signal);
+      const outcome = await this.results();
+      if (outcome !== null && (outcome.status === "failed" || outcome.evaluation_status !== "pending_retry")) {
+        return outcome;
+      }
+      if (Date.now() > deadline) {
+        throw new InterviewError("server", "The evaluation was not ready in time; the report stands without it.");
+      }
+    }
+  }
+
+  /**
+   * Erase this interview on the server (DELETE /{id}): its transcript, report and every other
+   * record. Resolves once it is gone, also when it already was (404); the session is unusable
+   * afterwards.
+   */
+  async erase(): Promise<void> {
+    this.stopEvents();
+    this.disconnectVoice();
+    const response = await this.request("", { method: "DELETE" }, "erase");
+    if (response.status === 204 || response.status === 404) return;
+    throw await errorFromResponse(response, "erase");
+  }
+
   /** The printable HTML report (GET /results?format=html) as text, or null if not offered. */
   async printableReport(): Promise<string | null> {
     const response = await this.request("/results?format=html", {

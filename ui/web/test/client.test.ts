@@ -490,6 +490,40 @@ test("results are polled until ready; a typed answer emits both turns", async ()
   assert.equal(error.kind, "session_ended");
 });
 
+test("an evaluation retried in the background is polled until it is in", async () => {
+  let polls = 0;
+  const pending = { status: "ready", session_id: "s1", evaluation: null, evaluation_status: "pending_retry" };
+  const evaluated = { ...pending, evaluation: { summary: "Solid." }, evaluation_status: "ready" };
+  const server = new FakeServer().on("GET", "/results", () => json(200, ++polls < 3 ? pending : evaluated));
+  const { session } = sessionOn(server);
+  const outcome = await session.waitForEvaluation({ intervalMs: 5 });
+  assert.equal(polls, 3);
+  assert.equal(outcome.status === "failed" ? "failed" : outcome.evaluation_status, "ready");
+  // Stopped from outside (the page went away): it rejects, and polls no more.
+  const abort = new AbortController();
+  const stopped = session.waitForEvaluation({ intervalMs: 60_000, signal: abort.signal });
+  abort.abort();
+  await assert.rejects(stopped);
+  assert.equal(polls, 3);
+});
+
+test("erase deletes the session with its token; one already gone counts as erased", async () => {
+  let deletes = 0;
+  const server = new FakeServer().on("DELETE", "", (call) => {
+    assert.equal(call.headers.get("Authorization"), "Bearer tok");
+    return ++deletes === 1 ? new Response(null, { status: 204 }) : apiError(404, "session_not_found", "No.");
+  });
+  const { session } = sessionOn(server);
+  await session.erase();
+  await session.erase();
+  assert.equal(deletes, 2);
+  const failing = sessionOn(
+    new FakeServer().on("DELETE", "", () => apiError(503, "database_unavailable", "Down.", { "Retry-After": "5" })),
+  ).session;
+  const error = await rejection(failing.erase());
+  assert.equal(error.status, 503);
+});
+
 test("start sends the session options in the API's names, the voice among them", async () => {
   const server = new FakeServer().on("POST", "/api/interview/start", () =>
     json(201, { session_id: "s1", token: "tok", status: "created", plan_id: "p" }),
