@@ -245,6 +245,10 @@ class EventBus(ABC):
     async def flush(self) -> None:
         """Until every event this process published so far is stored and delivered."""
 
+    @abstractmethod
+    def forget(self, session_id: str) -> None:
+        """Drop what this process keeps of an erased session's events."""
+
     async def subscribe(
         self, session_id: str, after_id: int | None = None
     ) -> AsyncGenerator[Event, None]:
@@ -361,6 +365,10 @@ class InProcessEventBus(EventBus):
 
     async def flush(self) -> None:
         await asyncio.sleep(0)  # what other threads handed to the loop runs first
+
+    def forget(self, session_id: str) -> None:
+        with self._lock:
+            self._channels.pop(session_id, None)
 
     def _deliver_undelivered(self) -> None:
         # One delivery at a time, in order: an event published by a listener is delivered
