@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     default_plan_id: str = "backend-engineer-screen"
 
     session_ttl_minutes: float = Field(default=60, gt=0, le=7 * 24 * 60)
+    # An interview (transcript, report, events) is erased this many days after it ended, by a
+    # sweep every instance runs; 0 keeps interviews for ever. Hiring data is personal data:
+    # kept no longer than a hiring decision needs it (interview/retention.py).
+    data_retention_days: int = Field(default=90, ge=0, le=36500)
     max_answer_chars: int = Field(default=4000, ge=1)
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     # Answers shorter than this (in words) earn a follow-up from the scripted interviewer.
