@@ -300,3 +300,28 @@ async def results(
         return outcome
     body = ResultsStatus(status=outcome.status, reason=outcome.reason).model_dump()
     return JSONResponse(body, status_code=202 if outcome.status == "pending" else 200)
+
+
+@router.delete(
+    "/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={
+        **_SESSION_ERRORS,
+        204: {"description": "Erased: the interview and everything stored of it are gone."},
+        503: {
+            "model": ErrorResponse,
+            "description": "Nothing was erased (database unavailable, session busy): retry.",
+        },
+    },
+    description="Erase the interview (the candidate's right to erasure): its transcript, "
+    "report and events are deleted on every instance; a live interview is ended first and its "
+    "voice call hung up. Afterwards every route of the session answers 404, this one included "
+    "(a retry after a lost 204 gets 404: the interview is gone either way).",
+)
+async def erase(
+    session: AuthorizedSession, runtime: Annotated[Runtime, Depends(get_runtime)]
+) -> Response:
+    if not await runtime.erasure.erase(session.id):
+        raise SessionNotFound(session.id)  # erased meanwhile by another request
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
