@@ -83,7 +83,8 @@ async def test_erasing_a_live_interview_ends_it_then_leaves_nothing(runtime: Run
     assert await runtime.erasure.erase(session_id) is False  # gone: nothing to do
     # Nothing else was touched.
     assert await rows_of(runtime.store, other) == other_rows
-    assert (await service.store.get_session(other)).status == "active"
+    other_row = await service.store.get_session(other)
+    assert other_row is not None and other_row.status == "active"
 
 
 async def test_erasing_an_interview_begins_no_report_of_it(
