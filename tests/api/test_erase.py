@@ -4,7 +4,9 @@ interview (checked in the database), nothing else does, and afterwards the sessi
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -12,7 +14,7 @@ from harness.app_server import AppServer
 from interview.config import to_async_database_url
 from interview.store import Store
 from tests.api.helpers import auth, start
-from tests.store.test_erasure import rows_of
+from tests.store.test_erasure import full_interview, rows_of
 
 ANSWER = "I ran the payments team's on-call rotation and rewrote its alerting from scratch."
 
@@ -67,6 +69,8 @@ def test_the_token_erases_a_live_interview_then_it_is_404(api: httpx.Client, api
     status = api.get(f"/{other}/status", headers=other_headers)
     assert status.status_code == 200 and status.json()["status"] == "active"
     assert rows(api_server, other)["interview_turns.session_id"] == 3
+    # The service logs what happened to the interview, never the candidate's words or name.
+    assert ANSWER not in api_server.log() and "Ada Lovelace" not in api_server.log()
 
 
 def test_erasing_right_after_the_end_leaves_no_report_behind(
@@ -121,3 +125,35 @@ def test_the_contract_documents_every_answer_of_delete(api_server: AppServer):
     assert {"204", "401", "404", "503"} <= set(operation["responses"])
     assert "content" not in operation["responses"]["204"]
     assert operation["security"]
+
+
+def test_a_server_sweeps_interviews_past_the_retention_period(tmp_path):
+    """Each instance runs the retention sweep with its upkeep: a server started on a database
+    holding an interview that ended 100 days ago erases it, and keeps one 30 days old."""
+    url = f"sqlite:///{tmp_path}/spool.db"
+
+    async def seed() -> None:
+        store = Store(to_async_database_url(url))
+        try:
+            await store.migrate()
+            now = datetime.now(UTC)
+            await full_interview(store, "old", ended_at=now - timedelta(days=100))
+            await full_interview(store, "recent", ended_at=now - timedelta(days=30))
+        finally:
+            await store.dispose()
+
+    asyncio.run(seed())
+    server = AppServer(tmp_path / "server.log", {"DATABASE_URL": url, "DATA_RETENTION_DAYS": "90"})
+    server.start()
+    try:
+        deadline = time.monotonic() + 10
+        while rows(server, "old")["interview_sessions.id"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert set(rows(server, "old").values()) == {0}
+        assert all(rows(server, "recent").values())
+    finally:
+        server.stop()
+    assert '"event": "interviews_purged"' in server.log()
+    purged = [line for line in server.log().splitlines() if "interviews_purged" in line]
+    assert json.loads(purged[0])["count"] == 1
+    assert "my answer" not in server.log()  # counts are logged, never what was said
