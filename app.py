@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origin_regex=LOCALHOST_ORIGINS
         if settings.environment is Environment.development
         else None,
-        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
         # Idempotency-Key: a typed answer's retry (ui/web's client) must pass the preflight.
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
         # The browser client sends credentials: "include" (for an optional load balancer

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     default_plan_id: str = "backend-engineer-screen"
 
     session_ttl_minutes: float = Field(default=60, gt=0, le=7 * 24 * 60)
+    # An interview (transcript, report, events) is erased this many days after it ended, by a
+    # sweep every instance runs; 0 keeps interviews for ever. Hiring data is personal data:
+    # kept no longer than a hiring decision needs it (interview/retention.py).
+    data_retention_days: int = Field(default=90, ge=0, le=36500)
     max_answer_chars: int = Field(default=ANSWER_MAX_CHARS, ge=1, le=ANSWER_MAX_CHARS)
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     # All of a request's headers together; more gets 431 (the HTTP parser has no limit).

@@ -157,6 +157,8 @@ SessionEvent = Annotated[
 
 MAX_EVENTS_PER_SESSION = 500
 MAX_SESSIONS = 2000
+# Erased sessions remembered by the in-process bus (their late events are dropped).
+MAX_ERASED = 10_000
 # Poll delivery: how long a subscription stays open after its first event, so the events that
 # come together (a turn and the status it changes, the two turns of a typed answer) share one
 # response instead of costing a request each, while no event waits more than this for its
@@ -244,6 +246,10 @@ class EventBus(ABC):
     @abstractmethod
     async def flush(self) -> None:
         """Until every event this process published so far is stored and delivered."""
+
+    @abstractmethod
+    def forget(self, session_id: str) -> None:
+        """Drop what this process keeps of an erased session's events."""
 
     async def subscribe(
         self, session_id: str, after_id: int | None = None
@@ -333,10 +339,15 @@ class InProcessEventBus(EventBus):
         # reach subscribers in the order of their ids.
         self._undelivered: deque[Event] = deque()
         self._delivering = False
+        # Sessions erased lately: what is published for them later (a report finished after
+        # the erasure) is dropped, as the PostgreSQL bus drops it. Ids are never reused.
+        self._erased: OrderedDict[str, None] = OrderedDict()
 
     def publish(self, session_id: str, body: SessionEvent) -> Event:
         with self._lock:
             event = Event(next(self._ids), session_id, body)
+            if session_id in self._erased:
+                return event
             self._channel(session_id).append(event)
             self._undelivered.append(event)
         loop = self._loop
@@ -361,6 +372,13 @@ class InProcessEventBus(EventBus):
 
     async def flush(self) -> None:
         await asyncio.sleep(0)  # what other threads handed to the loop runs first
+
+    def forget(self, session_id: str) -> None:
+        with self._lock:
+            self._channels.pop(session_id, None)
+            self._erased[session_id] = None
+            if len(self._erased) > MAX_ERASED:
+                self._erased.popitem(last=False)
 
     def _deliver_undelivered(self) -> None:
         # One delivery at a time, in order: an event published by a listener is delivered

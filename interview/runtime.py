@@ -19,6 +19,7 @@ from interview.interviewer import build_interviewer
 from interview.plans import PlanCatalog
 from interview.report.evaluation import build_evaluator
 from interview.report.writer import ReportWriter, RetryPolicy
+from interview.retention import Eraser
 from interview.sessions import Clock, InterviewService, utcnow
 from interview.speech.cache import sentences_of
 from interview.speech.stack import SpeechStack
@@ -57,6 +58,8 @@ class Runtime:
     hangup: HangUp
     # This process among the instances sharing the database (interview/cluster/instances.py).
     instances: InstanceRegistry
+    # Erasing interviews: on request, and past DATA_RETENTION_DAYS (interview/retention.py).
+    erasure: Eraser
     ready: bool = False
     # Why the database could not be brought to the current schema, if it could not.
     schema_error: str | None = None
@@ -130,6 +133,7 @@ class Runtime:
             voice=voice,
             hangup=HangUp(voice, events),
             instances=instances,
+            erasure=Eraser(service, voice, settings.data_retention_days),
         )
 
     @property
@@ -232,6 +236,13 @@ class Runtime:
                 repaired = await self.service.repair_orphaned_answers()
                 if repaired:
                     log.info("orphaned_answers_repaired", count=repaired)
+                purged = await self.erasure.sweep()
+                if purged:
+                    log.info(
+                        "interviews_purged",
+                        count=purged,
+                        retention_days=self.settings.data_retention_days,
+                    )
             except Exception:
                 log.exception("expiry_sweep_failed")
             await asyncio.sleep(EXPIRY_SWEEP_SECONDS)

@@ -204,9 +204,7 @@ class InterviewService:
         if self._due(row):
             async with self.store.locks.hold(row.id):
                 await self._end(row.id, SessionStatus.expired, EndReason.timeout)
-            refreshed = await self.store.get_session(row.id)
-            assert refreshed is not None
-            return refreshed
+            return await self._reloaded(row.id)
         return row
 
     async def status(self, row: SessionRow) -> SessionStatusView:
@@ -389,9 +387,7 @@ class InterviewService:
         if row.status not in OPEN_STATUSES:
             raise SessionClosed(row.status)
         if await self.repair(session_id):
-            refreshed = await self.store.get_session(session_id)
-            assert refreshed is not None
-            row = refreshed
+            row = await self._reloaded(session_id)
         return row
 
     async def repair(self, session_id: str) -> bool:
@@ -653,9 +649,7 @@ class InterviewService:
         """End the interview; ending an ended interview changes nothing."""
         async with self.store.locks.hold(row.id):
             await self._end(row.id, SessionStatus.ended, reason)
-        refreshed = await self.store.get_session(row.id)
-        assert refreshed is not None
-        return refreshed
+        return await self._reloaded(row.id)
 
     # background upkeep
 
@@ -677,6 +671,13 @@ class InterviewService:
         return repaired
 
     # internals
+
+    async def _reloaded(self, session_id: str) -> SessionRow:
+        """The session as stored now; SessionNotFound once it was erased meanwhile."""
+        row = await self.store.get_session(session_id)
+        if row is None:
+            raise SessionNotFound(session_id)
+        return row
 
     async def _status(self, session_id: str) -> SessionStatus:
         row = await self.store.get_session(session_id)

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import SQLAlchemyError
 
-from interview.access import SessionAccess
+from interview.access import SessionAccess, SessionNotFound
 from interview.api.errors import (
     BODY_STATUSES,
     SESSION_STATUSES,
@@ -355,3 +355,30 @@ async def results(
 async def request_evaluation(session: AuthorizedSession, reports: Reports) -> EvaluationScheduled:
     await reports.request_evaluation(session)
     return EvaluationScheduled(session_id=session.id)
+
+
+@router.delete(
+    "/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={
+        **error_responses(
+            *SESSION_STATUSES,
+            descriptions={
+                503: "Nothing was erased (database_unavailable, session_busy): retry after "
+                "Retry-After seconds."
+            },
+        ),
+        204: {"description": "Erased: the interview and everything stored of it are gone."},
+    },
+    description="Erase the interview (the candidate's right to erasure): its transcript, "
+    "report and events are deleted on every instance; a live interview is ended first and its "
+    "voice call hung up. Afterwards every route of the session answers 404, this one included "
+    "(a retry after a lost 204 gets 404: the interview is gone either way).",
+)
+async def erase(
+    session: AuthorizedSession, runtime: Annotated[Runtime, Depends(get_runtime)]
+) -> Response:
+    if not await runtime.erasure.erase(session.id):
+        raise SessionNotFound(session.id)  # erased meanwhile by another request
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

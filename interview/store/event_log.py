@@ -65,10 +65,14 @@ DELIVERED_MEMORY = 20_000
 RESYNC_ID_SLACK = 5_000
 
 LOCK = text("SELECT pg_advisory_xact_lock(:namespace, :key)")
+# Only while the session exists (its key held until the commit, so an erasure waits for the
+# event and deletes it): an event of an erased interview inserts nothing and is dropped.
 INSERT = text(
     "WITH stored AS ("
     " INSERT INTO interview_events (session_id, type, body, created_at)"
-    " VALUES (:session_id, :type, CAST(:body AS json), clock_timestamp())"
+    " SELECT CAST(:session_id AS VARCHAR), :type, CAST(:body AS json), clock_timestamp()"
+    " WHERE EXISTS (SELECT 1 FROM interview_sessions"
+    "  WHERE id = CAST(:session_id AS VARCHAR) FOR KEY SHARE)"
     " RETURNING id, session_id)"
     " SELECT id, pg_notify(:channel, session_id || ' ' || id) FROM stored"
 )
@@ -197,6 +201,9 @@ class PostgresEventBus(EventBus):
                 await task
         await self.notifications.stop()
 
+    def forget(self, session_id: str) -> None:
+        pass  # nothing is kept here: the stored events are deleted with the session's rows
+
     async def flush(self) -> None:
         if not self._tasks:
             return  # not started: nothing is stored or delivered yet (nor will be by waiting)
@@ -259,6 +266,7 @@ class PostgresEventBus(EventBus):
 
     async def _insert(self, batch: list[_Queued]) -> None:
         stored: list[_Stored] = []
+        erased: list[int] = []  # seqs of events whose session is gone
         sessions = sorted({queued.session_id for queued in batch})
         try:
             async with self._engine.begin() as conn:
@@ -276,7 +284,10 @@ class PostgresEventBus(EventBus):
                                 "channel": CHANNEL,
                             },
                         )
-                    ).scalar_one()
+                    ).scalar_one_or_none()
+                    if event_id is None:
+                        erased.append(queued.seq)
+                        continue
                     # Known before the commit: its notification may come before commit returns.
                     entry = _Stored(queued.seq, Event(event_id, queued.session_id, queued.body))
                     self._stored[event_id] = entry
@@ -291,6 +302,8 @@ class PostgresEventBus(EventBus):
             raise
         for entry in stored:
             entry.committed = True
+        for seq in erased:
+            self._done(seq)
         if not self.notifications.connected:
             # No notification will come until the connection is back: listeners need not wait.
             self._deliver_stranded()

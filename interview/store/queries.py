@@ -8,19 +8,24 @@ SIGKILL loses nothing that was already answered to a client. SQLAlchemy's sessio
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import Column, delete, event, func, select, text, update
 from sqlalchemy.engine import CursorResult, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from interview.domain import ConnectionState, EndReason, ReportStatus, Role, SessionStatus
 from interview.store.locks import PostgresSessionLocks, SessionLocks
 from interview.store.migrate import migrate_to_head
-from interview.store.tables import AnswerKeyRow, ReportRow, SessionRow, TurnRow
+from interview.store.tables import AnswerKeyRow, Base, ReportRow, SessionRow, TurnRow
 
 
 class SessionEnded(Exception):
@@ -38,7 +43,11 @@ class Store:
         pool: dict[str, Any] = {}
         if self.is_postgres:
             pool = {"pool_size": pool_size, "max_overflow": max_overflow}
-        self.engine: AsyncEngine = create_async_engine(async_url, pool_pre_ping=True, **pool)
+        # hide_parameters: a failing statement's message (logged) would otherwise quote its
+        # values, a candidate's answer among them; logs never hold answer text.
+        self.engine: AsyncEngine = create_async_engine(
+            async_url, pool_pre_ping=True, hide_parameters=True, **pool
+        )
         if url.get_backend_name() == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._db = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -267,16 +276,22 @@ class Store:
         body: dict[str, Any] | None = None,
         error: str | None = None,
         evaluation_due_at: datetime | None = None,
-    ) -> None:
+    ) -> bool:
         """Store the report as written; `evaluation_due_at`: when its evaluation, which failed,
-        is tried again in the background (with a fresh budget of attempts)."""
+        is tried again in the background (with a fresh budget of attempts). False (nothing
+        stored) when the session was erased."""
         async with self._db() as db, db.begin():
+            # The session's row is share-locked (PostgreSQL): an erasure waits for this report
+            # and deletes it, or this report finds the session gone and stores nothing.
+            if not await _lock_session_key(db, session_id):
+                return False
             row = await db.get(ReportRow, session_id)
             if row is None:
                 row = ReportRow(session_id=session_id)
                 db.add(row)
             row.status, row.body, row.error, row.updated_at = status, body, error, at
             row.evaluation_attempts, row.evaluation_due_at = 0, evaluation_due_at
+        return True
 
     async def reports_due_for_evaluation(self, now: datetime, limit: int) -> Sequence[str]:
         """Ready reports whose next background evaluation is due, the longest due first."""
@@ -327,6 +342,91 @@ class Store:
             result = await db.execute(update(ReportRow).where(*conditions).values(**values))
             assert isinstance(result, CursorResult)
             return result.rowcount == 1
+
+    # erasure
+
+    async def sessions_ended_before(self, cutoff: datetime, limit: int) -> Sequence[str]:
+        """Up to `limit` interviews that ended before `cutoff`, oldest first."""
+        async with self._db() as db:
+            rows = await db.scalars(
+                select(SessionRow.id)
+                .where(SessionRow.ended_at < cutoff)
+                .order_by(SessionRow.ended_at, SessionRow.id)
+                .limit(limit)
+            )
+            return rows.all()
+
+    async def count_sessions_ended_before(self, cutoff: datetime) -> int:
+        async with self._db() as db:
+            count = await db.scalar(
+                select(func.count()).select_from(SessionRow).where(SessionRow.ended_at < cutoff)
+            )
+            return int(count or 0)
+
+    async def delete_sessions(
+        self,
+        session_ids: Collection[str],
+        *,
+        ended_before: datetime | None = None,
+        skip_locked: bool = False,
+    ) -> list[str]:
+        """Erase interviews: each one's rows in every table that refers to it, then the
+        session's own, in one transaction. Returns the ids deleted: an id already gone (another
+        instance erased it first) is not an error.
+
+        `ended_before`: only those that ended before it. `skip_locked` (PostgreSQL): leave the
+        sessions another transaction holds (a concurrent purge deletes them).
+        """
+        if not session_ids:
+            return []
+        query = select(SessionRow.id).where(SessionRow.id.in_(sorted(set(session_ids))))
+        if ended_before is not None:
+            query = query.where(SessionRow.ended_at < ended_before)
+        async with self._db() as db, db.begin():
+            # The sessions' rows are locked first, in one order: a write that refers to one
+            # (a report, an event) waits, then finds it gone; nothing is left behind. SQLite has
+            # one writer at a time anyway.
+            locked = list(
+                (
+                    await db.scalars(
+                        query.order_by(SessionRow.id).with_for_update(skip_locked=skip_locked)
+                    )
+                ).all()
+            )
+            if not locked:
+                return []
+            # Explicitly, table by table, rather than trusting ON DELETE CASCADE to be on (it
+            # is a per-connection pragma in SQLite).
+            for column in SESSION_REFERENCES:
+                await db.execute(delete(column.table).where(column.in_(locked)))
+            await db.execute(delete(SessionRow).where(SessionRow.id.in_(locked)))
+            return locked
+
+
+def _session_references() -> list[Column[Any]]:
+    """Every column that refers to an interview session, dependents first: what erasing one
+    deletes (a table added later is covered by its foreign key)."""
+    sessions_id = SessionRow.__table__.c.id
+    return [
+        column
+        for table in reversed(Base.metadata.sorted_tables)
+        for column in table.columns
+        if any(key.column is sessions_id for key in column.foreign_keys)
+    ]
+
+
+SESSION_REFERENCES = _session_references()
+
+
+async def _lock_session_key(db: AsyncSession, session_id: str) -> bool:
+    """Whether the session exists, holding its key (PostgreSQL's FOR KEY SHARE) until the
+    transaction ends, so it cannot be deleted meanwhile."""
+    found = await db.scalar(
+        select(SessionRow.id)
+        .where(SessionRow.id == session_id)
+        .with_for_update(read=True, key_share=True)
+    )
+    return found is not None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -265,7 +265,10 @@ class Listener:
         self._backchannel = None
         self._backchannel_until = None
         if self.floor.abandon(Interruption.barge_in):
-            log.info("barge_in_abandoned", session_id=self.session_id, heard=heard)
+            # How many words, never which: they are the candidate's (logs hold no answer text).
+            log.info(
+                "barge_in_abandoned", session_id=self.session_id, heard_words=len(heard.split())
+            )
 
     def _resume(self, heard: str) -> None:
         self._backchannel = None
@@ -273,7 +276,7 @@ class Listener:
         if self.floor.resume():
             # The backchannel is not an answer: the next one starts afresh.
             self.reset()
-            log.info("barge_in_resumed", session_id=self.session_id, heard=heard)
+            log.info("barge_in_resumed", session_id=self.session_id, heard_words=len(heard.split()))
 
     def _on_pause(self) -> None:
         audio = self.detector.current_audio()

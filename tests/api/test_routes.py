@@ -361,9 +361,11 @@ def test_health(api: httpx.Client):
 def test_unknown_routes_and_methods_get_json_errors(api: httpx.Client):
     missing = api.get("/no/such/route")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
-    wrong_method = api.delete("/start")
+    wrong_method = api.put("/start")
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    # DELETE /start is DELETE /{session_id} of a session called "start": none is (401, 404).
+    assert api.delete("/start").json()["error"]["code"] == "unauthorized"
     form = api.post("/start", content=b"user_id=x", headers={"Content-Type": "text/plain"})
     assert form.status_code == 422 and "error" in form.json()
 
