@@ -324,13 +324,15 @@ class ReportWriter:
             if self.evaluator is not None:
                 # Never raises: a failed evaluation leaves the report without it.
                 report, due_at = await self._evaluate(report, plan, turns)
-            await self.store.save_report(
+            saved = await self.store.save_report(
                 session_id,
                 status=ReportStatus.ready,
                 at=self.clock(),
                 body=report.model_dump(mode="json"),
                 evaluation_due_at=due_at,
             )
+            if not saved:
+                return  # the interview was erased meanwhile: nothing to announce
             log.info("report_ready", session_id=session_id, evaluation=report.evaluation_status)
             self.events.publish(session_id, ResultsChanged(status=ReportStatus.ready))
         except Exception as exc:  # a report that cannot be built is stored as failed, with why
@@ -407,10 +409,10 @@ class ReportWriter:
         )
 
     async def _failed(self, session_id: str, reason: str) -> None:
-        await self.store.save_report(
+        if await self.store.save_report(
             session_id, status=ReportStatus.failed, at=self.clock(), error=reason
-        )
-        self.events.publish(session_id, ResultsChanged(status=ReportStatus.failed))
+        ):
+            self.events.publish(session_id, ResultsChanged(status=ReportStatus.failed))
 
 
 def _with_evaluation(report: Report, evaluation: Evaluation) -> Report:
