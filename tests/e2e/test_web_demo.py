@@ -498,6 +498,45 @@ def test_ending_stops_the_live_events_even_without_their_results_event(
     assert len(followed) == seen, f"/events requested {len(followed) - seen} more times after End"
 
 
+def test_the_candidate_erases_the_interview_from_the_results(
+    voice_server: AppServer, chromium_launcher: Callable[..., Browser]
+):
+    browser = chromium_launcher(allow_microphone=False)  # typing only: no voice slot taken
+    _context, page, requests = new_page(browser)
+    tokens: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            tokens.append(request.headers["authorization"].removeprefix("Bearer "))
+            if "authorization" in request.headers
+            else None
+        ),
+    )
+    page.goto(demo_url(voice_server, plan="quick-engineer"))
+    start(page)
+    expect(page.get_by_test_id("phase")).to_have_text("Voice off: you can type your answers")
+    page.get_by_label("Type your answer instead").fill("I moved our nightly jobs to a queue")
+    page.get_by_role("button", name="Send answer").click()
+    expect(page.get_by_test_id("transcript").locator("li")).to_have_count(3, timeout=TURN_MS)
+    page.get_by_role("button", name="End interview").click()
+    expect(page.get_by_test_id("results")).to_be_visible(timeout=RESULTS_MS)
+    sid = session_id_of(requests)
+    assert httpx.get(f"{voice_server.api}/{sid}/status", headers=auth(tokens[-1])).is_success
+
+    # Asked to confirm; declined, nothing happens; accepted, the interview is gone.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_role("button", name="Delete this interview").click()
+    expect(page.get_by_test_id("results")).to_be_visible()
+    assert httpx.get(f"{voice_server.api}/{sid}/status", headers=auth(tokens[-1])).is_success
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete this interview").click()
+    expect(page.get_by_test_id("erased")).to_contain_text("This interview was deleted")
+    expect(page.get_by_test_id("results")).to_have_count(0)
+    expect(page.get_by_test_id("transcript").locator("li")).to_have_count(0)
+    gone = httpx.get(f"{voice_server.api}/{sid}/status", headers=auth(tokens[-1]), timeout=10)
+    assert gone.status_code == 404, gone.text
+
+
 class HeldConnections:
     """aiortc voice connections held open from a background thread (this module is sync)."""
 
