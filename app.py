@@ -46,6 +46,11 @@ from ui.gradio_host import UI_PATH, demo_ui
 
 API_PREFIX = "/api/interview"
 LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+# What a browser may send across origins; API Gateway's CORS in the CDK stack must allow the
+# same (tests/cdk/test_api.py). DELETE: the candidate erases an interview; Idempotency-Key: a
+# typed answer's retry (ui/web's client) must pass the preflight.
+CORS_METHODS = ["GET", "POST", "DELETE", "OPTIONS"]
+CORS_HEADERS = ["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"]
 # What opens a new interview or voice connection: refused while draining.
 DRAINING_REFUSED = re.compile(re.escape(API_PREFIX) + r"/(start|[^/]+/rtc/offer)/?")
 DRAINING_RETRY_AFTER_SECONDS = 5
@@ -108,9 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origin_regex=LOCALHOST_ORIGINS
         if settings.environment is Environment.development
         else None,
-        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-        # Idempotency-Key: a typed answer's retry (ui/web's client) must pass the preflight.
-        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
+        allow_methods=CORS_METHODS,
+        allow_headers=CORS_HEADERS,
         # The browser client sends credentials: "include" (for an optional load balancer
         # stickiness cookie). Credentials go only to named origins: with "*"
         # Starlette would echo any origin, letting every site make credentialed calls.

@@ -510,12 +510,14 @@ class SpoolEcsStack(Stack):
             create_default_stage=False,
             cors_preflight=apigwv2.CorsPreflightOptions(
                 allow_origins=self.settings.cors_origins,
+                # As the app's own CORS (app.py CORS_METHODS, CORS_HEADERS).
                 allow_methods=[
                     apigwv2.CorsHttpMethod.GET,
                     apigwv2.CorsHttpMethod.POST,
+                    apigwv2.CorsHttpMethod.DELETE,
                     apigwv2.CorsHttpMethod.OPTIONS,
                 ],
-                allow_headers=["authorization", "content-type", "last-event-id"],
+                allow_headers=["authorization", "content-type", "last-event-id", "idempotency-key"],
                 expose_headers=["retry-after"],
                 # The web client sends credentials (fetch with credentials: "include"; the ALB's
                 # stickiness cookie, when switched on); that requires named origins, never "*".

@@ -6,6 +6,7 @@ import json
 
 from aws_cdk.assertions import Match
 
+import app
 from tests.cdk.conftest import Synth
 
 
@@ -16,7 +17,9 @@ def test_cors_allows_the_context_origins_with_credentials(external_turn: Synth) 
     assert cors["AllowOrigins"] == ["https://interview.example.com", "https://admin.example.com"]
     # Credentials carry the ALB stickiness cookie; the bearer token needs Authorization.
     assert cors["AllowCredentials"] is True
-    assert {"authorization", "content-type", "last-event-id"} <= set(cors["AllowHeaders"])
+    # What the app's own CORS lets a browser send, the HTTP API's preflight allows too.
+    assert sorted(cors["AllowHeaders"]) == sorted(h.lower() for h in app.CORS_HEADERS)
+    assert sorted(cors["AllowMethods"]) == sorted(app.CORS_METHODS)
     # A 503's Retry-After (draining, at capacity, database failover) must be readable by the
     # browser client, which waits that long before retrying.
     assert [header.lower() for header in cors["ExposeHeaders"]] == ["retry-after"]
