@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from interview.access import SessionAccess, SessionNotFound
 from interview.api.errors import (
@@ -47,6 +48,17 @@ from interview.voice.gateway import VoiceGateway
 
 # Any request, on any route, may have headers too large.
 router = APIRouter(responses=error_responses(431))
+
+# The routes that are one fixed word under the prefix; a session's own path (/{session_id}) is
+# any other word, so that DELETE /health is no method of /health (its Allow says GET, HEAD).
+FIXED_PATHS = ("health", "plans", "start")
+
+
+class SessionPathConvertor(StringConvertor):
+    regex = rf"(?!(?:{'|'.join(FIXED_PATHS)})$)[^/]+"
+
+
+register_url_convertor("session", SessionPathConvertor())
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _bearer = HTTPBearer(
     auto_error=False,
@@ -358,7 +370,7 @@ async def request_evaluation(session: AuthorizedSession, reports: Reports) -> Ev
 
 
 @router.delete(
-    "/{session_id}",
+    "/{session_id:session}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses={

@@ -68,6 +68,9 @@ def test_a_405_allows_every_method_of_its_path(api: httpx.Client):
         ("PATCH", f"/{sid}/end", {"POST"}),
         ("DELETE", "/start", {"POST"}),
         ("POST", "/plans", {"GET"}),
+        # A session's own path is any word but the fixed routes': DELETE /health is not one.
+        ("DELETE", "/health", {"GET"}),
+        ("OPTIONS", f"/{sid}", {"DELETE"}),
     ):
         response = api.request(method, path, headers=headers)
         assert error_of(response, 405)["code"] == "method_not_allowed"

@@ -6,9 +6,11 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
 from app import create_app
 from harness.app_server import AppServer
+from interview.api.routes import FIXED_PATHS, router
 from interview.config import Settings
 from tests.api.helpers import auth, start, wait_for_results
 
@@ -364,8 +366,8 @@ def test_unknown_routes_and_methods_get_json_errors(api: httpx.Client):
     wrong_method = api.put("/start")
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
-    # DELETE /start is DELETE /{session_id} of a session called "start": none is (401, 404).
-    assert api.delete("/start").json()["error"]["code"] == "unauthorized"
+    # DELETE /start is no session's path either: "start" is a route of its own.
+    assert api.delete("/start").json()["error"]["code"] == "method_not_allowed"
     form = api.post("/start", content=b"user_id=x", headers={"Content-Type": "text/plain"})
     assert form.status_code == 422 and "error" in form.json()
 
@@ -432,3 +434,12 @@ def test_logs_are_json_with_session_ids_and_no_tokens(api: httpx.Client, api_ser
     )
     assert session["token"] not in log
     assert LONG not in log  # candidates' words stay in the database, not in logs
+
+
+def test_the_session_path_excludes_exactly_the_fixed_one_word_routes():
+    one_word = {
+        route.path.removeprefix("/")
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.path.count("/") == 1 and "{" not in route.path
+    }
+    assert set(FIXED_PATHS) == one_word
