@@ -41,7 +41,6 @@ class BodySizeLimitMiddleware:
             return
 
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -54,18 +53,10 @@ class BodySizeLimitMiddleware:
                     raise HTTPException(413, self._too_large_message())
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except HTTPException as exc:
-            if exc.status_code != 413 or started:
-                raise
-            await self._refuse_too_large(send)
+        await serve_or_refuse(
+            self.app, scope, counting_receive, send, 413, "content_too_large",
+            self._too_large_message(),
+        )  # fmt: skip
 
     def _too_large_message(self) -> str:
         return f"The request body is larger than {self.max_bytes} bytes."
@@ -95,7 +86,6 @@ class RequestBodyTimeoutMiddleware:
             return
         deadline: float | None = None
         body_done = False
-        started = False
 
         async def timed_receive() -> Message:
             nonlocal deadline, body_done
@@ -117,24 +107,12 @@ class RequestBodyTimeoutMiddleware:
                 body_done = True
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, timed_receive, tracking_send)
-        except HTTPException as exc:
-            if exc.status_code != 408 or started:
-                raise
-            await self._refuse_timeout(send)
+        await serve_or_refuse(
+            self.app, scope, timed_receive, send, 408, "request_timeout", self._timeout_message()
+        )
 
     def _timeout_message(self) -> str:
         return f"The request body did not arrive within {self.seconds:g} seconds."
-
-    async def _refuse_timeout(self, send: Send) -> None:
-        await send_error(send, 408, "request_timeout", self._timeout_message())
 
 
 class HeaderSizeLimitMiddleware:
@@ -174,6 +152,33 @@ class JSONErrorCORSMiddleware(CORSMiddleware):
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
         headers.pop("content-type", None)
         return JSONResponse(body.model_dump(), status_code=response.status_code, headers=headers)
+
+
+async def serve_or_refuse(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+) -> None:
+    """Run the app with a `receive` that raises HTTPException(status) on a body it refuses;
+    when that escapes the app before any response started, answer it as the API's JSON error."""
+    started = False
+
+    async def tracking_send(event: Message) -> None:
+        nonlocal started
+        if event["type"] == "http.response.start":
+            started = True
+        await send(event)
+
+    try:
+        await app(scope, receive, tracking_send)
+    except HTTPException as exc:
+        if exc.status_code != status or started:
+            raise
+        await send_error(send, status, code, message)
 
 
 async def send_error(send: Send, status: int, code: str, message: str) -> None:
