@@ -201,7 +201,10 @@ async def test_process_audio_hands_over_a_turn_and_an_answer_ended_while_respond
         rate = sum(n for _, n in window[1:]) / span
         assert 0.7 * INPUT_RATE < rate < 1.3 * INPUT_RATE, f"{rate:.0f} samples/s"
         during = sum(n for at, n, _ in ear.heard if started < at < ended)
-        assert during > 0.5 * (ended - started) * INPUT_RATE, "receive() hears while responding"
+        # A deaf ear (fastrtc's own default while responding) hears nothing then; on a busy
+        # machine frames arrive in bursts, so part of this window's audio may land after it
+        # (measured: 37 % of it inside in a full CI run).
+        assert during > 0.25 * (ended - started) * INPUT_RATE, "receive() hears while responding"
         # One reply at a time (state.responding), the next right after (reset() re-armed).
         (_, _, first_end), (_, second_start, _) = host.script.replies[:2]
         assert first_end <= second_start < first_end + 0.5, "reset(): the pending answer"
