@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from interview.access import SessionNotFound
+from interview.report.writer import report_lock
 from interview.sessions import InterviewService
 from interview.voice.gateway import VoiceGateway
 
@@ -26,11 +27,6 @@ HANG_UP_SECONDS = 5.0
 HANG_UP_POLL_SECONDS = 0.1
 # One instance sweeps at a time; the others skip their turn.
 RETENTION_LOCK = "retention"
-
-
-def report_lock(session_id: str) -> str:
-    """The lock held while a session's report is written (interview.report.writer)."""
-    return f"report:{session_id}"
 
 
 class Eraser:

@@ -187,7 +187,6 @@ class RateLimits:
 
 @dataclass(eq=False)
 class _Slot:
-    session_id: str
     opened_at: float
 
 
@@ -211,7 +210,7 @@ class StreamSlots:
             oldest = min(slot.opened_at for slot in slots)
             retry_after = max(1, math.ceil(oldest + self.stream_seconds - now))
             raise TooManyStreams(self.per_session, retry_after)
-        slot = _Slot(session_id, now)
+        slot = _Slot(now)
         slots.add(slot)
 
         def close() -> None:

@@ -168,7 +168,9 @@ async def events(
                         retry=RECONNECT_MS,
                     )
                     if event.type == "results":
-                        return  # the interview is over: nothing more will come
+                        # The report is there: this stream ends (an evaluation made later
+                        # announces itself to a client that asks again with Last-Event-ID).
+                        return
         except TimeoutError:
             return
 

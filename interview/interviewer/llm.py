@@ -9,10 +9,8 @@ interviewer's line is used so the interview goes on, and the reply says why it i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import replace
 
-import httpx2
 import openai
 import structlog
 from openai import AsyncOpenAI
@@ -35,24 +33,11 @@ from interview.interviewer.prompts import (
 )
 from interview.interviewer.scripted import ScriptedInterviewer
 from interview.interviewer.turn_stream import MalformedTurn, TurnStream, spoken
-from interview.openai_client import describe_failure
+from interview.openai_client import ATTEMPT_FAILURES, describe_failure, retry_after
 from interview.plans import InterviewPlan
 from interview.speech.sentences import SENTENCE_END
 
 log = structlog.get_logger(__name__)
-
-# What ends one attempt, not the turn. Besides the client's own errors: the SDK lets transport
-# errors that happen mid-stream through unwrapped (httpx2's: the HTTP client of openai 3.57), and
-# a server that is merely "compatible" can send an event it cannot parse (JSONDecodeError, a
-# ValueError) or a chunk without the expected fields (TypeError, AttributeError).
-ATTEMPT_FAILURES = (
-    openai.APIError,
-    httpx2.HTTPError,
-    TimeoutError,
-    ValueError,
-    TypeError,
-    AttributeError,
-)
 
 # What a retry waits after a failure without Retry-After, doubled per attempt.
 FIRST_BACKOFF_SECONDS = 0.25
@@ -219,9 +204,5 @@ def _whole_sentences(text: str) -> str:
 
 
 def _backoff(exc: BaseException, attempt: int) -> float:
-    if isinstance(exc, openai.APIStatusError):
-        retry_after = exc.response.headers.get("retry-after")
-        if retry_after is not None:
-            with contextlib.suppress(ValueError):
-                return max(0.0, float(retry_after))
-    return FIRST_BACKOFF_SECONDS * 2.0 ** (attempt - 1)
+    asked = retry_after(exc)
+    return asked if asked is not None else FIRST_BACKOFF_SECONDS * 2.0 ** (attempt - 1)

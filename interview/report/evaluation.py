@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Literal
 
 import httpx2
@@ -29,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from interview.config import Settings
-from interview.openai_client import async_client, describe_failure
+from interview.openai_client import ATTEMPT_FAILURES, async_client, describe_failure
+from interview.openai_client import retry_after as openai_retry_after
 from interview.plans import InterviewPlan
 from interview.report.evaluation_prompt import (
     TOOL_NAME,
@@ -52,21 +50,6 @@ log = structlog.get_logger(__name__)
 
 NOT_ASSESSED = "Not assessed: no question on this competency was answered."
 
-# What ends one attempt, not the evaluation. Besides the client's own errors (HTTP, timeouts):
-# a transport error of its HTTP client (httpx2) should one come through unwrapped, and what a
-# merely "compatible" server or a proxy sends instead of a chat completion: a body that is not
-# JSON (json.JSONDecodeError, a ValueError), JSON of another shape (pydantic's errors, also
-# ValueErrors; TypeError, KeyError, AttributeError on access). Any other exception is a bug,
-# and the report writer still stores the report without the evaluation.
-ATTEMPT_FAILURES = (
-    openai.OpenAIError,
-    httpx2.HTTPError,
-    TimeoutError,
-    ValueError,
-    TypeError,
-    KeyError,
-    AttributeError,
-)
 # The pause before another attempt grows with each failure, up to this.
 MAX_PAUSE_SECONDS = 10.0
 # A 429's Retry-After is waited for up to this long: a longer wait is the background retry's job
@@ -234,26 +217,10 @@ def describe(exc: BaseException) -> str:
 
 
 def retry_after(exc: BaseException) -> float | None:
-    """The seconds an HTTP error's Retry-After (or OpenAI's retry-after-ms) asks to wait,
-    at most MAX_RETRY_AFTER_SECONDS; None when it asks nothing readable."""
-    if not isinstance(exc, openai.APIStatusError):
-        return None
-    headers = exc.response.headers
-    seconds: float | None = None
-    try:
-        if "retry-after-ms" in headers:
-            seconds = float(headers["retry-after-ms"]) / 1000
-        elif "retry-after" in headers:
-            value = headers["retry-after"]
-            try:
-                seconds = float(value)
-            except ValueError:  # an HTTP date
-                seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
-    except (ValueError, TypeError):
-        return None
-    if seconds is None or math.isnan(seconds):
-        return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
+    """The seconds an HTTP error's Retry-After asks to wait, at most MAX_RETRY_AFTER_SECONDS;
+    None when it asks nothing readable."""
+    asked = openai_retry_after(exc)
+    return None if asked is None else min(asked, MAX_RETRY_AFTER_SECONDS)
 
 
 def check(

@@ -46,6 +46,12 @@ EVALUATION_POLL_SECONDS = 15.0
 EVALUATION_CONCURRENCY = 2
 
 
+def report_lock(session_id: str) -> str:
+    """The lock held while a session's report is written or evaluated: one instance at a time
+    (also taken by an erasure, so no report of an interview being erased is begun)."""
+    return f"report:{session_id}"
+
+
 class InterviewRunning(Exception):
     """Results were asked for before the interview ended."""
 
@@ -242,7 +248,7 @@ class ReportWriter:
     async def _reevaluate(self, session_id: str) -> None:
         # The report's lock, as for writing it: one instance evaluates it at a time, and reads
         # its row again once it holds the lock (another may have evaluated it meanwhile).
-        async with self.store.locks.try_hold(f"report:{session_id}") as mine:
+        async with self.store.locks.try_hold(report_lock(session_id)) as mine:
             if not mine:
                 return
             try:
@@ -305,7 +311,7 @@ class ReportWriter:
     async def _write(self, session_id: str) -> None:
         # One instance writes a report: the others (asked for results meanwhile, or resuming
         # after a restart) leave it to the one that holds its lock.
-        async with self.store.locks.try_hold(f"report:{session_id}") as mine:
+        async with self.store.locks.try_hold(report_lock(session_id)) as mine:
             if mine:
                 await self._write_once(session_id)
 
