@@ -31,9 +31,10 @@ check: lint
 # first run makes them, ~15 minutes); stt_window: the 30 s and short STT windows on those clips
 # (~2 minutes); turn_taking: barge-in stop time, self-interruptions from echo and backchannels,
 # at the client; many_instances: one instance, then two, on one PostgreSQL behind HAProxy (round
-# robin), 200 text clients and 4 voice sessions each (~8 minutes). Write benchmarks/results/
-# {voice,llm_overhead,end_of_turn,stt_window,turn_taking,many_instances}.json and the tables in
-# the README.
+# robin), 200 text clients and 4 voice sessions each (~8 minutes); limits: /start with the rate
+# limits on next to off, a flood from one client, a stalled body (~1 minute). Write
+# benchmarks/results/{voice,llm_overhead,end_of_turn,stt_window,turn_taking,many_instances,
+# limits}.json and the tables in the README.
 bench: dev-setup system-deps models
 	$(PY) -m benchmarks.voice_bench
 	$(PY) -m benchmarks.llm_overhead
@@ -41,6 +42,7 @@ bench: dev-setup system-deps models
 	$(PY) -m benchmarks.stt_window
 	$(PY) -m benchmarks.turn_taking
 	$(PY) -m benchmarks.many_instances
+	$(PY) -m benchmarks.limits
 
 setup: $(RUNTIME_STAMP)
 dev-setup: $(DEV_STAMP)
