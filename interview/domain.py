@@ -79,3 +79,25 @@ class ReportStatus(StrEnum):
     pending = "pending"
     ready = "ready"
     failed = "failed"
+
+
+class Transcription(StrEnum):
+    """Which pass a candidate turn's text comes from."""
+
+    # Typed in text mode: exact, nothing to transcribe.
+    typed = "typed"
+    # The live pass's text, which drove the conversation; the accurate pass is still to come.
+    live = "live"
+    # The accurate pass replaced the live text (kept as the turn's draft).
+    accurate = "accurate"
+    # The live text stands, flagged: the accurate pass failed, timed out, lost its audio, or is
+    # not configured (the turn's transcription_note says which).
+    live_only = "live_only"
+
+
+class PassState(StrEnum):
+    """Where one kept stretch of answer audio stands in the accurate pass."""
+
+    pending = "pending"
+    done = "done"
+    failed = "failed"

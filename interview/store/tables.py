@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -25,10 +26,12 @@ from interview.domain import (
     ConnectionState,
     EndReason,
     Interruption,
+    PassState,
     ReportStatus,
     Role,
     SessionStatus,
     TurnKind,
+    Transcription,
     TurnSource,
 )
 
@@ -126,6 +129,16 @@ class TurnRow(Base):
     # line); None for a line heard whole, and for answers.
     interruption: Mapped[Interruption | None] = mapped_column(enum_column(Interruption, 16))
     planned_text: Mapped[str | None] = mapped_column(Text)
+    # For a candidate turn: which pass its text comes from (None for the interviewer's lines,
+    # and for answers stored before the accurate pass existed).
+    transcription: Mapped[Transcription | None] = mapped_column(enum_column(Transcription, 16))
+    # Why a live_only turn kept its live text (timed_out, failed, audio_lost, not_configured).
+    transcription_note: Mapped[str | None] = mapped_column(String(64))
+    # The live pass's text, once the accurate pass has replaced it.
+    draft_text: Mapped[str | None] = mapped_column(Text)
+    # The accurate pass's words: [[word, start, end], ...], seconds from the turn's started_at;
+    # "".join of the words of each stretch is that stretch's text.
+    words: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
 # A BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
@@ -190,6 +203,45 @@ class RelayRow(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AnswerAudioRow(Base):
+    """One stretch of a spoken answer's audio, kept until the accurate pass has transcribed it
+    (an answer continued after a withdrawn reply has two or more). The audio is dropped as soon
+    as the stretch is done or given up, and an erased session takes its rows with it."""
+
+    __tablename__ = "interview_answer_audio"
+    __table_args__ = (
+        UniqueConstraint("session_id", "turn_index", "segment", name="uq_answer_audio_segment"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("interview_sessions.id", ondelete="CASCADE"), index=True
+    )
+    turn_index: Mapped[int] = mapped_column(Integer)
+    segment: Mapped[int] = mapped_column(Integer)
+    # Where the stretch starts, in ms after the turn's started_at (0 for the first).
+    offset_ms: Mapped[int] = mapped_column(Integer)
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    # 16-bit little-endian mono PCM; None once the stretch is done or given up.
+    audio: Mapped[bytes | None] = mapped_column(LargeBinary)
+    live_text: Mapped[str] = mapped_column(Text)
+    # What the interview already knows, given to the accurate pass (the question, the plan's
+    # vocabulary): never the candidate's words.
+    context: Mapped[str] = mapped_column(Text)
+    state: Mapped[PassState] = mapped_column(enum_column(PassState, 16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The instance running the pass now, until when (a lease: a dead instance's claim lapses).
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # After this the live text stands (flagged): the report never waits longer for it.
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    accurate_text: Mapped[str | None] = mapped_column(Text)
+    words: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Why the stretch was given up (timed_out, failed, ...): a reason, never the audio's words.
+    error: Mapped[str | None] = mapped_column(String(64))
 
 
 class ReportRow(Base):
