@@ -128,6 +128,19 @@ class Settings(BaseSettings):
     # Short answers encoded in a window just longer than them, not Whisper's 30 s (4-5x faster
     # on tiny.en; benchmarks/README.md, "STT: the short window").
     stt_short_window: bool = True
+    # The accurate pass: each spoken answer is transcribed again in the background by a more
+    # accurate model, and that text replaces the live one in the transcript and the report.
+    # "off": the live text stands (flagged live_only). Chosen by measurement (benchmarks/README.md).
+    accurate_stt_model: Literal["base", "off"] = "base"
+    accurate_stt_beam_size: int = Field(default=5, ge=1, le=10)
+    # Accurate passes this instance runs at once (each in a low-priority process); 0: none here,
+    # another instance runs them.
+    accurate_pass_workers: int = Field(default=1, ge=0, le=8)
+    # One attempt's limit; a stretch is tried this many times, then its live text stands.
+    accurate_pass_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    accurate_pass_attempts: int = Field(default=2, ge=1, le=10)
+    # The longest the report waits for a stretch's accurate pass, from the end of the answer.
+    accurate_pass_deadline_seconds: float = Field(default=600.0, gt=0, le=86_400)
     tts_voice: str = "af_heart"
     # Synthesized sentences kept across restarts (the interviewer's lines repeat).
     speech_cache_dir: Path | None = PROJECT_DIR / "data" / "speech-cache"
