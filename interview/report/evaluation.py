@@ -43,7 +43,7 @@ from interview.report.models import (
     QuestionReport,
     Scale,
 )
-from interview.report.quotes import find_quote
+from interview.report.quotes import find_quote, said_at
 from interview.store import TurnRow
 
 log = structlog.get_logger(__name__)
@@ -243,6 +243,7 @@ def check(
         by_id[entry.competency_id] = entry
     answered = {q.competency for q in questions if q.answered}
     candidate_turns = [(t.index, t.text) for t in turns if t.role == "candidate"]
+    timings = {t.index: (t.text, t.words) for t in turns if t.role == "candidate"}
     scores: list[CompetencyScore] = []
     flagged: list[FlaggedQuote] = []
     for competency in plan.competencies:
@@ -279,7 +280,14 @@ def check(
                     )
                 )
             else:
-                evidence.append(Evidence(quote=match.text, turn_index=match.turn_index))
+                text, words = timings[match.turn_index]
+                evidence.append(
+                    Evidence(
+                        quote=match.text,
+                        turn_index=match.turn_index,
+                        at_seconds=said_at(text, words, match.start),
+                    )
+                )
         scores.append(
             CompetencyScore(
                 id=competency.id,

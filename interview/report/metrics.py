@@ -6,8 +6,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from statistics import mean
 
+from interview.domain import Transcription
 from interview.plans import InterviewPlan
-from interview.report.models import Answer, Metrics, PlanSummary, QuestionReport, Report
+from interview.report.models import (
+    Answer,
+    Metrics,
+    PlanSummary,
+    QuestionReport,
+    Report,
+    TranscriptQuality,
+)
 from interview.store import SessionRow, TurnRow
 
 NO_EVALUATION = "Metrics only: no language model is configured to evaluate the answers."
@@ -69,6 +77,7 @@ def build_report(
         ended_at=session.ended_at,
         end_reason=session.end_reason,
         questions=questions,
+        transcript=transcript_quality(answers),
         metrics=Metrics(
             duration_seconds=duration,
             candidate_turns=len(answers),
@@ -120,6 +129,9 @@ def _answer(turn: TurnRow, previous: TurnRow | None) -> Answer:
         if turn.source == "voice"
         else None
     )
+    transcription = turn.transcription
+    if transcription is None:  # stored before the accurate pass existed
+        transcription = Transcription.typed if turn.source == "text" else Transcription.live_only
     return Answer(
         turn_index=turn.index,
         text=turn.text,
@@ -127,4 +139,16 @@ def _answer(turn: TurnRow, previous: TurnRow | None) -> Answer:
         words=len(turn.text.split()),
         speaking_seconds=speaking,
         response_delay_seconds=delay,
+        transcription=transcription.value,
+        transcription_note=turn.transcription_note,
+    )
+
+
+def transcript_quality(answers: Sequence[Answer]) -> TranscriptQuality:
+    flagged = [a.turn_index for a in answers if a.transcription in ("live", "live_only")]
+    return TranscriptQuality(
+        typed=sum(a.transcription == "typed" for a in answers),
+        accurate=sum(a.transcription == "accurate" for a in answers),
+        live_only=len(flagged),
+        flagged_turns=flagged,
     )

@@ -21,6 +21,13 @@ class Answer(BaseModel):
     words: int
     speaking_seconds: float | None
     response_delay_seconds: float | None
+    transcription: Literal["typed", "live", "accurate", "live_only"] | None = Field(
+        default=None,
+        description="Which pass the text comes from: typed (exact), accurate (the accurate "
+        "speech-to-text pass), live_only (the live pass's text, flagged: the accurate pass "
+        "failed, timed out or is off; transcription_note says which).",
+    )
+    transcription_note: str | None = None
 
 
 class QuestionReport(BaseModel):
@@ -57,6 +64,12 @@ class Metrics(BaseModel):
 class Evidence(BaseModel):
     quote: str = Field(description="Verbatim from the candidate's turn `turn_index`.")
     turn_index: int
+    at_seconds: float | None = Field(
+        default=None,
+        description="When the quote's first word was said, in seconds from the start of the "
+        "answer (turn `turn_index`), from the accurate pass's word timings; null for a typed "
+        "answer or one without them.",
+    )
 
 
 class FlaggedQuote(BaseModel):
@@ -105,6 +118,19 @@ EvaluationStatus = Literal[
 ]
 
 
+class TranscriptQuality(BaseModel):
+    """How exact the answers' text is: how many answers came from each pass."""
+
+    typed: int = 0
+    accurate: int = 0
+    live_only: int = 0
+    flagged_turns: list[int] = Field(
+        default_factory=list,
+        description="Candidate turns whose text is the live pass's only (less exact): quotes "
+        "from them may be one misheard word away from what was said.",
+    )
+
+
 class Report(BaseModel):
     status: Literal["ready"] = "ready"
     session_id: str
@@ -117,6 +143,7 @@ class Report(BaseModel):
     questions: list[QuestionReport]
     metrics: Metrics
     evaluation: Evaluation | None = None
+    transcript: TranscriptQuality = Field(default_factory=TranscriptQuality)
     evaluation_status: EvaluationStatus = Field(
         default="not_configured",
         description="ready: the evaluation is in the report. not_configured: no language model "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
 _NOT_WORD = re.compile(r"[^\w']+")
@@ -29,6 +30,9 @@ class QuoteMatch:
     # The candidate's own words as the transcript has them: the model's copy may differ in
     # case and punctuation, and the report calls its evidence verbatim.
     text: str
+    # Where those words are in the turn's text (character offsets).
+    start: int = field(default=0, compare=False)
+    end: int = field(default=0, compare=False)
 
 
 def find_quote(quote: str, turns: Sequence[tuple[int, str]]) -> QuoteMatch | None:
@@ -46,7 +50,28 @@ def find_quote(quote: str, turns: Sequence[tuple[int, str]]) -> QuoteMatch | Non
         for start in range(len(words) - len(needle) + 1):
             if [w for w, _, _ in words[start : start + len(needle)]] == needle:
                 first, last = words[start], words[start + len(needle) - 1]
-                return QuoteMatch(index, text[first[1] : last[2]].strip(_EDGE))
+                span = text[first[1] : last[2]]
+                stripped = span.strip(_EDGE)
+                begin = first[1] + (len(span) - len(span.lstrip(_EDGE)))
+                return QuoteMatch(index, stripped, begin, begin + len(stripped))
+    return None
+
+
+def said_at(text: str, words: Sequence[Sequence[Any]] | None, offset: int) -> float | None:
+    """When the character at `offset` of a turn's `text` was said: the start of the word it
+    falls in (or the next one), from the accurate pass's `words` ([word, start, end], whose
+    stripped words appear in `text` in order). None without word timings."""
+    if not words:
+        return None
+    position = 0
+    for word, start, *_ in words:
+        token = str(word).strip()
+        found = text.find(token, position) if token else -1
+        if found < 0:
+            continue  # a word the text does not spell the same way: the next one places it
+        position = found + len(token)
+        if position > offset:
+            return round(float(start), 2)
     return None
 
 

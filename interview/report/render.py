@@ -12,7 +12,7 @@ from typing import Literal
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from interview.report.models import Report
+from interview.report.models import Report, TranscriptQuality
 
 Format = Literal["md", "html"]
 
@@ -49,6 +49,22 @@ def _number(value: float | None) -> str:
     return f"{value:g}" if value is not None else "n/a"
 
 
+def _clock(seconds: float) -> str:
+    whole = max(0, int(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def _transcript(quality: TranscriptQuality) -> str:
+    parts = []
+    if quality.accurate:
+        parts.append(f"{quality.accurate} spoken answers from the accurate pass")
+    if quality.live_only:
+        parts.append(f"{quality.live_only} from the live pass only (less exact)")
+    if quality.typed:
+        parts.append(f"{quality.typed} typed")
+    return "; ".join(parts) or "no answers"
+
+
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|!~])")
 
 
@@ -73,6 +89,8 @@ def _environment() -> Environment:
         percent=_percent,
         seconds=_seconds,
         number=_number,
+        clock=_clock,
+        transcript=_transcript,
         text=_text,
         recommendation=lambda v: _RECOMMENDATIONS.get(v, v),
         reason=lambda v: _REASONS.get(v, v or "unknown"),

@@ -323,6 +323,12 @@ class ReportWriter:
             row = await self.store.get_session(session_id)
             if row is None:
                 return
+            pending = await self.store.pending_passes(session_id)
+            if pending:
+                # The report quotes the accurate transcript: the pass that finishes the last
+                # answer (or gives it up at its deadline) asks for the report again.
+                log.info("report_waits_for_transcript", session_id=session_id, pending=pending)
+                return
             turns = await self._spoken_turns(session_id)
             plan = self.plans.get(row.plan_id)
             report = build_report(plan, row, turns, now=self.clock())
