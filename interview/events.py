@@ -45,6 +45,7 @@ from interview.domain import (
     ReportStatus,
     Role,
     SessionStatus,
+    Transcription,
     TurnKind,
     TurnSource,
 )
@@ -76,6 +77,9 @@ class TurnCommitted(_EventBody):
     # candidate (what was heard), an answer that went on after a withdrawn reply.
     interruption: Interruption | None = None
     planned_text: str | None = None
+    # A candidate turn: which pass its text comes from. Published again, with the accurate
+    # text, once the accurate pass has replaced the live one.
+    transcription: Transcription | None = None
 
 
 class StatusChanged(_EventBody):

@@ -25,6 +25,7 @@ from interview.domain import (
     ReportStatus,
     Role,
     SessionStatus,
+    Transcription,
     TurnKind,
     TurnSource,
 )
@@ -248,6 +249,12 @@ class IceServersResponse(BaseModel):
         )
 
 
+class WordTiming(BaseModel):
+    word: str = Field(description="As the accurate pass heard it, with its leading space.")
+    start: float = Field(description="Seconds from the turn's started_at.")
+    end: float
+
+
 class Turn(BaseModel):
     index: int
     role: Role
@@ -263,10 +270,47 @@ class Turn(BaseModel):
         "and `planned_text` the whole line; a `withdrawn` line does not count as said.",
     )
     planned_text: str | None = None
+    transcription: Transcription | None = Field(
+        default=None,
+        description="A candidate turn's origin: `typed` (text mode, exact); `live` (the live "
+        "speech-to-text, which drove the conversation; the accurate pass is still to come); "
+        "`accurate` (the accurate pass replaced it; `draft_text` is the live text); "
+        "`live_only` (the live text stands: the accurate pass failed, timed out or is off; "
+        "`transcription_note` says which). Null for the interviewer's lines.",
+    )
+    transcription_note: str | None = None
+    draft_text: str | None = Field(
+        default=None, description="The live pass's text, once the accurate pass replaced it."
+    )
+    words: list[WordTiming] | None = Field(
+        default=None,
+        description="The accurate pass's words with their times; the words of one stretch of "
+        "speech, joined, give its text.",
+    )
 
     @classmethod
     def of(cls, row: TurnRow) -> Turn:
-        return cls.model_validate(row, from_attributes=True)
+        words = None
+        if row.words is not None:
+            words = [WordTiming(word=w, start=start, end=end) for w, start, end in row.words]
+        return cls.model_validate(
+            {
+                "index": row.index,
+                "role": row.role,
+                "kind": row.kind,
+                "text": row.text,
+                "started_at": row.started_at,
+                "ended_at": row.ended_at,
+                "source": row.source,
+                "question_index": row.question_index,
+                "interruption": row.interruption,
+                "planned_text": row.planned_text,
+                "transcription": row.transcription,
+                "transcription_note": row.transcription_note,
+                "draft_text": row.draft_text,
+                "words": words,
+            }
+        )
 
 
 class TranscriptResponse(BaseModel):

@@ -713,6 +713,12 @@ function TranscriptItem({ turn }: { turn: Turn }): ReactElement {
 // ---------------------------------------------------------------------------------------------
 // Results
 
+/** m:ss into an answer, for a quote's time. */
+function clock(value: number): string {
+  const whole = Math.max(0, Math.floor(value));
+  return `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, "0")}`;
+}
+
 function seconds(value: number | null | undefined): string {
   if (value === null || value === undefined) return "—";
   if (value >= 90) return `${Math.floor(value / 60)} min ${Math.round(value % 60)} s`;
@@ -823,6 +829,9 @@ function ResultsView(props: {
                   {a.source} · {a.words} words
                   {a.speaking_seconds !== null ? ` · spoke ${seconds(a.speaking_seconds)}` : ""}
                   {a.response_delay_seconds !== null ? ` · answered after ${seconds(a.response_delay_seconds)}` : ""}
+                  {a.transcription === "live_only" || a.transcription === "live"
+                    ? " · live transcript only (less exact)"
+                    : ""}
                 </footer>
               </blockquote>
             ))}
@@ -872,7 +881,11 @@ function EvaluationView({ evaluation }: { evaluation: Evaluation }): ReactElemen
                   <ul aria-label={`Evidence for ${c.name}`}>
                     {c.evidence.map((e, j) => (
                       <li key={j}>
-                        <q>{e.quote}</q> <span className="spool-tag">answer {e.turn_index}</span>
+                        <q>{e.quote}</q>{" "}
+                        <span className="spool-tag">
+                          answer {e.turn_index}
+                          {e.at_seconds != null ? ` · at ${clock(e.at_seconds)}` : ""}
+                        </span>
                       </li>
                     ))}
                   </ul>

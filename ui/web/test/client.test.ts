@@ -354,6 +354,7 @@ test("live events: parsed across chunks, resumed with Last-Event-ID, stopped aft
       ended_at: "2026-01-05T10:00:02Z",
       interruption: null,
       planned_text: null,
+      transcription: null,
     },
     { id: 7, retry: 5 },
   );
@@ -397,6 +398,7 @@ test("a line cut by the candidate: its turn comes again with the interruption, a
     ended_at: "2026-01-05T10:00:04Z",
     interruption: null,
     planned_text: null,
+    transcription: null,
   } as const;
   const speaking = (state: "started" | "paused" | "interrupted"): SessionEvent => ({
     ...speakingStarted,
