@@ -22,10 +22,24 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from interview.domain import ConnectionState, EndReason, ReportStatus, Role, SessionStatus
+from interview.domain import (
+    ConnectionState,
+    EndReason,
+    PassState,
+    ReportStatus,
+    Role,
+    SessionStatus,
+)
 from interview.store.locks import PostgresSessionLocks, SessionLocks
 from interview.store.migrate import migrate_to_head
-from interview.store.tables import AnswerKeyRow, Base, ReportRow, SessionRow, TurnRow
+from interview.store.tables import (
+    AnswerAudioRow,
+    AnswerKeyRow,
+    Base,
+    ReportRow,
+    SessionRow,
+    TurnRow,
+)
 
 
 class SessionEnded(Exception):
@@ -149,6 +163,7 @@ class Store:
         answer_key: AnswerKeyRow | None = None,
         settles_key: str | None = None,
         activate_at: datetime | None = None,
+        audio: AnswerAudioRow | None = None,
         **session_values: Any,
     ) -> None:
         """Commit a turn, and the session fields it moves, in one transaction; SessionEnded
@@ -156,7 +171,8 @@ class Store:
 
         `answer_key`: the answer's Idempotency-Key, stored with it. `settles_key`: the key
         whose answer this interviewer turn replies to. `activate_at`: a created session becomes
-        active (only a created one: an ended session is never reopened).
+        active (only a created one: an ended session is never reopened). `audio`: the answer's
+        kept audio, for the accurate pass.
         """
         async with self._db() as db, db.begin():
             # The guarded UPDATE also takes the session row's lock in PostgreSQL, so an end
@@ -177,6 +193,8 @@ class Store:
                     .values(status=SessionStatus.active, started_at=activate_at)
                 )
             db.add(row)
+            if audio is not None:
+                db.add(audio)
             if answer_key is not None:
                 db.add(answer_key)
             if settles_key is not None:
@@ -246,6 +264,44 @@ class Store:
                 .where(TurnRow.session_id == session_id, TurnRow.index == index)
                 .values(**values)
             )
+
+    async def continue_turn(
+        self, session_id: str, index: int, audio: AnswerAudioRow | None, **values: Any
+    ) -> None:
+        """An answer that went on: its new values, and the audio of the stretch that continued
+        it (numbered after the answer's other stretches), in one transaction."""
+        async with self._db() as db, db.begin():
+            await db.execute(
+                update(TurnRow)
+                .where(TurnRow.session_id == session_id, TurnRow.index == index)
+                .values(**values)
+            )
+            if audio is not None:
+                audio.segment = int(
+                    await db.scalar(
+                        select(func.count())
+                        .select_from(AnswerAudioRow)
+                        .where(
+                            AnswerAudioRow.session_id == session_id,
+                            AnswerAudioRow.turn_index == index,
+                        )
+                    )
+                    or 0
+                )
+                db.add(audio)
+
+    async def pending_passes(self, session_id: str) -> int:
+        """How many stretches of the session's answers still wait for their accurate pass."""
+        async with self._db() as db:
+            count = await db.scalar(
+                select(func.count())
+                .select_from(AnswerAudioRow)
+                .where(
+                    AnswerAudioRow.session_id == session_id,
+                    AnswerAudioRow.state == PassState.pending,
+                )
+            )
+            return int(count or 0)
 
     async def list_turns(self, session_id: str) -> Sequence[TurnRow]:
         async with self._db() as db:

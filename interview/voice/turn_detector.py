@@ -55,6 +55,9 @@ class Turn:
     speech_started: float  # wall-clock (time.time()) of the first speech frame
     speech_ended: float  # wall-clock of the end of the last speech frame
     detected: float  # wall-clock when the end of the turn was decided
+    # Wall-clock of audio[0] (the pre-roll, a little before speech_started): word timings of
+    # the kept audio are measured from here.
+    audio_started: float = 0.0
 
 
 class TurnDetector:
@@ -172,6 +175,7 @@ class TurnDetector:
             speech_started=at(start_sample),
             speech_ended=at(self._last_speech_end_sample),
             detected=now,
+            audio_started=at(self._base_offset),
         )
         self._base_offset = newest
         self._reset_turn()

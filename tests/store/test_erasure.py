@@ -13,12 +13,13 @@ from sqlalchemy import Table, func, select
 
 from harness.postgres import PostgresServer
 from interview.config import to_async_database_url
-from interview.domain import ReportStatus, SessionStatus
+from interview.domain import PassState, ReportStatus, SessionStatus
 from interview.events import StatusChanged
 from interview.store import SessionRow, Store, TurnRow
 from interview.store.event_log import PostgresEventBus, event_bus_for
 from interview.store.queries import SESSION_REFERENCES
 from interview.store.tables import (
+    AnswerAudioRow,
     AnswerKeyRow,
     Base,
     EventRow,
@@ -101,6 +102,21 @@ async def full_interview(store: Store, session_id: str, ended_at: datetime | Non
                     instance="i1",
                     kind="answer",
                     payload={},
+                    created_at=T0,
+                ),
+                # A spoken answer's audio, still waiting for its accurate pass.
+                AnswerAudioRow(
+                    session_id=session_id,
+                    turn_index=1,
+                    segment=0,
+                    offset_ms=-300,
+                    sample_rate=16_000,
+                    audio=b"\x01\x00" * 1600,
+                    live_text="my answer 1",
+                    context="Tell me about a system.",
+                    state=PassState.pending,
+                    attempts=0,
+                    deadline_at=T0 + timedelta(minutes=10),
                     created_at=T0,
                 ),
             ]
