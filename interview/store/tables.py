@@ -30,8 +30,8 @@ from interview.domain import (
     ReportStatus,
     Role,
     SessionStatus,
-    TurnKind,
     Transcription,
+    TurnKind,
     TurnSource,
 )
 

@@ -45,9 +45,7 @@ def upgrade() -> None:
         sa.Column("accurate_text", sa.Text(), nullable=True),
         sa.Column("words", sa.JSON(), nullable=True),
         sa.Column("error", sa.String(64), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["session_id"], ["interview_sessions.id"], ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["session_id"], ["interview_sessions.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("session_id", "turn_index", "segment", name="uq_answer_audio_segment"),
     )
