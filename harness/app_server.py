@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -16,13 +18,13 @@ from harness.ports import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 # The settings a developer's shell may hold that would change what a test's service does:
-# its database, TURN, CORS, voice, which engines (model, STT, TTS, interviewer) it uses, and its
-# name among several instances.
+# its database, TURN, CORS, voice, which engines (model, STT, TTS, interviewer, the accurate
+# pass) it uses, and its name among several instances.
 ENGINE_AND_SERVICE_ENV = (
     "TURN_", "DATABASE_", "DB_", "CORS_", "OPENAI_", "VOICE_", "INTERVIEWER", "LLM_",
     "REPORT_EVALUATION", "EVALUATION_", "STT_ENGINE", "TTS_ENGINE", "END_OF_TURN_",
     "BARGE_IN_", "REPAIR_", "ECHO_", "CHECK_IN_", "INSTANCE_", "DRAIN_", "RATE_LIMIT_",
-    "TRUSTED_PROXY_", "CLIENT_ADDRESS_", "EVENTS_MAX_", "REQUEST_BODY_",
+    "TRUSTED_PROXY_", "CLIENT_ADDRESS_", "EVENTS_MAX_", "REQUEST_BODY_", "ACCURATE_",
 )  # fmt: skip
 # Every test client is 127.0.0.1, and some tests start hundreds of interviews a minute: limits
 # that only the tests of the limits (which set their own) ever reach.
@@ -100,3 +102,22 @@ class AppServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The JSON lines of its log whose `event` is `name`, in order."""
+        return log_events(self.log(), name)
+
+
+def log_events(log: str, name: str) -> list[dict[str, Any]]:
+    """The JSON lines of a service's `log` whose `event` is `name`, in order."""
+    found = []
+    for line in log.splitlines():
+        if name not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:  # a library's stray print
+            continue
+        if isinstance(record, dict) and record.get("event") == name:
+            found.append(record)
+    return found
