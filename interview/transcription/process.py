@@ -92,6 +92,10 @@ class AccurateProcess:
             except (OSError, EOFError, asyncio.IncompleteReadError) as exc:
                 await self._restart()
                 raise PassFailed(f"the process ended ({type(exc).__name__})") from None
+            except asyncio.CancelledError:
+                # Cut off mid-exchange, the channel is out of step: a new child next time.
+                await self._stop_child()
+                raise
         if "error" in header:
             raise PassFailed(str(header["error"]))
         words = tuple(TimedWord(str(w), float(s), float(e)) for w, s, e in header["words"])
