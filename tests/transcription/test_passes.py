@@ -121,8 +121,8 @@ async def claimed(store: Store) -> bool:
     return any(r.claimed_by for r in await stretches(store))
 
 
-async def settled(store: Store) -> bool:
-    return (await answer(store)).transcription != Transcription.live
+async def settled(store: Store, session_id: str = "s1") -> bool:
+    return (await answer(store, session_id)).transcription != Transcription.live
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], seconds: float) -> None:
@@ -306,3 +306,59 @@ async def test_a_new_runner_finishes_what_a_stopped_one_left_pending(database_ur
         assert (await answer(store)).transcription == Transcription.accurate
     finally:
         await store.dispose()
+
+
+async def test_two_instances_on_one_postgresql_never_run_the_same_stretch(postgres_server):
+    url = to_async_database_url(postgres_server.create_database())
+    stores = [Store(url), Store(url)]
+    await stores[0].migrate()
+    children = [AccurateProcess(tiny_spec()), AccurateProcess(tiny_spec())]
+    try:
+        for n in range(3):
+            await interview(
+                stores[0],
+                [(spoken(FIRST), "I moved", 0), (spoken(SECOND), "then", 4000)],
+                session_id=f"s{n}",
+            )
+        # Racing claims, as many as there are stretches and more, from both instances at once.
+        audio = [AnswerAudio(stores[0]), AnswerAudio(stores[1])]
+        lease = timedelta(minutes=2)
+        claims = await asyncio.gather(
+            *(audio[n % 2].claim(f"i{n % 2}", T0, lease, 2) for n in range(16))
+        )
+        won = [c.id for c in claims if c is not None]
+        assert len(won) == 6 and len(set(won)) == 6
+        for claim, n in zip(claims, range(16), strict=True):
+            if claim is not None:
+                assert await audio[n % 2].release(claim.id, f"i{n % 2}")
+
+        # Both instances' runners together: each stretch is transcribed once.
+        fired: list[str] = []
+        runners = [
+            runner(stores[n], [children[n]], instance=f"i{n}", fired=fired) for n in range(2)
+        ]
+        with capture_logs() as logs:
+            tasks = [asyncio.create_task(r.run()) for r in runners]
+            try:
+                for n in range(3):
+                    await eventually(lambda n=n: settled(stores[0], f"s{n}"), seconds=180)
+                pids = {c.pid for c in children}
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        passes_logged = [e for e in logs if e["event"] == "accurate_pass"]
+        ran = [(e["session_id"], e["segment"]) for e in passes_logged]
+        assert sorted(ran) == sorted({(f"s{n}", s) for n in range(3) for s in (0, 1)})
+        assert {e["outcome"] for e in passes_logged} == {"done"}
+        # Each ran in its own instance's child.
+        assert {e["pid"] for e in passes_logged} <= pids
+        for n in range(3):
+            rows = await stretches(stores[1], f"s{n}")
+            assert all(r.state == PassState.done and r.attempts == 1 for r in rows)
+            assert (await answer(stores[1], f"s{n}")).transcription == Transcription.accurate
+    finally:
+        for child in children:
+            await child.close()
+        for store in stores:
+            await store.dispose()
