@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from structlog.testing import capture_logs
@@ -159,12 +160,13 @@ async def test_an_answer_in_two_stretches_gets_the_accurate_text_and_word_times(
     rows = await stretches(store)
     assert [r.state for r in rows] == [PassState.done, PassState.done]
     assert [r.audio for r in rows] == [None, None]
-    own = [*rows[0].words, *[[w, s + 6.0, e + 6.0] for w, s, e in rows[1].words]]
+    first, second = rows[0].words or [], rows[1].words or []
+    own = [*first, *[[w, s + 6.0, e + 6.0] for w, s, e in second]]
     assert turn.words == [
         [w, pytest.approx(s, abs=0.002), pytest.approx(e, abs=0.002)] for w, s, e in own
     ]
     for stretch in rows:
-        assert "".join(w for w, _s, _e in stretch.words).strip() == stretch.accurate_text
+        assert "".join(w for w, _s, _e in stretch.words or []).strip() == stretch.accurate_text
     workers = [w for w, _s, _e in turn.words].index(" workers")
     assert 6.0 < turn.words[workers][1] < 9.0
     assert fired == ["s1"] and await audio.pending_passes("s1") == 0
@@ -341,7 +343,7 @@ async def test_two_instances_on_one_postgresql_never_run_the_same_stretch(postgr
             tasks = [asyncio.create_task(r.run()) for r in runners]
             try:
                 for n in range(3):
-                    await eventually(lambda n=n: settled(stores[0], f"s{n}"), seconds=180)
+                    await eventually(partial(settled, stores[0], f"s{n}"), seconds=180)
                 pids = {c.pid for c in children}
             finally:
                 for task in tasks:
