@@ -92,21 +92,6 @@ class AnswerAudio:
 
     # stored by the sessions
 
-    async def add_stretch(self, row: AnswerAudioRow) -> bool:
-        """Another stretch of an answer that went on (the caller holds the session's lock):
-        stored, and its turn waits for the accurate pass again. False when the turn is gone."""
-        async with self._db() as db, db.begin():
-            result = await db.execute(
-                update(TurnRow)
-                .where(TurnRow.session_id == row.session_id, TurnRow.index == row.turn_index)
-                .values(transcription=Transcription.live, words=None)
-            )
-            assert isinstance(result, CursorResult)
-            if result.rowcount != 1:
-                return False
-            db.add(row)
-        return True
-
     async def stretches(self, session_id: str) -> Sequence[AnswerAudioRow]:
         async with self._db() as db:
             rows = await db.scalars(

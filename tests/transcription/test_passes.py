@@ -74,7 +74,6 @@ async def interview(
         index=1, role="candidate", kind="answer", text=live, transcription="live", **turn
     )
     await store.insert_session(session, question, answer)
-    audio = AnswerAudio(store)
     for segment, (pcm, text, offset_ms) in enumerate(stretches):
         stretch = new_stretch(
             session_id=session_id,
@@ -88,7 +87,7 @@ async def interview(
             now=T0,
             deadline_seconds=600,
         )
-        assert await audio.add_stretch(stretch)
+        await store.continue_turn(session_id, 1, stretch, transcription=Transcription.live)
 
 
 async def end(store: Store, session_id: str = "s1") -> None:
