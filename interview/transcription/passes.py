@@ -23,7 +23,8 @@ from datetime import timedelta
 import structlog
 
 from interview.config import Settings
-from interview.events import EventBus, TurnCommitted
+from interview.domain import Transcription
+from interview.events import Event, EventBus, TurnCommitted
 from interview.sessions import Clock, utcnow
 from interview.store import Store
 from interview.store.answer_audio import AUDIO_LOST, FAILED, TIMED_OUT, AnswerAudio, Claimed
@@ -79,10 +80,17 @@ class TranscriptPasses:
         self.clock = clock
         self.on_transcribed = on_transcribed
         self._wake = asyncio.Event()
+        events.add_listener(self._on_event)
 
     def notify(self) -> None:
         """A stretch was stored on this instance: look for it now."""
         self._wake.set()
+
+    def _on_event(self, event: Event) -> None:
+        # An answer stored here with its audio waits for its pass: no need to wait for a poll.
+        body = event.body
+        if isinstance(body, TurnCommitted) and body.transcription == Transcription.live:
+            self.notify()
 
     async def run(self) -> None:
         """For ever (cancelled at shutdown): the workers, and the sweep every poll. The
