@@ -23,8 +23,11 @@ from interview.retention import Eraser
 from interview.sessions import Clock, InterviewService, utcnow
 from interview.speech.cache import sentences_of
 from interview.speech.stack import SpeechStack
+from interview.speech.stt.accurate import accurate_spec
 from interview.store import Store
 from interview.store.event_log import event_bus_for
+from interview.transcription.passes import PassSettings, TranscriptPasses
+from interview.transcription.process import AccurateProcess
 from interview.turn_credentials import TurnCredentialIssuer
 from interview.voice.endpointing import EndpointingOptions, EndpointingPolicy
 from interview.voice.gateway import VoiceGateway
@@ -60,6 +63,8 @@ class Runtime:
     instances: InstanceRegistry
     # Erasing interviews: on request, and past DATA_RETENTION_DAYS (interview/retention.py).
     erasure: Eraser
+    # The accurate pass over kept answer audio (interview/transcription/passes.py).
+    passes: TranscriptPasses
     ready: bool = False
     # Why the database could not be brought to the current schema, if it could not.
     schema_error: str | None = None
@@ -120,6 +125,19 @@ class Runtime:
         voice = VoiceGateway(
             settings, service, speech, pipeline, Presence(service), issuer, ownership
         )
+        # The accurate pass: its model runs in child processes (started when first needed), and
+        # with voice off this instance only sweeps (gives up overdue passes, settles turns).
+        spec = accurate_spec(settings) if settings.voice_enabled else None
+        workers = settings.accurate_pass_workers if spec is not None else 0
+        passes = TranscriptPasses(
+            store,
+            events,
+            [AccurateProcess(spec) for _ in range(workers)] if spec is not None else [],
+            PassSettings.from_settings(settings),
+            instances.id,
+            clock=clock,
+            on_transcribed=reports.schedule,
+        )
         return cls(
             settings=settings,
             store=store,
@@ -134,6 +152,7 @@ class Runtime:
             hangup=HangUp(voice, events),
             instances=instances,
             erasure=Eraser(service, voice, settings.data_retention_days),
+            passes=passes,
         )
 
     @property
@@ -228,6 +247,8 @@ class Runtime:
         self._tasks.append(asyncio.create_task(self.voice.serve_relay()))
         # Evaluations that failed, tried again when due (reports stay ready meanwhile).
         self._tasks.append(asyncio.create_task(self.reports.run_evaluations()))
+        # Answers' accurate passes: this instance's and, after a restart, those left pending.
+        self._tasks.append(asyncio.create_task(self.passes.run()))
         while True:
             try:
                 expired = await self.service.expire_due_sessions()

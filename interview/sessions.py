@@ -24,6 +24,7 @@ from interview.domain import (
     Interruption,
     Role,
     SessionStatus,
+    Transcription,
     TurnKind,
     TurnSource,
 )
@@ -42,9 +43,11 @@ from interview.interviewer import (
     TextSink,
 )
 from interview.plans import InterviewPlan, PlanCatalog
+from interview.speech.stt.accurate import accurate_context
 from interview.store import SessionRow, Store, TurnRow
+from interview.store.answer_audio import new_stretch
 from interview.store.queries import SessionEnded
-from interview.store.tables import AnswerKeyRow
+from interview.store.tables import AnswerAudioRow, AnswerKeyRow
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +105,15 @@ IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 # An answer with no reply this old is an orphan: the process that was replying died (a live
 # reply takes at most the LLM's turn budget, and holds the session's lock meanwhile).
 ORPHANED_ANSWER_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class SpokenAudio:
+    """The audio of one stretch of a spoken answer, kept for the accurate pass."""
+
+    pcm: bytes  # 16-bit little-endian mono
+    sample_rate: int
+    started_at: datetime  # when its first sample was heard (a little before the speech)
 
 
 @dataclass(frozen=True)
@@ -266,16 +278,19 @@ class InterviewService:
         ended_at: datetime,
         on_text: TextSink | None = None,
         continues: bool = False,
+        audio: SpokenAudio | None = None,
     ) -> AnswerOutcome:
         """Record a transcribed spoken answer with its speech timings, and the reply.
 
         `on_text` receives the reply's words as they are generated, before they are committed.
         `continues`: the candidate went on after their answer seemed to end, and the reply to
         it was withdrawn: these words join that answer, which is answered again whole.
+        `audio`: what was heard, kept (in the database, with the answer) until the accurate
+        pass has transcribed it again; its text then replaces the live `text`.
         """
         if continues:
             return await self._continue_answer(
-                session_id, text.strip(), ended_at=ended_at, on_text=on_text
+                session_id, text.strip(), ended_at=ended_at, on_text=on_text, audio=audio
             )
         return await self._record_answer(
             session_id,
@@ -284,6 +299,7 @@ class InterviewService:
             started_at=started_at,
             ended_at=ended_at,
             on_text=on_text,
+            audio=audio,
         )
 
     async def interrupt_line(
@@ -448,7 +464,13 @@ class InterviewService:
         return None
 
     async def _continue_answer(
-        self, session_id: str, more: str, *, ended_at: datetime, on_text: TextSink | None
+        self,
+        session_id: str,
+        more: str,
+        *,
+        ended_at: datetime,
+        on_text: TextSink | None,
+        audio: SpokenAudio | None,
     ) -> AnswerOutcome:
         """Join `more` to the latest answer, whose reply was withdrawn, and reply again."""
         async with self.store.locks.hold(session_id):
@@ -469,9 +491,10 @@ class InterviewService:
                 session_id,
                 more,
                 source=TurnSource.voice,
-                started_at=ended_at,
+                started_at=ended_at if audio is None else audio.started_at,
                 ended_at=ended_at,
                 on_text=on_text,
+                audio=audio,
             )
         answer_text = " ".join(part for part in (answer.text, more) if part)
         async with self.store.locks.hold(session_id):
@@ -485,9 +508,19 @@ class InterviewService:
                 and t.interruption != Interruption.withdrawn
             )
             question_index = answer.question_index or 0
-            await self.store.update_turn(
-                session_id, answer.index, text=answer_text, ended_at=ended_at
+            kept = self._kept_audio(current, turns, answer, audio, more)
+            transcription = answer.transcription
+            if kept is not None:
+                transcription = Transcription.live  # a stretch of it waits for its pass
+            await self.store.continue_turn(
+                session_id,
+                answer.index,
+                kept,
+                text=answer_text,
+                ended_at=ended_at,
+                transcription=transcription,
             )
+            answer.transcription = transcription
             await self.store.update_session(
                 session_id, question_index=question_index, follow_ups_used=follow_ups
             )
@@ -512,6 +545,7 @@ class InterviewService:
         ended_at: datetime,
         on_text: TextSink | None = None,
         key: str | None = None,
+        audio: SpokenAudio | None = None,
     ) -> AnswerOutcome:
         async with self.store.locks.hold(session_id):
             # Re-read under the lock: another request (on any instance) may have moved or
@@ -548,7 +582,16 @@ class InterviewService:
                 question_index=current.question_index,
                 started_at=started_at,
                 ended_at=ended_at,
+                transcription=Transcription.typed if source == TurnSource.text else None,
             )
+            kept = None
+            if source == TurnSource.voice:
+                kept = self._kept_audio(current, turns, candidate, audio, answer)
+                if kept is not None:
+                    candidate.transcription = Transcription.live
+                else:
+                    candidate.transcription = Transcription.live_only
+                    candidate.transcription_note = self._no_pass_note()
             activating = current.status == SessionStatus.created
             answer_key = None
             if key is not None:
@@ -566,6 +609,7 @@ class InterviewService:
                     candidate,
                     answer_key=answer_key,
                     activate_at=started_at if activating else None,
+                    audio=kept,
                 )
             except SessionEnded:
                 raise SessionClosed(await self._status(current.id)) from None
@@ -589,6 +633,47 @@ class InterviewService:
                 # Stored answer, no reply: "retry, nothing was stored" would be untrue.
                 log.warning("reply_pending", session_id=current.id, error=type(exc).__name__)
                 raise ReplyPending(candidate) from exc
+
+    def _kept_audio(
+        self,
+        session: SessionRow,
+        turns: Sequence[TurnRow],
+        answer: TurnRow,
+        audio: SpokenAudio | None,
+        live_text: str,
+    ) -> AnswerAudioRow | None:
+        """The row that keeps a stretch of `answer`'s audio for the accurate pass (None when
+        there is no pass to run); its context is the question it answers and the plan's
+        vocabulary."""
+        if audio is None or not audio.pcm or self.settings.accurate_stt_model == "off":
+            return None
+        question = next(
+            (
+                t.planned_text or t.text
+                for t in reversed(turns)
+                if t.index < answer.index
+                and t.role == Role.interviewer
+                and t.kind != TurnKind.check_in
+            ),
+            None,
+        )
+        plan = self.plans.get(session.plan_id)
+        offset = audio.started_at - answer.started_at
+        return new_stretch(
+            session_id=session.id,
+            turn_index=answer.index,
+            segment=0,  # numbered by the store for a continued answer
+            offset_ms=round(offset.total_seconds() * 1000),
+            pcm=audio.pcm,
+            sample_rate=audio.sample_rate,
+            live_text=live_text,
+            context=accurate_context(question, plan.vocabulary),
+            now=self.clock(),
+            deadline_seconds=self.settings.accurate_pass_deadline_seconds,
+        )
+
+    def _no_pass_note(self) -> str:
+        return "not_configured" if self.settings.accurate_stt_model == "off" else "audio_lost"
 
     async def _replay(
         self, current: SessionRow, stored: AnswerKeyRow, answer: str

@@ -4,11 +4,21 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
+from sqlalchemy import select, update
 
 from harness.fake_openai import Fail, FakeOpenAI
 from interview.config import Settings
-from interview.domain import ConnectionState, EndReason, Interruption, ReportStatus, TurnKind
+from interview.domain import (
+    ConnectionState,
+    EndReason,
+    Interruption,
+    PassState,
+    ReportStatus,
+    Transcription,
+    TurnKind,
+)
 from interview.events import (
     ConnectionChanged,
     Event,
@@ -21,9 +31,11 @@ from interview.report import Report
 from interview.report.metrics import NO_EVALUATION
 from interview.report.writer import InterviewRunning, ResultsNotReady
 from interview.runtime import Runtime
-from interview.sessions import InterviewService, InvalidAnswer, SessionClosed
+from interview.sessions import InterviewService, InvalidAnswer, SessionClosed, SpokenAudio
 from interview.speech.errors import UnknownVoice
 from interview.store import SessionRow
+from interview.store.answer_audio import AnswerAudio
+from interview.store.tables import AnswerAudioRow
 
 LONG = "I designed the billing service, split it into queues and workers, and owned its rollout."
 
@@ -424,3 +436,131 @@ async def test_a_reflective_question_asks_for_more_patience(
     current = await service.store.get_session(row.id)
     assert current is not None and current.question_index == 2
     assert await service.patience(row.id) == questions[2].patience == 1.5
+
+
+# The accurate pass: what a spoken answer keeps for it.
+
+PCM = (np.sin(np.linspace(0, 800, 16_000)) * 3000).astype("<i2").tobytes()  # 1 s
+
+
+async def kept_audio(store, session_id: str) -> list[AnswerAudioRow]:
+    async with store._db() as db:
+        rows = await db.scalars(
+            select(AnswerAudioRow)
+            .where(AnswerAudioRow.session_id == session_id)
+            .order_by(AnswerAudioRow.turn_index, AnswerAudioRow.segment)
+        )
+        return list(rows.all())
+
+
+def spoken(clock: Clock, second: float) -> SpokenAudio:
+    return SpokenAudio(pcm=PCM, sample_rate=16_000, started_at=at(clock, second))
+
+
+async def test_a_spoken_answer_keeps_its_audio_for_the_accurate_pass_and_the_report_waits(
+    runtime: Runtime, service: InterviewService, clock: Clock
+):
+    row = (await service.start("u", plan_id="backend-engineer-screen")).session
+    opening = (await service.transcript(row))[0]
+    await service.answer_spoken(
+        row.id,
+        "I built the billing service.",
+        started_at=at(clock, 1),
+        ended_at=at(clock, 2),
+        audio=spoken(clock, 0.7),
+    )
+    answer = (await service.transcript(row))[1]
+    assert answer.transcription == Transcription.live and answer.draft_text is None
+    [audio] = await kept_audio(runtime.store, row.id)
+    assert (audio.turn_index, audio.segment, audio.state) == (1, 0, PassState.pending)
+    assert audio.audio == PCM and audio.live_text == "I built the billing service."
+    # Its clock: the audio began 0.3 s before the speech (the pre-roll).
+    assert audio.offset_ms == -300
+    # What the interview knows: the question it answers and the plan's vocabulary.
+    plan = runtime.plans.get("backend-engineer-screen")
+    assert plan.vocabulary and " ".join(opening.text.split()) in audio.context
+    assert all(term in audio.context for term in plan.vocabulary[:3])
+    assert audio.deadline_at == audio.created_at + timedelta(seconds=600)
+    assert await AnswerAudio(runtime.store).pending_passes(row.id) == 1
+
+    await service.end(await service.refresh(row))
+    await runtime.events.flush()
+    await runtime.reports.wait()
+    ended = await stored(service, row.id)
+    # The report quotes the accurate transcript: none while a pass is pending.
+    assert await runtime.reports.results(ended) == ResultsNotReady(ReportStatus.pending)
+    assert await runtime.store.get_report(row.id) is None
+    async with runtime.store._db() as db, db.begin():
+        await db.execute(
+            update(AnswerAudioRow)
+            .where(AnswerAudioRow.session_id == row.id)
+            .values(state=PassState.failed, audio=None, error="timed_out")
+        )
+    # Any instance's sweep settles the answer (its live text stands, flagged), then the report.
+    await runtime.passes.sweep()
+    report = await ready_report(runtime, row.id)
+    assert report.metrics.candidate_turns == 1
+    [answer_report] = report.questions[0].answers
+    assert answer_report.transcription == "live_only"
+    assert answer_report.transcription_note == "timed_out"
+    assert report.transcript.flagged_turns == [1]
+
+
+async def test_an_answer_that_went_on_keeps_a_second_stretch_on_its_own_clock(
+    runtime: Runtime, service: InterviewService, clock: Clock
+):
+    row = (await service.start("u", plan_id="customer-support-screen")).session
+    first = await service.answer_spoken(
+        row.id,
+        "I helped.",
+        started_at=at(clock, 1),
+        ended_at=at(clock, 2),
+        audio=spoken(clock, 0.7),
+    )
+    await service.interrupt_line(
+        row.id, first.interviewer_turn.index, heard="", interruption=Interruption.withdrawn
+    )
+    await service.answer_spoken(
+        row.id,
+        LONG,
+        started_at=at(clock, 4),
+        ended_at=at(clock, 9),
+        continues=True,
+        audio=spoken(clock, 3.7),
+    )
+    stretches = await kept_audio(runtime.store, row.id)
+    assert [(s.turn_index, s.segment, s.offset_ms) for s in stretches] == [
+        (1, 0, -300),
+        (1, 1, 2700),
+    ]
+    assert [s.live_text for s in stretches] == ["I helped.", LONG]
+    answer = (await service.transcript(row))[1]
+    assert answer.text == f"I helped. {LONG}" and answer.transcription == Transcription.live
+
+
+async def test_typed_answers_are_exact_and_keep_nothing(
+    runtime: Runtime, service: InterviewService
+):
+    row = (await service.start("u")).session
+    outcome = await service.answer(row, "I built the billing service.")
+    assert outcome.candidate_turn.transcription == Transcription.typed
+    assert await kept_audio(runtime.store, row.id) == []
+    assert await AnswerAudio(runtime.store).pending_passes(row.id) == 0
+
+
+async def test_with_the_accurate_pass_off_a_spoken_answer_is_live_only_and_keeps_no_audio(
+    database_url: str, clock: Clock
+):
+    runtime = build(database_url, clock, accurate_stt_model="off")
+    await runtime.store.migrate()
+    try:
+        row = (await runtime.service.start("u")).session
+        await runtime.service.answer_spoken(
+            row.id, "Yes.", started_at=at(clock, 1), ended_at=at(clock, 2), audio=spoken(clock, 0.7)
+        )
+        answer = (await runtime.service.transcript(row))[1]
+        assert answer.transcription == Transcription.live_only
+        assert answer.transcription_note == "not_configured"
+        assert await kept_audio(runtime.store, row.id) == []
+    finally:
+        await runtime.store.dispose()

@@ -33,6 +33,7 @@ from interview.report.metrics import build_report
 from interview.report.models import Evaluation, Report
 from interview.sessions import Clock, utcnow
 from interview.store import SessionRow, Store, TurnRow
+from interview.store.answer_audio import AnswerAudio
 
 log = structlog.get_logger(__name__)
 
@@ -112,6 +113,7 @@ class ReportWriter:
         self.clock = clock
         self.retry = retry or RetryPolicy()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._audio = AnswerAudio(store)
         # Background evaluations running in this process, by session; set when one ends.
         self._evaluations: dict[str, asyncio.Task[None]] = {}
         self._evaluation_ended = asyncio.Event()
@@ -323,7 +325,7 @@ class ReportWriter:
             row = await self.store.get_session(session_id)
             if row is None:
                 return
-            pending = await self.store.pending_passes(session_id)
+            pending = await self._audio.pending_passes(session_id)
             if pending:
                 # The report quotes the accurate transcript: the pass that finishes the last
                 # answer (or gives it up at its deadline) asks for the report again.

@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import (
 from interview.domain import (
     ConnectionState,
     EndReason,
-    PassState,
     ReportStatus,
     Role,
     SessionStatus,
@@ -269,7 +268,9 @@ class Store:
         self, session_id: str, index: int, audio: AnswerAudioRow | None, **values: Any
     ) -> None:
         """An answer that went on: its new values, and the audio of the stretch that continued
-        it (numbered after the answer's other stretches), in one transaction."""
+        it (numbered after the answer's other stretches; the answer's word times, of its
+        earlier words only, are dropped until the accurate pass has them all), in one
+        transaction."""
         async with self._db() as db, db.begin():
             await db.execute(
                 update(TurnRow)
@@ -277,6 +278,11 @@ class Store:
                 .values(**values)
             )
             if audio is not None:
+                await db.execute(
+                    update(TurnRow)
+                    .where(TurnRow.session_id == session_id, TurnRow.index == index)
+                    .values(words=None)
+                )
                 audio.segment = int(
                     await db.scalar(
                         select(func.count())
@@ -289,19 +295,6 @@ class Store:
                     or 0
                 )
                 db.add(audio)
-
-    async def pending_passes(self, session_id: str) -> int:
-        """How many stretches of the session's answers still wait for their accurate pass."""
-        async with self._db() as db:
-            count = await db.scalar(
-                select(func.count())
-                .select_from(AnswerAudioRow)
-                .where(
-                    AnswerAudioRow.session_id == session_id,
-                    AnswerAudioRow.state == PassState.pending,
-                )
-            )
-            return int(count or 0)
 
     async def list_turns(self, session_id: str) -> Sequence[TurnRow]:
         async with self._db() as db:

@@ -34,8 +34,15 @@ from interview.events import (
     SpeakingState,
     TurnFailed,
 )
-from interview.sessions import AnswerOutcome, InterviewService, InvalidAnswer, SessionClosed
+from interview.sessions import (
+    AnswerOutcome,
+    InterviewService,
+    InvalidAnswer,
+    SessionClosed,
+    SpokenAudio,
+)
 from interview.speech.stack import LoadState, SpeechStack
+from interview.speech.stt.base import STT_SAMPLE_RATE
 from interview.store import TurnRow
 from interview.voice.floor import Floor, FloorState
 from interview.voice.listener import BargeInOptions, EndOfTurnPolicy, Listener
@@ -175,6 +182,11 @@ class VoicePipeline:
                 ended_at=_utc(turn.speech_ended),
                 on_text=line.add,
                 continues=continues,
+                audio=SpokenAudio(
+                    pcm=turn.audio.astype("<i2", copy=False).tobytes(),
+                    sample_rate=STT_SAMPLE_RATE,
+                    started_at=_utc(turn.audio_started),
+                ),
             )
         )
         answering.add_done_callback(lambda task: _settle(line, task))
