@@ -55,6 +55,9 @@ class InterviewPlan(BaseModel):
     scale: ScoringScale = Field(default_factory=ScoringScale)
     competencies: list[Competency] = Field(min_length=1)
     questions: list[Question] = Field(min_length=1)
+    # The words of the role's domain (products, tools, jargon) the accurate transcription pass is
+    # told to expect: names and terms a speech model would otherwise mishear.
+    vocabulary: list[str] = Field(default_factory=list, max_length=200)
 
     @model_validator(mode="after")
     def _consistent(self) -> InterviewPlan:
@@ -64,6 +67,8 @@ class InterviewPlan(BaseModel):
                 raise ValueError(
                     f"question {question.id!r} names unknown competency {question.competency!r}"
                 )
+        if any(not term.strip() for term in self.vocabulary):
+            raise ValueError("vocabulary terms must not be empty")
         ids = [q.id for q in self.questions]
         if len(ids) != len(set(ids)):
             raise ValueError("question ids must be unique")
