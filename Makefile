@@ -32,9 +32,10 @@ check: lint
 # (~2 minutes); turn_taking: barge-in stop time, self-interruptions from echo and backchannels,
 # at the client; many_instances: one instance, then two, on one PostgreSQL behind HAProxy (round
 # robin), 200 text clients and 4 voice sessions each (~8 minutes); limits: /start with the rate
-# limits on next to off, a flood from one client, a stalled body (~1 minute). Write
-# benchmarks/results/{voice,llm_overhead,end_of_turn,stt_window,turn_taking,many_instances,
-# limits}.json and the tables in the README.
+# limits on next to off, a flood from one client, a stalled body (~1 minute); transcript_accuracy:
+# WER of the live (tiny.en) and the accurate pass on answers full of numbers and terms (~4 minutes
+# once its clips are cached). Write benchmarks/results/{voice,llm_overhead,end_of_turn,stt_window,
+# turn_taking,many_instances,limits,transcript_accuracy}.json and the tables in the README.
 bench: dev-setup system-deps models
 	$(PY) -m benchmarks.voice_bench
 	$(PY) -m benchmarks.llm_overhead
@@ -43,6 +44,7 @@ bench: dev-setup system-deps models
 	$(PY) -m benchmarks.turn_taking
 	$(PY) -m benchmarks.many_instances
 	$(PY) -m benchmarks.limits
+	$(PY) -m benchmarks.transcript_accuracy
 
 setup: $(RUNTIME_STAMP)
 dev-setup: $(DEV_STAMP)

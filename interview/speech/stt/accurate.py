@@ -46,6 +46,7 @@ TERMS = " Terms: "
 TOKENS_PER_SECOND = 6.0
 MIN_NEW_TOKENS = 24
 MAX_NEW_TOKENS = 200  # with a prompt of up to 223 tokens, under Whisper's 448
+COMPRESSION_RATIO_LIMIT = 2.4  # faster-whisper's own: a text this repetitive is a loop
 # Measured best on TUNE (benchmarks/README.md, "Transcript accuracy").
 DEFAULT_CONTEXT_USE: ContextUse = "split"
 
@@ -152,10 +153,16 @@ class WhisperAccurate:
                 max(MIN_NEW_TOKENS, math.ceil(min(seconds, 30.0) * TOKENS_PER_SECOND)),
             ),
         )
+        # Nothing is said after the last sound: a word that starts there was made up (Whisper goes
+        # on in the silence after an answer: "And, you know, ... it's a text, it's a text").
+        last_sound = seconds - (self.trailing_silence or 0.0)
         words = tuple(
             TimedWord(w.word, round(float(w.start) + shift, 3), round(float(w.end) + shift, 3))
             for segment in segments
+            # A window that failed even its retry as a loop is not the answer's words.
+            if segment.compression_ratio <= COMPRESSION_RATIO_LIMIT
             for w in segment.words or ()
+            if w.start < last_sound
         )
         return TimedTranscript(words)
 
