@@ -13,8 +13,11 @@ DEV_STAMP := $(VENV)/.dev-installed
 run: setup models web
 	$(PY) app.py
 
+# The fast tier (as in `make check`) in 4 processes, then the slow tier (servers, models, Chromium:
+# timing-sensitive, so one at a time).
 test: lint system-deps models cdk-cli web
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow" -n 4
+	$(PY) -m pytest -m slow
 
 # The fast loop, under a minute warm: lint, then every test that needs nothing but the dev venv
 # (no process of its own, model file, Debian package, browser or Node.js), as tests/tiers.py
