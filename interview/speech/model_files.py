@@ -27,6 +27,10 @@ from typing import BinaryIO, Literal, get_args
 WhisperName = Literal["tiny.en", "base"]
 WHISPER_NAMES: tuple[WhisperName, ...] = get_args(WhisperName)
 DEFAULT_WHISPER: WhisperName = "tiny.en"
+# The accurate pass's model (interview/speech/stt/accurate.py), or "off"; assembled by default.
+AccurateName = Literal["base", "off"]
+ACCURATE_NAMES: tuple[AccurateName, ...] = get_args(AccurateName)
+DEFAULT_ACCURATE: AccurateName = "base"
 # Anchored to the checkout, not the working directory, so the service, tools and tests agree.
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 DOWNLOADS_DIR = "downloads"
@@ -183,12 +187,17 @@ class ModelPaths:
 
     root: Path = DEFAULT_MODELS_DIR
     whisper: WhisperName = DEFAULT_WHISPER
+    accurate: AccurateName = DEFAULT_ACCURATE
 
     def __post_init__(self) -> None:
         # Settings and the environment give plain strings: refuse a typo here, not in an engine.
         if self.whisper not in WHISPER_NAMES:
             raise ValueError(
                 f"unknown Whisper model {self.whisper!r}; choose one of {WHISPER_NAMES}"
+            )
+        if self.accurate not in ACCURATE_NAMES:
+            raise ValueError(
+                f"unknown accurate model {self.accurate!r}; choose one of {ACCURATE_NAMES}"
             )
 
     @property
@@ -204,6 +213,11 @@ class ModelPaths:
         return self.root / f"whisper-{self.whisper}"
 
     @property
+    def accurate_dir(self) -> Path | None:
+        """The accurate pass's model folder, or None when it is off."""
+        return None if self.accurate == "off" else self.root / f"whisper-{self.accurate}"
+
+    @property
     def silero_vad(self) -> Path:
         return self.root / SILERO_VAD.path
 
@@ -213,7 +227,10 @@ class ModelPaths:
 
     @property
     def files(self) -> tuple[ModelFile, ...]:
-        return (KOKORO_MODEL, KOKORO_VOICES, SILERO_VAD, SMART_TURN, *WHISPER[self.whisper])
+        files = (KOKORO_MODEL, KOKORO_VOICES, SILERO_VAD, SMART_TURN, *WHISPER[self.whisper])
+        if self.accurate != "off":
+            files += tuple(f for f in WHISPER[self.accurate] if f not in files)
+        return files
 
     def verify(self) -> None:
         """Raise ModelsNotReady unless every file is there with its pinned size and sha256."""
@@ -421,15 +438,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get("WHISPER_MODEL") or DEFAULT_WHISPER,
         help="Whisper model besides tiny.en, which is always assembled (default: $WHISPER_MODEL)",
     )
+    parser.add_argument(
+        "--accurate",
+        choices=ACCURATE_NAMES,
+        default=os.environ.get("ACCURATE_STT_MODEL") or DEFAULT_ACCURATE,
+        help="the accurate pass's model, or off (default: $ACCURATE_STT_MODEL, else "
+        f"{DEFAULT_ACCURATE})",
+    )
     args = parser.parse_args(argv)
     try:
-        paths = ModelPaths(models_dir_from_env(), args.whisper)
+        paths = ModelPaths(models_dir_from_env(), args.whisper, args.accurate)
         if args.command == "verify":
             paths.verify()
             print(f"models: all {len(paths.files)} files in {paths.root} are present and verified")
         else:
-            # tiny.en is the default the tests use; base is added on request, never instead.
-            files = dict.fromkeys((*ModelPaths(paths.root).files, *paths.files))
+            # tiny.en (the live pass the tests use) always; the accurate model unless it is off;
+            # --whisper adds a live model, never instead of tiny.en.
+            live = ModelPaths(paths.root, accurate=args.accurate)
+            files = dict.fromkeys((*live.files, *paths.files))
             assemble(paths.root, list(files))
     except (ModelsNotReady, ValueError) as error:
         print(f"models: {error}", file=sys.stderr)

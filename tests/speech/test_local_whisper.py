@@ -103,3 +103,40 @@ def test_the_short_window_can_be_turned_off(
         assert local_whisper.short_calls == calls
     finally:
         local_whisper.short_window = True
+
+
+class CountingModel:
+    """The CTranslate2 model, with its decodes counted."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.decodes = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def generate(self, *args: object, **kwargs: object) -> object:
+        self.decodes += 1
+        return self.inner.generate(*args, **kwargs)  # type: ignore[attr-defined]
+
+
+def test_an_unclear_answer_costs_one_decode_not_whisper_s_six(
+    local_whisper: LocalWhisper, phrase_audio: NDArray[np.float32], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Speech played backwards: words Whisper cannot trust. faster-whisper's default fallback
+    # decodes it again at each of its six temperatures (one answer once took 13 s that way,
+    # with everyone else queued behind it); the live pass decodes it once.
+    unclear = phrase_audio[::-1].copy()
+    counting = CountingModel(local_whisper._model.model)
+    monkeypatch.setattr(local_whisper._model, "model", counting)
+    segments, _info = local_whisper._model.transcribe(
+        unclear, beam_size=1, condition_on_previous_text=False, without_timestamps=True
+    )
+    list(segments)
+    assert counting.decodes > 2, "the clip no longer triggers the fallback: pick another"
+    counting.decodes = 0
+    local_whisper.transcribe_full(unclear)
+    assert counting.decodes == 1
+    counting.decodes = 0
+    local_whisper.transcribe(unclear)  # the short window, and the 30 s pass if it is refused
+    assert counting.decodes <= 2

@@ -145,6 +145,22 @@ def test_missing_files_say_run_make_models(tmp_path: Path) -> None:
 def test_an_unknown_whisper_model_is_refused() -> None:
     with pytest.raises(ValueError, match=re.escape("tiny.en")):
         ModelPaths(whisper="large")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="accurate model 'small'"):
+        ModelPaths(accurate="small")  # type: ignore[arg-type]
+
+
+def test_the_accurate_model_is_verified_unless_it_is_off(models: ModelPaths) -> None:
+    assert models.accurate == "base"
+    assert models.accurate_dir == models.root / "whisper-base"
+    assert set(WHISPER["base"]) <= set(models.files)
+    names = {p.name for p in models.accurate_dir.iterdir()}
+    assert names == {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt"}
+    off = ModelPaths(models.root, accurate="off")
+    assert off.accurate_dir is None
+    assert not set(WHISPER["base"]) & set(off.files)
+    # Whisper base as the live model too: its files are listed once.
+    both = ModelPaths(models.root, whisper="base")
+    assert len(both.files) == len(set(both.files))
 
 
 def test_assembly_rebuilds_damaged_files_from_the_cache(models: ModelPaths, tmp_path: Path) -> None:
@@ -212,6 +228,7 @@ def test_assembled_models_are_left_alone(models: ModelPaths) -> None:
 def _cli(*args: str, models_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MODELS_DIR": str(models_dir)}
     env.pop("WHISPER_MODEL", None)
+    env.pop("ACCURATE_STT_MODEL", None)
     return subprocess.run(
         [sys.executable, "-m", "interview.speech.model_files", *args],
         cwd=ROOT,
@@ -229,4 +246,8 @@ def test_cli_verify(models: ModelPaths, tmp_path: Path) -> None:
     missing = _cli("verify", models_dir=tmp_path)
     assert missing.returncode == 1
     assert "kokoro-v1.0.int8.onnx: missing" in missing.stderr
+    assert "whisper-base/model.bin: missing" in missing.stderr
     assert "make models" in missing.stderr
+    off = _cli("verify", "--accurate", "off", models_dir=tmp_path)
+    assert off.returncode == 1
+    assert "whisper-base" not in off.stderr
