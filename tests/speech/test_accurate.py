@@ -185,3 +185,23 @@ def test_the_spec_builds_a_working_engine() -> None:
     built.warmup()
     result = built.transcribe_words(spoken("The deploy went out on Friday."), "")
     assert words_of(result.text) == ["the", "deploy", "went", "out", "on", "friday"]
+
+
+def test_a_word_after_a_pause_starts_at_its_sound_not_in_the_pause() -> None:
+    # 20 ms frames: sound for 1 s, a 1 s pause, sound again. Whisper's alignment may give the
+    # pause to the next word (measured: "nightly" from 2.99 s to 4.55 s, said at 4.2 s).
+    loud = np.array([True] * 50 + [False] * 50 + [True] * 50)
+    assert accurate.snap_to_sound(loud, 1.2, 2.6) == (2.0, 2.6)
+    # A word's own quiet start (under 0.2 s) is left as it is.
+    assert accurate.snap_to_sound(loud, 1.9, 2.6) == (1.9, 2.6)
+    # Silence after the last sound is cut from the word's end as well.
+    assert accurate.snap_to_sound(loud, 0.5, 1.6) == (0.5, 1.0)
+    # A word with no sound in its span keeps its times.
+    assert accurate.snap_to_sound(loud, 1.2, 1.8) == (1.2, 1.8)
+
+
+def test_the_tail_of_the_previous_word_does_not_hold_the_next_word_in_the_pause() -> None:
+    # Measured on a spoken answer: "because" trails off into the pause, and Whisper starts
+    # "nightly" there. The word starts after the pause all the same.
+    loud = np.array([True] * 50 + [True] * 5 + [False] * 45 + [True] * 50)
+    assert accurate.snap_to_sound(loud, 1.0, 2.6) == (2.0, 2.6)

@@ -40,6 +40,8 @@ FRAME = 320  # 20 ms at 16 kHz
 # A frame is sound when it is within 30 dB of the loudest frame and above a digital floor.
 SOUND_BELOW_PEAK = 10 ** (-30 / 20)
 SOUND_FLOOR = 60 / 32768
+# Silence this long inside a word's span is a pause, not the word: its time moves to the sound.
+MIN_SNAP_SECONDS = 0.2
 ContextUse = Literal["prompt", "hotwords", "split", "none"]
 TERMS = " Terms: "
 # Fast speech is ~4 tokens a second; a decode running far past that is a loop.
@@ -160,20 +162,61 @@ class WhisperAccurate:
         # Nothing is said after the last sound: a word that starts there was made up (Whisper goes
         # on in the silence after an answer: "And, you know, ... it's a text, it's a text").
         last_sound = seconds - (self.trailing_silence or 0.0)
-        words = tuple(
-            TimedWord(w.word, round(float(w.start) + shift, 3), round(float(w.end) + shift, 3))
-            for segment in segments
+        loud = loud_frames(audio)
+        words = []
+        for segment in segments:
             # A window that failed even its retry as a loop is not the answer's words.
-            if segment.compression_ratio <= COMPRESSION_RATIO_LIMIT
-            for w in segment.words or ()
-            if w.start < last_sound
-        )
-        return TimedTranscript(words)
+            if segment.compression_ratio > COMPRESSION_RATIO_LIMIT:
+                continue
+            for w in segment.words or ():
+                if w.start >= last_sound:
+                    continue
+                start, end = snap_to_sound(loud, float(w.start), float(w.end))
+                words.append(TimedWord(w.word, round(start + shift, 3), round(end + shift, 3)))
+        return TimedTranscript(tuple(words))
 
     def warmup(self) -> None:
         rng = np.random.default_rng(0)
         noise = (rng.standard_normal(16_000) * 0.01).astype(np.float32)
         self.transcribe_words(noise, "")
+
+
+def loud_frames(audio: NDArray[np.float32]) -> NDArray[np.bool_]:
+    """Which 20 ms frames hold sound (louder than digital silence and within 30 dB of the
+    peak)."""
+    frames = len(audio) // FRAME
+    if not frames:
+        return np.zeros(0, dtype=bool)
+    rms = np.sqrt(np.mean(audio[: frames * FRAME].reshape(frames, FRAME) ** 2, axis=1))
+    return np.asarray(rms >= max(SOUND_FLOOR, float(rms.max()) * SOUND_BELOW_PEAK))
+
+
+def snap_to_sound(loud: NDArray[np.bool_], start: float, end: float) -> tuple[float, float]:
+    """A word's (start, end) without the silence Whisper's alignment gives it: the word after
+    a thinking pause starts after the pause (the last quiet stretch of MIN_SNAP_SECONDS in its
+    span, even when the previous word's tail is in front of it), and ends at its last sound. A
+    word with no sound at all in its span keeps its times."""
+    per_second = 16_000 / FRAME
+    first, last = int(start * per_second), math.ceil(end * per_second)
+    span = loud[first:last]
+    heard = np.flatnonzero(span)
+    if not len(heard):
+        return start, end
+    shortest = math.ceil(MIN_SNAP_SECONDS * per_second)
+    quiet_run, after_pause = 0, None
+    for i, sound in enumerate(span[: heard[-1] + 1]):
+        if sound:
+            if quiet_run >= shortest:
+                after_pause = i
+            quiet_run = 0
+        else:
+            quiet_run += 1
+    if after_pause is not None:
+        start = (first + after_pause) / per_second
+    sound_end = (first + int(heard[-1]) + 1) / per_second
+    if end - sound_end >= MIN_SNAP_SECONDS:
+        end = sound_end
+    return float(start), float(end)
 
 
 def sound_bounds(audio: NDArray[np.float32], before: float, after: float) -> tuple[int, int]:
