@@ -171,8 +171,8 @@ class WhisperAccurate:
             for w in segment.words or ():
                 if w.start >= last_sound:
                     continue
-                start, end = snap_to_sound(loud, float(w.start), float(w.end))
-                words.append(TimedWord(w.word, round(start + shift, 3), round(end + shift, 3)))
+                begins, ends = snap_to_sound(loud, float(w.start), float(w.end))
+                words.append(TimedWord(w.word, round(begins + shift, 3), round(ends + shift, 3)))
         return TimedTranscript(tuple(words))
 
     def warmup(self) -> None:
