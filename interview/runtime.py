@@ -138,6 +138,7 @@ class Runtime:
             clock=clock,
             on_transcribed=reports.schedule,
         )
+        speech.activity.add_listener(passes.live_work)
         return cls(
             settings=settings,
             store=store,

@@ -15,6 +15,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from interview.speech.activity import LiveActivity
+
 NOW = 0  # the first sentence of a reply someone is waiting for
 SOON = 1  # the rest of that reply
 LATER = 2  # lines that may be needed next
@@ -29,7 +31,8 @@ class _Job:
 
 
 class PriorityWorker:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, activity: LiveActivity | None = None) -> None:
+        self._activity = activity
         self._queue: queue.PriorityQueue[tuple[int, int, _Job | None]] = queue.PriorityQueue()
         self._order = itertools.count()
         self._jobs: dict[int, _Job] = {}  # id(future) -> job, while queued
@@ -67,6 +70,9 @@ class PriorityWorker:
             if not job.future.set_running_or_notify_cancel():
                 continue
             try:
-                job.future.set_result(job.fn(*job.args))
+                if self._activity is None:
+                    job.future.set_result(job.fn(*job.args))
+                else:
+                    job.future.set_result(self._activity.run(job.fn, *job.args))
             except Exception as exc:  # noqa: BLE001 - handed to whoever awaits the future
                 job.future.set_exception(exc)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from interview.config import Settings
+from interview.speech.activity import LiveActivity, LiveExecutor
 from interview.speech.cache import SpeechCache
 from interview.speech.errors import UnknownVoice
 from interview.speech.priority_worker import PriorityWorker
@@ -53,7 +54,9 @@ class SpeechStack:
         self._cache: SpeechCache | None = None
         # Speech-to-text runs as many at once as the model has workers; synthesis, one at a
         # time in order of urgency (it uses every core it is given).
-        self.compute = ThreadPoolExecutor(settings.stt_workers, thread_name_prefix="stt")
+        # Both count as live work: the accurate pass stops while any runs (activity.py).
+        self.activity = LiveActivity()
+        self.compute = LiveExecutor(self.activity, settings.stt_workers, thread_name_prefix="stt")
         # The end-of-turn model judges each pause beside the transcription of its last stretch,
         # not behind it: the decision waits for both.
         self.judging = ThreadPoolExecutor(1, thread_name_prefix="turn")
@@ -81,7 +84,7 @@ class SpeechStack:
 
         engines = build_engines(self.settings)
         engines.warmup()
-        self._tts_worker = PriorityWorker("tts")
+        self._tts_worker = PriorityWorker("tts", activity=self.activity)
         self._cache = SpeechCache(
             engines.tts,
             self._tts_worker,

@@ -33,8 +33,9 @@ from interview.transcription.process import AccurateProcess, PassFailed, PassTim
 
 log = structlog.get_logger(__name__)
 
-# A claim outlives one attempt by this much: the database round trips around the pass.
-LEASE_MARGIN_SECONDS = 30.0
+# A claim outlives one attempt by this much: the database round trips around the pass, and the
+# time the pass is held while live work runs (a busy instance holds it for minutes at most).
+LEASE_MARGIN_SECONDS = 240.0
 # How often an instance looks for work and overdue stretches when nothing wakes it.
 POLL_SECONDS = 1.0
 # A child that could not start is tried again after this.
@@ -85,6 +86,12 @@ class TranscriptPasses:
     def notify(self) -> None:
         """A stretch was stored on this instance: look for it now."""
         self._wake.set()
+
+    def live_work(self, busy: bool) -> None:
+        """Live speech work started (True) or ended (False): the passes stop meanwhile
+        (interview/speech/activity.py). Called from the live workers' threads."""
+        for process in self.processes:
+            process.hold(busy)
 
     def _on_event(self, event: Event) -> None:
         # An answer stored here with its audio waits for its pass: no need to wait for a poll.
@@ -160,7 +167,7 @@ class TranscriptPasses:
 
     async def _run_pass(self, process: AccurateProcess, claimed: Claimed) -> None:
         started = self.clock()
-        began = time.monotonic()
+        began, held = time.monotonic(), process.held_seconds()
         final = claimed.attempts >= self.settings.attempts
         audio_seconds = len(claimed.audio or b"") / 2 / claimed.sample_rate
         outcome = "done"
@@ -192,6 +199,8 @@ class TranscriptPasses:
             attempt=claimed.attempts,
             audio_seconds=round(audio_seconds, 2),
             seconds=round(time.monotonic() - began, 3),
+            # Of those, stopped while live speech work ran (interview/speech/activity.py).
+            held_seconds=round(process.held_seconds() - held, 3),
             started=started.isoformat(),
             ended=self.clock().isoformat(),
             pid=process.pid,

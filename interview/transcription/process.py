@@ -19,7 +19,11 @@ import contextlib
 import json
 import os
 import pickle
+import signal
 import sys
+import threading
+import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,11 +63,39 @@ class AccurateProcess:
         self.priority: str | None = None
         self.engine_name: str | None = None
         self.model_id: str | None = None
+        # Stopped (SIGSTOP) while live work runs; the time stopped does not count against a
+        # pass's timeout. Set from the live workers' threads.
+        self._hold = threading.Lock()
+        self._held_since: float | None = None
+        self._held_total = 0.0
 
     @property
     def pid(self) -> int | None:
         """The child's pid (None before the first start)."""
         return None if self._child is None else self._child.pid
+
+    def hold(self, held: bool) -> None:
+        """Stop the child (True) or let it go on (False): while it is stopped it takes no CPU
+        at all, not even an idle hyperthread's share. A child still loading is left alone."""
+        with self._hold:
+            if held == (self._held_since is not None):
+                return
+            if held:
+                self._held_since = time.monotonic()
+            else:
+                assert self._held_since is not None
+                self._held_total += time.monotonic() - self._held_since
+                self._held_since = None
+            child = self._child
+            if child is not None and child.returncode is None and (self._ready or not held):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGSTOP if held else signal.SIGCONT)
+
+    def held_seconds(self) -> float:
+        """How long the child has been stopped, in all."""
+        with self._hold:
+            now = time.monotonic()
+            return self._held_total + (0.0 if self._held_since is None else now - self._held_since)
 
     async def start(self) -> None:
         """Start the child, and wait until its engine is built and warm."""
@@ -83,9 +115,7 @@ class AccurateProcess:
         async with self._lock:
             await self._ensure_ready()
             try:
-                header, _ = await asyncio.wait_for(
-                    self._exchange({"context": context}, pcm), timeout
-                )
+                header, _ = await self._within(self._exchange({"context": context}, pcm), timeout)
             except TimeoutError:
                 await self._restart()
                 raise PassTimedOut(f"no transcript within {timeout:g} s") from None
@@ -101,6 +131,30 @@ class AccurateProcess:
         words = tuple(TimedWord(str(w), float(s), float(e)) for w, s, e in header["words"])
         return TimedTranscript(words)
 
+    async def _within(
+        self,
+        exchange: Coroutine[Any, Any, tuple[dict[str, Any], bytes]],
+        timeout: float,  # noqa: ASYNC109 - the time held does not count
+    ) -> tuple[dict[str, Any], bytes]:
+        """The exchange's result, or TimeoutError once it has run `timeout` seconds, not
+        counting the time the child was held."""
+        task = asyncio.ensure_future(exchange)
+        began, held = time.monotonic(), self.held_seconds()
+        try:
+            while True:
+                spent = time.monotonic() - began - (self.held_seconds() - held)
+                done, _ = await asyncio.wait({task}, timeout=max(0.0, timeout - spent))
+                if done:
+                    return task.result()
+                spent = time.monotonic() - began - (self.held_seconds() - held)
+                if spent >= timeout:
+                    raise TimeoutError
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
     async def close(self) -> None:
         """Stop the child: asked first (stdin closed), killed if it does not end."""
         async with self._lock:
@@ -108,6 +162,8 @@ class AccurateProcess:
             if child is None or child.returncode is not None:
                 return
             assert child.stdin is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGCONT)  # a held child could not hear the request
             child.stdin.close()
             try:
                 await asyncio.wait_for(child.wait(), CLOSE_SECONDS)

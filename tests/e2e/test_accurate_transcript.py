@@ -465,6 +465,12 @@ async def test_with_four_sessions_no_reply_waits_for_the_passes(server: AppServe
     overlapped = [(a, b) for a, b in made if any(s < b and a < e for s, e in running)]
     within = [(a, b) for a, b in made if any(s <= a and b <= e for s, e in running)]
     assert overlapped and within, (made, running)
+    # And the pass stood still meanwhile: a pass that ran across a reply was held (stopped)
+    # while the reply's live speech work ran.
+    across = [
+        e for e in passes if any(at(e["started"]) <= a and b <= at(e["ended"]) for a, b in made)
+    ]
+    assert across and all(e["held_seconds"] > 0 for e in across), across
 
 
 async def test_passes_that_time_out_leave_the_live_text_flagged(timing_out_server: AppServer):

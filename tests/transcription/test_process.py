@@ -103,3 +103,44 @@ async def test_close_ends_the_child(process):
     await process.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def process_state(pid: int) -> str:
+    """The kernel's state letter of a process: T while stopped."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+async def settled_state(pid: int, stopped: bool) -> str:
+    """The state once a stop or a continue has been delivered (signals arrive a moment later)."""
+    for _ in range(100):
+        state = process_state(pid)
+        if (state == "T") == stopped:
+            return state
+        await asyncio.sleep(0.01)
+    return process_state(pid)
+
+
+async def test_a_held_child_is_stopped_and_its_held_time_does_not_count(process):
+    # Live work holds the pass: the child takes no CPU until it is let go, and a pass held for
+    # longer than its timeout still finishes once released.
+    await process.start()
+    pid = process.pid
+    process.hold(True)
+    assert await settled_state(pid, stopped=True) == "T"
+    passing = asyncio.ensure_future(process.transcribe(spoken(PHRASE), RATE, "", timeout=1.5))
+    await asyncio.sleep(2.5)
+    assert not passing.done() and process_state(pid) == "T"
+    process.hold(False)
+    assert await settled_state(pid, stopped=False) in "RS"
+    transcript = await passing
+    assert "billing" in words_of(transcript.text) and process.pid == pid
+    assert process.held_seconds() >= 2.5
+
+
+async def test_a_held_pass_still_times_out_on_its_own_running_time(process):
+    await process.start()
+    process.hold(True)
+    process.hold(False)
+    with pytest.raises(PassTimedOut):
+        await process.transcribe(long_noise(25.0), RATE, "", timeout=0.2)
