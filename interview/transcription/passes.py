@@ -168,6 +168,7 @@ class TranscriptPasses:
     async def _run_pass(self, process: AccurateProcess, claimed: Claimed) -> None:
         started = self.clock()
         began, held = time.monotonic(), process.held_seconds()
+        pid = process.pid  # the child that runs it (a timeout or crash replaces it)
         final = claimed.attempts >= self.settings.attempts
         audio_seconds = len(claimed.audio or b"") / 2 / claimed.sample_rate
         outcome = "done"
@@ -203,7 +204,7 @@ class TranscriptPasses:
             held_seconds=round(process.held_seconds() - held, 3),
             started=started.isoformat(),
             ended=self.clock().isoformat(),
-            pid=process.pid,
+            pid=pid,
             outcome=outcome,
         )
 
