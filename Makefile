@@ -26,7 +26,7 @@ test: lint system-deps models cdk-cli web
 check: lint
 	$(PY) -m pytest -m "not slow" -n 4
 
-# The voice pipeline benchmarks (benchmarks/README.md), about 40 minutes: real servers, aiortc
+# The voice pipeline benchmarks (benchmarks/README.md), about 55 minutes: real servers, aiortc
 # clients speaking Kokoro and espeak-ng answers. voice_bench: latency, CPU and memory with 1, 4
 # and 8 sessions, the evidence end of turn next to the fixed 0.8 s silence; llm_overhead: end of
 # turn -> first reply audio, LLM (a local instant model) next to scripted; end_of_turn: three
@@ -37,8 +37,10 @@ check: lint
 # robin), 200 text clients and 4 voice sessions each (~8 minutes); limits: /start with the rate
 # limits on next to off, a flood from one client, a stalled body (~1 minute); transcript_accuracy:
 # WER of the live (tiny.en) and the accurate pass on answers full of numbers and terms (~4 minutes
-# once its clips are cached). Write benchmarks/results/{voice,llm_overhead,end_of_turn,stt_window,
-# turn_taking,many_instances,limits,transcript_accuracy}.json and the tables in the README.
+# once its clips are cached); accurate_pass: voice-to-voice with 8 sessions, the accurate pass on
+# next to off, and the report's delay after the end (~8 minutes). Write benchmarks/results/{voice,
+# llm_overhead,end_of_turn,stt_window,turn_taking,many_instances,limits,transcript_accuracy,
+# accurate_pass}.json and the tables in the README.
 bench: dev-setup system-deps models
 	$(PY) -m benchmarks.voice_bench
 	$(PY) -m benchmarks.llm_overhead
@@ -48,6 +50,7 @@ bench: dev-setup system-deps models
 	$(PY) -m benchmarks.many_instances
 	$(PY) -m benchmarks.limits
 	$(PY) -m benchmarks.transcript_accuracy
+	$(PY) -m benchmarks.accurate_pass --rounds 2
 
 setup: $(RUNTIME_STAMP)
 dev-setup: $(DEV_STAMP)
