@@ -9,8 +9,9 @@ any live job runs, and resumed when none does.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -37,17 +38,31 @@ class LiveActivity:
 
     def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Call `fn` as live work."""
+        with self.live():
+            return fn(*args, **kwargs)
+
+    @contextmanager
+    def live(self) -> Iterator[None]:
+        """Live work while inside."""
+        self.enter()
+        try:
+            yield
+        finally:
+            self.leave()
+
+    def enter(self) -> None:
+        """Live work begins (a reply being made: from the end of the answer to the reply's
+        first audio, its event-loop and audio work included); `leave` once it ends."""
         with self._lock:
             self._running += 1
             if self._running == 1:
                 self._tell(True)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            with self._lock:
-                self._running -= 1
-                if self._running == 0:
-                    self._tell(False)
+
+    def leave(self) -> None:
+        with self._lock:
+            self._running -= 1
+            if self._running == 0:
+                self._tell(False)
 
     def _tell(self, busy: bool) -> None:
         # Under the lock, so a "busy" and the "idle" after it can never arrive swapped.

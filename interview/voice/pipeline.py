@@ -49,7 +49,7 @@ from interview.voice.listener import BargeInOptions, EndOfTurnPolicy, Listener
 from interview.voice.rtc import Close, Output
 from interview.voice.speaker import LinePlayer
 from interview.voice.streamed_line import StreamedLine
-from interview.voice.turn_detector import DetectorOptions, TurnDetector, TurnEvent
+from interview.voice.turn_detector import DetectorOptions, Turn, TurnDetector, TurnEvent
 
 log = structlog.get_logger(__name__)
 
@@ -158,6 +158,23 @@ class VoicePipeline:
         if turn is None:
             return
         self.events.publish(session_id, CandidateChanged(state=CandidateState.transcribing))
+        # Until the reply's first audio, the accurate pass stands still (speech/activity.py).
+        activity = self.speech.activity
+        activity.enter()
+        making = True
+        try:
+            async for output in self._make_reply(session_id, listener, turn, continues):
+                if making and not isinstance(output, Close):
+                    activity.leave()
+                    making = False
+                yield output
+        finally:
+            if making:
+                activity.leave()
+
+    async def _make_reply(
+        self, session_id: str, listener: Listener, turn: Turn, continues: bool
+    ) -> AsyncIterator[Output]:
         marks = {"end_of_turn": time.time()}
         text = await listener.transcript(turn)
         marks["stt"] = time.time()

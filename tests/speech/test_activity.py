@@ -42,3 +42,15 @@ def test_a_failing_job_still_ends_the_live_work():
     assert isinstance(future.exception(5), ValueError)
     worker.shutdown()
     assert heard == [True, False] and not activity.busy
+
+
+def test_work_entered_by_hand_is_live_until_it_leaves():
+    activity = LiveActivity()
+    heard: list[bool] = []
+    activity.add_listener(heard.append)
+    activity.enter()
+    with activity.live():  # a job inside a reply being made: still one stretch of live work
+        assert activity.busy
+    assert activity.busy and heard == [True]
+    activity.leave()
+    assert not activity.busy and heard == [True, False]

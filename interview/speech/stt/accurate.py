@@ -253,6 +253,7 @@ def accurate_spec(settings: Settings) -> AccurateSpec | None:
     return AccurateSpec(
         model_dir=settings.models_dir / f"whisper-{settings.accurate_stt_model}",
         beam_size=settings.accurate_stt_beam_size,
-        # It runs at idle priority, so it may use every core the live work leaves free.
-        cpu_threads=min(2, os.cpu_count() or 1),
+        # Half the cores: on two hyperthreads of one core, a pass on both slowed every reply
+        # (benchmarks/README.md, "The accurate pass"); it also stands still while one is made.
+        cpu_threads=max(1, (os.cpu_count() or 1) // 2),
     )
