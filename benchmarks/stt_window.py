@@ -106,7 +106,11 @@ def normalise(text: str) -> list[str]:
 
 def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
     """(edits, reference words): Levenshtein distance over normalised words."""
-    ref, hyp = normalise(reference), normalise(hypothesis)
+    return edits(normalise(reference), normalise(hypothesis))
+
+
+def edits(ref: list[str], hyp: list[str]) -> tuple[int, int]:
+    """(edits, reference words): the Levenshtein distance between two lists of words."""
     row = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
         previous, row[0] = row[0], i

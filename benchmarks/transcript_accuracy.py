@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from benchmarks.eot_audio import RATE, ClipAudio
 from benchmarks.eot_clips import Clip, Split
-from benchmarks.stt_window import speech_runs
+from benchmarks.stt_window import edits, speech_runs
 from benchmarks.tables import row as table_row
 from benchmarks.transcript_answers import answers
 from benchmarks.voice_bench import HERE, code_version, machine, publish
@@ -108,14 +108,8 @@ def _numbers(words: list[str]) -> list[str]:
 
 
 def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(edits, reference words): Levenshtein distance over normalised words."""
-    ref, hyp = normalise(reference), normalise(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        previous, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
-    return row[len(hyp)], len(ref)
+    """(edits, reference words): Levenshtein distance over this round's normalised words."""
+    return edits(normalise(reference), normalise(hypothesis))
 
 
 def material(split: Split) -> list[dict[str, Any]]:
