@@ -13,11 +13,8 @@ DEV_STAMP := $(VENV)/.dev-installed
 run: setup models web
 	$(PY) app.py
 
-# The fast tier (as in `make check`) in 4 processes, then the slow tier (servers, models, Chromium:
-# timing-sensitive, so one at a time).
 test: lint system-deps models cdk-cli web
-	$(PY) -m pytest -m "not slow" -n 4
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest
 
 # The fast loop, under a minute warm: lint, then every test that needs nothing but the dev venv
 # (no process of its own, model file, Debian package, browser or Node.js), as tests/tiers.py
@@ -38,7 +35,7 @@ check: lint
 # limits on next to off, a flood from one client, a stalled body (~1 minute); transcript_accuracy:
 # WER of the live (tiny.en) and the accurate pass on answers full of numbers and terms (~4 minutes
 # once its clips are cached); accurate_pass: voice-to-voice with 8 sessions, the accurate pass on
-# next to off, and the report's delay after the end (~8 minutes). Write benchmarks/results/{voice,
+# next to off, and the report's delay after the end (8-14 minutes). Write benchmarks/results/{voice,
 # llm_overhead,end_of_turn,stt_window,turn_taking,many_instances,limits,transcript_accuracy,
 # accurate_pass}.json and the tables in the README.
 bench: dev-setup system-deps models
