@@ -329,7 +329,7 @@ class ReportWriter:
             if pending:
                 # The report quotes the accurate transcript: the pass that finishes the last
                 # answer (or gives it up at its deadline) asks for the report again.
-                log.info("report_waits_for_transcript", session_id=session_id, pending=pending)
+                log.debug("report_waits_for_transcript", session_id=session_id, pending=pending)
                 return
             turns = await self._spoken_turns(session_id)
             plan = self.plans.get(row.plan_id)

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from interview.domain import PassState, Transcription
 from interview.store.queries import Store
@@ -30,6 +30,8 @@ _OF_TURN = and_(TurnRow.session_id == _audio.session_id, TurnRow.index == _audio
 TIMED_OUT = "timed_out"
 FAILED = "failed"
 AUDIO_LOST = "audio_lost"
+# Rounds of candidates a claim looks through before leaving it to the next poll.
+CLAIM_ROUNDS = 8
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class AnswerAudio:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._db = async_sessionmaker(store.engine, expire_on_commit=False)
+        self._db = store._db  # the store's sessions: one pool, one configuration
 
     # stored by the sessions
 
@@ -141,42 +143,51 @@ class AnswerAudio:
             _audio.attempts < attempts,
             free,
         )
-        async with self._db() as db:
-            candidates = (
-                await db.scalars(
-                    select(_audio.id)
-                    .where(claimable)
-                    .order_by(_audio.created_at, _audio.id)
-                    .limit(5)
-                )
-            ).all()
-        for stretch_id in candidates:
-            async with self._db() as db, db.begin():
-                result = await db.execute(
-                    update(_audio)
-                    .where(_audio.id == stretch_id, claimable)
-                    .values(
-                        claimed_by=instance,
-                        claimed_until=now + lease,
-                        attempts=_audio.attempts + 1,
+        # Losing every candidate to other instances means they made progress: look again,
+        # so a free stretch is not left for the next poll.
+        for _round in range(CLAIM_ROUNDS):
+            async with self._db() as db:
+                candidates = (
+                    await db.scalars(
+                        select(_audio.id)
+                        .where(claimable)
+                        .order_by(_audio.created_at, _audio.id)
+                        .limit(5)
                     )
-                )
-                assert isinstance(result, CursorResult)
-                if result.rowcount != 1:
-                    continue  # another instance took it first
-                row = await db.get(_audio, stretch_id)
-                assert row is not None
-                return Claimed(
-                    id=row.id,
-                    session_id=row.session_id,
-                    turn_index=row.turn_index,
-                    segment=row.segment,
-                    sample_rate=row.sample_rate,
-                    audio=row.audio,
-                    context=row.context,
-                    attempts=row.attempts,
-                )
+                ).all()
+            if not candidates:
+                return None
+            for stretch_id in candidates:
+                claimed = await self._take(stretch_id, claimable, instance, now + lease)
+                if claimed is not None:
+                    return claimed
         return None
+
+    async def _take(
+        self, stretch_id: int, claimable: Any, instance: str, until: datetime
+    ) -> Claimed | None:
+        """The stretch, now held by `instance`; None when another instance took it first."""
+        async with self._db() as db, db.begin():
+            result = await db.execute(
+                update(_audio)
+                .where(_audio.id == stretch_id, claimable)
+                .values(claimed_by=instance, claimed_until=until, attempts=_audio.attempts + 1)
+            )
+            assert isinstance(result, CursorResult)
+            if result.rowcount != 1:
+                return None
+            row = await db.get(_audio, stretch_id)
+            assert row is not None
+            return Claimed(
+                id=row.id,
+                session_id=row.session_id,
+                turn_index=row.turn_index,
+                segment=row.segment,
+                sample_rate=row.sample_rate,
+                audio=row.audio,
+                context=row.context,
+                attempts=row.attempts,
+            )
 
     async def finish(
         self, stretch_id: int, instance: str, text: str, words: list[list[Any]]

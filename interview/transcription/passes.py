@@ -168,7 +168,7 @@ class TranscriptPasses:
     async def _run_pass(self, process: AccurateProcess, claimed: Claimed) -> None:
         started = self.clock()
         began, held = time.monotonic(), process.held_seconds()
-        pid = process.pid  # the child that runs it (a timeout or crash replaces it)
+        pid = process.pid
         final = claimed.attempts >= self.settings.attempts
         audio_seconds = len(claimed.audio or b"") / 2 / claimed.sample_rate
         outcome = "done"
@@ -177,6 +177,8 @@ class TranscriptPasses:
             await self.audio.fail(claimed.id, self.instance_id, AUDIO_LOST, final=True)
         else:
             try:
+                await process.start()
+                pid = process.pid  # the child that runs it (a timeout or crash replaces it)
                 transcript = await process.transcribe(
                     claimed.audio,
                     claimed.sample_rate,
