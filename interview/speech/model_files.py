@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -419,11 +420,37 @@ def _write_voices(tarball: Path, folder: str, out: BinaryIO) -> None:
     header = _npy_header(VOICE_SHAPE)
     # The same zip calls as np.savez (sorted names, stored, zip64, its fixed 1980 date): the
     # result is the official voices-v1.0.bin byte for byte, and the same on every run.
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as npz:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as npz:
         for name in sorted(voices):
             with npz.open(f"{name}.npy", "w", force_zip64=True) as entry:
                 entry.write(header)
                 entry.write(voices[name])
+        offsets = [info.header_offset for info in npz.infolist()]
+    out.write(_zip64_headers_as_since_3_11_4(bytearray(buffer.getvalue()), offsets))
+
+
+ZIP64_VERSION = (45).to_bytes(2, "little")
+
+
+def _zip64_headers_as_since_3_11_4(data: bytearray, local_offsets: Sequence[int]) -> bytes:
+    """Python before 3.11.4 (Debian bookworm's 3.11.2) writes a forced zip64 entry's headers
+    with version 20 and its sizes in the local header; 3.11.4 and later (which made the official
+    file) write version 45 and 0xFFFFFFFF there, the sizes being in the zip64 extra either way.
+    Both are valid zips: written the newer way on every Python, the file's sha256 is the same."""
+    for offset in local_offsets:
+        assert data[offset : offset + 4] == b"PK\x03\x04"
+        data[offset + 4 : offset + 6] = ZIP64_VERSION  # version needed to extract
+        data[offset + 18 : offset + 26] = b"\xff" * 8  # sizes: in the zip64 extra
+    central = data.find(b"PK\x01\x02", max(local_offsets))
+    while central != -1 and data[central : central + 4] == b"PK\x01\x02":
+        data[central + 4] = ZIP64_VERSION[0]  # version made by (its high byte: the system)
+        data[central + 6 : central + 8] = ZIP64_VERSION  # version needed to extract
+        name, extra, comment = (
+            int.from_bytes(data[central + at : central + at + 2], "little") for at in (28, 30, 32)
+        )
+        central += 46 + name + extra + comment
+    return bytes(data)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import io
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from interview.speech import model_files
 from interview.speech.model_files import (
     DOWNLOADS_DIR,
     KOKORO_MODEL,
@@ -251,3 +253,29 @@ def test_cli_verify(models: ModelPaths, tmp_path: Path) -> None:
     off = _cli("verify", "--accurate", "off", models_dir=tmp_path)
     assert off.returncode == 1
     assert "whisper-base" not in off.stderr
+
+
+def test_forced_zip64_headers_are_written_as_python_3_11_4_writes_them():
+    # Bookworm's Python 3.11.2 (the image's stand-in base) wrote version 20 and the sizes in
+    # a forced zip64 entry's local header; the official voices file has 45 and 0xFFFFFFFF.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, body in (("a.npy", b"x" * 100), ("b.npy", b"yz" * 70)):
+            with archive.open(name, "w", force_zip64=True) as entry:
+                entry.write(body)
+        offsets = [info.header_offset for info in archive.infolist()]
+    old_style = bytearray(buffer.getvalue())
+    for offset in offsets:  # what 3.11.2 wrote
+        old_style[offset + 4 : offset + 6] = (20).to_bytes(2, "little")
+        old_style[offset + 18 : offset + 22] = (100).to_bytes(4, "little")
+    fixed = model_files._zip64_headers_as_since_3_11_4(old_style, offsets)
+    assert fixed == model_files._zip64_headers_as_since_3_11_4(bytearray(fixed), offsets)
+    for offset in offsets:
+        assert fixed[offset + 4 : offset + 6] == (45).to_bytes(2, "little")
+        assert fixed[offset + 18 : offset + 26] == b"\xff" * 8
+    with zipfile.ZipFile(io.BytesIO(fixed)) as archive:
+        assert archive.testzip() is None
+        assert archive.read("b.npy") == b"yz" * 70
+        assert all(
+            info.create_version == 45 and info.extract_version == 45 for info in archive.infolist()
+        )
