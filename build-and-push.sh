@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Build the Spool Interview image and push it to Amazon ECR.
+# Build the Spool Interview image and push it to Amazon ECR (or to any registry: --registry).
 set -euo pipefail
 
 usage() {
   cat <<'EOF'
 Usage: ./build-and-push.sh [options]
 
-Build the Docker image of Spool Interview (./Dockerfile) and push it to Amazon ECR.
-Every option can also come from the environment; options win.
+Build the Docker image of Spool Interview (./Dockerfile) and push it to Amazon ECR, or to
+another registry with --registry. Every option can also come from the environment; options win.
 
 Options:
   -a, --account ID       AWS account id                 (AWS_ACCOUNT_ID; default: the caller's,
@@ -18,12 +18,21 @@ Options:
                                                          with -dirty for uncommitted changes)
   -w, --whisper MODEL    Whisper model in the image     (WHISPER_MODEL; tiny.en or base)
       --platform P       target platform                (PLATFORM; default: linux/amd64, Fargate's)
+  -b, --base IMAGE       base image of both stages      (BASE_IMAGE; default: the Dockerfile's,
+                                                         python:3.11-slim-trixie; offline, the
+                                                         stand-in: BASE_IMAGE=$(docker/standin-base.sh))
+      --build-ca FILE    CA bundle the build stage trusts (BUILD_CA_FILE; a proxy that re-signs
+                                                         TLS to PyPI and npm; not in the image)
+      --registry HOST    push to HOST[:PORT] instead of ECR; no aws CLI needed (REGISTRY).
+                         Logs in first when REGISTRY_USERNAME is set, with REGISTRY_PASSWORD
+                         read from the environment (never from the command line)
       --create-repo      create the repository when it does not exist (scan on push)
       --no-push          build and tag only
   -h, --help             show this help
 
-Example:
+Examples:
   AWS_REGION=eu-west-1 ./build-and-push.sh --tag v1.2.0
+  ./build-and-push.sh --registry registry.example.com:5000 --repository team/spool --tag v1.2.0
 Then deploy the tag: cdk deploy SpoolEcsStack -c image_tag=<tag> (see cdk/README.md).
 EOF
 }
@@ -43,6 +52,9 @@ repository="${ECR_REPOSITORY:-spool-interview}"
 tag="${IMAGE_TAG:-}"
 whisper="${WHISPER_MODEL:-tiny.en}"
 platform="${PLATFORM:-linux/amd64}"
+base="${BASE_IMAGE:-}"
+build_ca="${BUILD_CA_FILE:-}"
+registry="${REGISTRY:-}"
 create_repo=false
 push=true
 
@@ -54,6 +66,9 @@ while [ $# -gt 0 ]; do
     -t | --tag) [ $# -ge 2 ] || die "$1 needs a value"; tag="$2"; shift 2 ;;
     -w | --whisper) [ $# -ge 2 ] || die "$1 needs a value"; whisper="$2"; shift 2 ;;
     --platform) [ $# -ge 2 ] || die "$1 needs a value"; platform="$2"; shift 2 ;;
+    -b | --base) [ $# -ge 2 ] || die "$1 needs a value"; base="$2"; shift 2 ;;
+    --build-ca) [ $# -ge 2 ] || die "$1 needs a value"; build_ca="$2"; shift 2 ;;
+    --registry) [ $# -ge 2 ] || die "$1 needs a value"; registry="$2"; shift 2 ;;
     --create-repo) create_repo=true; shift ;;
     --no-push) push=false; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -76,18 +91,55 @@ if [ -z "$tag" ]; then
   fi
 fi
 [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "'$tag' is not a valid image tag"
+if [ -n "$registry" ]; then
+  [[ "$registry" =~ ^[A-Za-z0-9.-]+(:[0-9]{1,5})?$ ]] || die "'$registry' is not a registry host[:port]"
+fi
+[[ "$repository" =~ ^[a-z0-9]+([._/-][a-z0-9]+)*$ ]] || die "'$repository' is not a valid repository name"
+build_args=(--build-arg "WHISPER_MODEL=${whisper}")
+[ -z "$base" ] || build_args+=(--build-arg "BASE_IMAGE=${base}")
+if [ -n "$build_ca" ]; then
+  [ -r "$build_ca" ] || die "cannot read the CA bundle $build_ca"
+  # The Dockerfile's build stage picks it up from the context; gone again when the script ends.
+  cp "$build_ca" docker/build-ca.crt
+  trap 'rm -f docker/build-ca.crt' EXIT
+fi
 
 need docker
 local_image="${repository}:${tag}"
 echo ">> building ${local_image} (${platform}, Whisper ${whisper})"
 docker build \
   --platform "$platform" \
-  --build-arg "WHISPER_MODEL=${whisper}" \
+  "${build_args[@]}" \
   --tag "$local_image" \
   .
 
 if [ "$push" = false ]; then
   echo ">> built ${local_image} (not pushed)"
+  exit 0
+fi
+
+# Where the pushed image's digest is printed (IMAGE_DIGEST): the registry's name for exactly
+# these bytes, what a task definition can pin.
+push_image() {
+  local remote_image="$1"
+  docker tag "$local_image" "$remote_image"
+  echo ">> pushing ${remote_image}"
+  docker push "$remote_image"
+  echo ">> pushed ${remote_image}"
+  echo "IMAGE_URI=${remote_image}"
+  local digest
+  digest="$(docker image inspect --format '{{ range .RepoDigests }}{{ println . }}{{ end }}' \
+    "$remote_image" | grep -F "${remote_image%:*}@" | head -n1 || true)"
+  [ -z "$digest" ] || echo "IMAGE_DIGEST=${digest#*@}"
+}
+
+if [ -n "$registry" ]; then
+  if [ -n "${REGISTRY_USERNAME:-}" ]; then
+    echo ">> logging in to ${registry} as ${REGISTRY_USERNAME}"
+    printf '%s' "${REGISTRY_PASSWORD:-}" \
+      | docker login --username "$REGISTRY_USERNAME" --password-stdin "$registry"
+  fi
+  push_image "${registry}/${repository}:${tag}"
   exit 0
 fi
 
@@ -113,8 +165,4 @@ echo ">> logging in to ${registry}"
 aws ecr get-login-password --region "$region" \
   | docker login --username AWS --password-stdin "$registry"
 
-docker tag "$local_image" "$remote_image"
-echo ">> pushing ${remote_image}"
-docker push "$remote_image"
-echo ">> pushed ${remote_image}"
-echo "IMAGE_URI=${remote_image}"
+push_image "$remote_image"

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 SCRIPT = ROOT / "build-and-push.sh"
 ACCOUNT = "123456789012"
+DIGESTS_FORMAT = "{{ range .RepoDigests }}{{ println . }}{{ end }}"
 
 
 def shell_scripts() -> list[Path]:
@@ -89,7 +90,11 @@ def run_script(
         stub.chmod(0o755)
     log = tmp_path / "calls.log"
     log.write_text("")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECR_", "IMAGE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "ECR_", "IMAGE_", "REGISTRY", "BASE_IMAGE", "BUILD_CA"))
+    }
     env.update(PATH=f"{stubs}:{env['PATH']}", STUB_LOG=str(log), **env_extra)
     # Called from elsewhere on purpose: the script builds from its own folder.
     result = subprocess.run(
@@ -134,6 +139,7 @@ def test_build_login_tag_and_push_to_ecr(tmp_path: Path):
         "stdin=ecr-password-from-aws",  # the password went through the pipe, not argv
         f"docker tag spool-interview:v1.2.3 {remote}",
         f"docker push {remote}",
+        f"docker image inspect --format {DIGESTS_FORMAT} {remote}",
     ]
     assert f"IMAGE_URI={remote}" in result.stdout
 
@@ -154,7 +160,7 @@ def test_settings_from_the_environment_and_a_missing_repository(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert any(c.startswith("aws ecr create-repository --region us-east-2") for c in calls)
     registry = "210987654321.dkr.ecr.us-east-2.amazonaws.com"
-    assert calls[-1] == f"docker push {registry}/interviews:env-tag"
+    assert calls[-2] == f"docker push {registry}/interviews:env-tag"
 
 
 def test_the_default_tag_is_the_commit(tmp_path: Path):
@@ -180,6 +186,9 @@ def test_the_default_tag_is_the_commit(tmp_path: Path):
         (("--bogus",), "eu-west-1", "unknown argument: --bogus"),
         (("--tag", "t", "--account", "12"), "eu-west-1", "not a 12-digit AWS account id"),
         (("--tag", "t"), "", "no region"),
+        (("--tag", "t", "--registry", "http://r:5000"), "", "not a registry host[:port]"),
+        (("--tag", "t", "--repository", "Team/App"), "", "not a valid repository name"),
+        (("--tag", "t", "--build-ca", "/nonexistent.crt"), "", "cannot read the CA bundle"),
     ],
 )
 def test_bad_input_is_refused_before_anything_is_pushed(
@@ -189,3 +198,44 @@ def test_bad_input_is_refused_before_anything_is_pushed(
     assert result.returncode == 1
     assert message in result.stderr
     assert not any(c.startswith(("docker push", "docker login")) for c in calls)
+
+
+def test_push_to_another_registry_logs_in_from_the_environment(tmp_path: Path):
+    result, calls = run_script(
+        tmp_path,
+        "--registry",
+        "127.0.0.1:5000",
+        "--repository",
+        "team/spool",
+        "--tag",
+        "t1",
+        "--base",
+        "standin:3.11",
+        REGISTRY_USERNAME="ci",
+        REGISTRY_PASSWORD="s3cret-pw",
+    )
+    assert result.returncode == 0, result.stderr
+    remote = "127.0.0.1:5000/team/spool:t1"
+    assert calls == [
+        "docker build --platform linux/amd64 --build-arg WHISPER_MODEL=tiny.en "
+        "--build-arg BASE_IMAGE=standin:3.11 --tag team/spool:t1 .",
+        "docker login --username ci --password-stdin 127.0.0.1:5000",
+        "stdin=s3cret-pw",  # through the pipe, never an argument
+        f"docker tag team/spool:t1 {remote}",
+        f"docker push {remote}",
+        f"docker image inspect --format {DIGESTS_FORMAT} {remote}",
+    ]
+    assert "s3cret-pw" not in result.stdout + result.stderr
+    assert f"IMAGE_URI={remote}" in result.stdout
+
+
+def test_the_build_ca_is_in_the_context_only_while_the_script_runs(tmp_path: Path):
+    ca = tmp_path / "proxy-ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    result, calls = run_script(tmp_path, "--no-push", "--tag", "t", "--build-ca", str(ca))
+    assert result.returncode == 0, result.stderr
+    assert calls == [
+        "docker build --platform linux/amd64 --build-arg WHISPER_MODEL=tiny.en "
+        "--tag spool-interview:t ."
+    ]
+    assert not (ROOT / "docker" / "build-ca.crt").exists()
