@@ -18,6 +18,13 @@ command -v strace >/dev/null 2>&1 || missing+=(strace)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # The multi-instance tests and bench put a round-robin HAProxy in front of the servers.
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+# The image tests (tests/e2e/test_image.py, tests/turn) build and run the Dockerfile and a coturn
+# image: Debian's Docker engine, debootstrap for the stand-in base when Docker Hub is out of
+# reach, a registry standing in for ECR, and htpasswd (bcrypt) for its login.
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -31,8 +38,8 @@ echo ">> installing Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
-# The coturn and haproxy packages may start system-wide daemons; tests start their own on free
-# ports.
+# The coturn, haproxy and docker-registry packages may start system-wide daemons; tests start
+# their own on free ports (and dockerd when it is not running).
 if command -v systemctl >/dev/null 2>&1; then
-  systemctl disable --now coturn haproxy >/dev/null 2>&1 || true
+  systemctl disable --now coturn haproxy docker-registry >/dev/null 2>&1 || true
 fi

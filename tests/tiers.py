@@ -51,7 +51,8 @@ ENTRY_POINTS = {
 PROGRAMS = {
     **dict.fromkeys(
         ("turnserver", "turnutils_uclient", "initdb", "pg_ctl", "postgres", "psql", "curl",
-         "openssl", "espeak-ng", "sox", "strace", "chromium", "haproxy"),
+         "openssl", "espeak-ng", "sox", "strace", "chromium", "haproxy", "dockerd", "docker",
+         "docker-registry", "debootstrap", "htpasswd"),
         "apt",
     ),
     **dict.fromkeys(("node", "npm", "npx"), "node"),

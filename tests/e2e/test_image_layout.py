@@ -1,19 +1,20 @@
-"""The runtime image's files, run the way the container runs them: as its user, with voice on,
-and nothing writable but data/.
+"""The runtime image's files, run the way the container runs them: as its user, with voice on, and
+nothing writable but data/.
 
-There is no Docker engine here, so the final stage's COPY instructions are replayed into a
-directory (what they copy from the builder comes from this checkout's `make setup`, `make
-models` and `make web`, which the builder runs). Everything is made read-only except data/, HOME
-is /app as `useradd --home-dir /app` makes it, and the image's CMD starts with the image's
-environment. As root (CI, the sessions) it runs as uid 10001 through setpriv, in a private mount
-namespace where the venv and the models are read-only bind mounts at /app/.venv and /app/models
-(as the image has them, without copying gigabytes) and the venv's base interpreter is reachable
-at its own path even when the checkout or the interpreter sits in a directory closed to other
-users (a 0700 home); otherwise the read-only modes do the refusing. A write anywhere else (a
-cache under HOME, bytecode, a temp file next to the code) fails here as it would in the
-container. strace records every address the service connects or sends to while it loads, builds
-its UI and runs an interview: none may be off this machine's loopback (no analytics, no model
-hub, no DNS lookup).
+The image itself is built and run in tests/e2e/test_image.py; this test keeps what a container
+cannot show as easily: the final stage's COPY instructions are replayed into a directory (what
+they copy from the builder comes from this checkout's `make setup`, `make models` and `make
+web`, which the builder runs) and the service's every connection is traced. Everything is made
+read-only except data/, HOME is /app as `useradd --home-dir /app` makes it, and the image's CMD
+starts with the image's environment. As root (CI, the sessions) it runs as uid 10001 through
+setpriv, in a private mount namespace where the venv and the models are read-only bind mounts at
+/app/.venv and /app/models (as the image has them, without copying gigabytes) and the venv's
+base interpreter is reachable at its own path even when the checkout or the interpreter sits in
+a directory closed to other users (a 0700 home); otherwise the read-only modes do the refusing.
+A write anywhere else (a cache under HOME, bytecode, a temp file next to the code) fails here as
+it would in the container. strace records every address the service connects or sends to while
+it loads, builds its UI and runs an interview: none may be off this machine's loopback (no
+analytics, no model hub, no DNS lookup).
 """
 
 from __future__ import annotations
