@@ -112,16 +112,23 @@ class CoturnServer:
             f"tls-listening-port={self.tls_port}",
             f"min-port={relay_base}",
             f"max-port={relay_base + 9}",
-            f"cert={cert}",
-            f"pkey={key}",
             # Loopback only, and only the one address the tests relay to: every denied range of
             # the shipped file stays denied.
             "allow-loopback-peers",
             "allowed-peer-ip=127.0.0.1",
-            f"userdb={self.dir / 'turndb'}",
-            f"pidfile={self.dir / 'turnserver.pid'}",
+            *(f"{k}={v}" for k, v in self.file_settings(cert, key).items()),
         ]
         return "\n".join([*kept, *overrides, ""])
+
+    def file_settings(self, cert: Path, key: Path) -> dict[str, str]:
+        """Where the running server finds its certificate and keeps its state files (in a
+        container: its own paths, see harness/coturn_container.py)."""
+        return {
+            "cert": str(cert),
+            "pkey": str(key),
+            "userdb": str(self.dir / "turndb"),
+            "pidfile": str(self.dir / "turnserver.pid"),
+        }
 
     def _self_signed_certificate(self) -> tuple[Path, Path]:
         cert, key = self.dir / "cert.pem", self.dir / "key.pem"

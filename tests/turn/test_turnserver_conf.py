@@ -32,7 +32,10 @@ import yaml
 from aioice import stun
 from aioice.turn import TCP_TRANSPORT, TurnClientTcpProtocol, TurnClientUdpProtocol
 
+from harness.compose import interpolate
 from harness.coturn import TEST_OVERRIDES, CoturnServer, config_key
+from harness.coturn_container import CoturnContainer, build_image
+from harness.docker import Engine
 from interview.turn_credentials import TurnCredentialIssuer, turn_password
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,20 +56,6 @@ PUBLIC_PEERS = ("8.8.8.8", "1.1.1.1", "52.94.236.248")
 
 def compose_service() -> dict:
     return yaml.safe_load(COMPOSE.read_text())["services"]["coturn"]
-
-
-def interpolate(value: str, env: dict[str, str]) -> str:
-    """docker compose's ${NAME}, ${NAME:?message} and ${NAME:-default}, from `env` only."""
-
-    def one(match: re.Match[str]) -> str:
-        name, op, rest = match.group(1), match.group(2), match.group(3)
-        if env.get(name):
-            return env[name]
-        if op == ":-":
-            return rest
-        raise KeyError(f"{name} is required: {rest}")
-
-    return re.sub(r"\$\{([A-Z_][A-Z0-9_]*)(?:(:\?|:-)([^}]*))?\}", one, value)
 
 
 def compose_args() -> list[str]:
@@ -143,12 +132,27 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> EntrypointRun:
 
 
 @pytest.fixture(scope="module")
-def coturn(rendered: EntrypointRun) -> Iterator[CoturnServer]:
-    # The real coturn on the file the entrypoint wrote, with the arguments it passed on.
-    assert rendered.argv is not None and rendered.argv[0] == "-c"
-    server = CoturnServer(
-        SECRET, realm=REALM, config_file=Path(rendered.argv[1]), args=rendered.argv[2:]
-    )
+def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    engine = Engine.ensure(tmp_path_factory.mktemp("dockerd"))
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module", params=["process", "container"])
+def coturn(request: pytest.FixtureRequest, rendered: EntrypointRun) -> Iterator[CoturnServer]:
+    server: CoturnServer
+    if request.param == "process":
+        # The real coturn on the file the entrypoint wrote, with the arguments it passed on.
+        assert rendered.argv is not None and rendered.argv[0] == "-c"
+        server = CoturnServer(
+            SECRET, realm=REALM, config_file=Path(rendered.argv[1]), args=rendered.argv[2:]
+        )
+    else:
+        # The compose service itself in Docker: the image of Debian's coturn, the compose
+        # file's entrypoint, mounts, tmpfs and secret (harness/coturn_container.py).
+        request.getfixturevalue("docker_engine")
+        env = {**TEST_ENV, "TURN_IMAGE": build_image()}
+        server = CoturnContainer(SECRET, realm=REALM, config_file=CONF, env=env)
     server.start()
     yield server
     server.stop()
@@ -379,7 +383,7 @@ def test_the_shipped_settings_harden_the_server():
 
 def test_compose_runs_the_config_read_only_with_the_secret_as_a_compose_secret():
     service = compose_service()
-    assert service["image"].startswith("coturn/coturn:")
+    assert interpolate(service["image"], TEST_ENV).startswith("coturn/coturn:")  # by default
     assert service["network_mode"] == "host"
     assert service["restart"] == "unless-stopped"
     assert "./turnserver.conf:/etc/coturn/turnserver.conf:ro" in service["volumes"]
@@ -521,3 +525,24 @@ async def test_a_relay_carries_speech_but_not_a_flood(coturn: CoturnServer):
     finally:
         await close(protocol)
         peer_transport.close()
+
+
+@pytest.mark.parametrize("coturn", ["container"], indirect=True)
+def test_the_container_keeps_the_secret_out_of_arguments_environment_and_logs(
+    coturn: CoturnServer,
+):
+    assert isinstance(coturn, CoturnContainer)
+    processes = coturn.processes()
+    # coturn itself (the entrypoint exec'd it), as the image's user, on the rendered config.
+    assert len(processes) == 1, processes
+    _pid, uid, *args = processes[0].split()
+    assert uid == "65534"
+    assert args == ["turnserver", "-c", "/run/coturn/turnserver.conf", *compose_args()]
+    for template in ("{{json .Config}}", "{{json .HostConfig}}", "{{json .Mounts}}"):
+        assert SECRET not in coturn.inspect(template)
+    assert SECRET not in coturn.log()
+    # The rendered config, with the secret, is on the private tmpfs and the user's alone.
+    rendered = coturn.exec("stat", "-c", "%a %u", "/run/coturn/turnserver.conf")
+    assert rendered.stdout.split() == ["600", "65534"], rendered
+    mounted = coturn.exec("stat", "-f", "-c", "%T", "/run/coturn")
+    assert mounted.stdout.strip() == "tmpfs", mounted
