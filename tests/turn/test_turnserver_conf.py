@@ -34,8 +34,9 @@ from aioice.turn import TCP_TRANSPORT, TurnClientTcpProtocol, TurnClientUdpProto
 
 from harness.compose import interpolate
 from harness.coturn import TEST_OVERRIDES, CoturnServer, config_key
+from harness.coturn_container import IMAGE as COTURN_IMAGE
 from harness.coturn_container import CoturnContainer, build_image
-from harness.docker import Engine
+from harness.docker import Engine, remove_older_images, remove_test_leftovers
 from interview.turn_credentials import TurnCredentialIssuer, turn_password
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,7 +135,10 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> EntrypointRun:
 @pytest.fixture(scope="module")
 def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     engine = Engine.ensure(tmp_path_factory.mktemp("dockerd"))
+    remove_test_leftovers()
     yield engine
+    remove_test_leftovers()
+    remove_older_images(COTURN_IMAGE, keep=COTURN_IMAGE)  # earlier builds of the tag, dangling
     engine.close()
 
 
