@@ -76,6 +76,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# A CA bundle named relative to where the script was called from.
+if [ -n "$build_ca" ]; then
+  [ -r "$build_ca" ] || die "cannot read the CA bundle $build_ca"
+  build_ca="$(realpath -- "$build_ca")"
+fi
 # Build from the repository root, wherever the script is called from.
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -98,8 +103,9 @@ fi
 build_args=(--build-arg "WHISPER_MODEL=${whisper}")
 [ -z "$base" ] || build_args+=(--build-arg "BASE_IMAGE=${base}")
 if [ -n "$build_ca" ]; then
-  [ -r "$build_ca" ] || die "cannot read the CA bundle $build_ca"
   # The Dockerfile's build stage picks it up from the context; gone again when the script ends.
+  # One put there by hand is neither overwritten nor removed.
+  [ ! -e docker/build-ca.crt ] || die "docker/build-ca.crt exists: remove it or drop --build-ca"
   cp "$build_ca" docker/build-ca.crt
   trap 'rm -f docker/build-ca.crt' EXIT
 fi
@@ -118,19 +124,18 @@ if [ "$push" = false ]; then
   exit 0
 fi
 
-# Where the pushed image's digest is printed (IMAGE_DIGEST): the registry's name for exactly
-# these bytes, what a task definition can pin.
+# Pushes and prints the pushed manifest's digest (IMAGE_DIGEST), as `docker push` reports it: the
+# registry's name for exactly these bytes, what a task definition can pin.
 push_image() {
-  local remote_image="$1"
+  local remote_image="$1" output digest
   docker tag "$local_image" "$remote_image"
   echo ">> pushing ${remote_image}"
-  docker push "$remote_image"
+  output="$(docker push "$remote_image" | tee /dev/stderr)"
+  digest="$(grep -Eo 'digest: sha256:[0-9a-f]{64}' <<<"$output" | tail -n1 | cut -d' ' -f2 || true)"
+  [ -n "$digest" ] || die "docker push reported no digest for ${remote_image}"
   echo ">> pushed ${remote_image}"
   echo "IMAGE_URI=${remote_image}"
-  local digest
-  digest="$(docker image inspect --format '{{ range .RepoDigests }}{{ println . }}{{ end }}' \
-    "$remote_image" | grep -F "${remote_image%:*}@" | head -n1 || true)"
-  [ -z "$digest" ] || echo "IMAGE_DIGEST=${digest#*@}"
+  echo "IMAGE_DIGEST=${digest}"
 }
 
 if [ -n "$registry" ]; then

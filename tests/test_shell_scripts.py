@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 SCRIPT = ROOT / "build-and-push.sh"
 ACCOUNT = "123456789012"
-DIGESTS_FORMAT = "{{ range .RepoDigests }}{{ println . }}{{ end }}"
+DIGEST = "ab" * 32  # what the stand-in `docker push` reports
 
 
 def shell_scripts() -> list[Path]:
@@ -72,6 +72,10 @@ line="{name}$(printf ' %s' "$@")"
 printf '%s\\n' "$line" >> "$STUB_LOG"
 case "{name} $1 $2" in
   "docker login "*) printf 'stdin=%s\\n' "$(cat)" >> "$STUB_LOG" ;;
+  # What the build context holds at build time: the CA a --build-ca put there.
+  "docker build "*) [ ! -f docker/build-ca.crt ] \\
+    || printf 'ca=%s\\n' "$(head -n1 docker/build-ca.crt)" >> "$STUB_LOG" ;;
+  "docker push "*) printf '%s: digest: sha256:%s size: 529\\n' "${{2##*:}}" "{digest}" ;;
   "aws ecr get-login-password") printf 'ecr-password-from-aws' ;;
   "aws sts get-caller-identity") printf '{account}' ;;
   "aws ecr describe-repositories") [ -n "${{REPO_EXISTS:-}}" ] || exit 254 ;;
@@ -86,7 +90,7 @@ def run_script(
     stubs.mkdir(exist_ok=True)
     for name in ("docker", "aws"):
         stub = stubs / name
-        stub.write_text(STUB.format(name=name, account=ACCOUNT))
+        stub.write_text(STUB.format(name=name, account=ACCOUNT, digest=DIGEST))
         stub.chmod(0o755)
     log = tmp_path / "calls.log"
     log.write_text("")
@@ -139,7 +143,6 @@ def test_build_login_tag_and_push_to_ecr(tmp_path: Path):
         "stdin=ecr-password-from-aws",  # the password went through the pipe, not argv
         f"docker tag spool-interview:v1.2.3 {remote}",
         f"docker push {remote}",
-        f"docker image inspect --format {DIGESTS_FORMAT} {remote}",
     ]
     assert f"IMAGE_URI={remote}" in result.stdout
 
@@ -160,7 +163,7 @@ def test_settings_from_the_environment_and_a_missing_repository(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert any(c.startswith("aws ecr create-repository --region us-east-2") for c in calls)
     registry = "210987654321.dkr.ecr.us-east-2.amazonaws.com"
-    assert calls[-2] == f"docker push {registry}/interviews:env-tag"
+    assert calls[-1] == f"docker push {registry}/interviews:env-tag"
 
 
 def test_the_default_tag_is_the_commit(tmp_path: Path):
@@ -223,19 +226,38 @@ def test_push_to_another_registry_logs_in_from_the_environment(tmp_path: Path):
         "stdin=s3cret-pw",  # through the pipe, never an argument
         f"docker tag team/spool:t1 {remote}",
         f"docker push {remote}",
-        f"docker image inspect --format {DIGESTS_FORMAT} {remote}",
     ]
     assert "s3cret-pw" not in result.stdout + result.stderr
     assert f"IMAGE_URI={remote}" in result.stdout
+    assert f"IMAGE_DIGEST=sha256:{DIGEST}" in result.stdout.splitlines()
 
 
 def test_the_build_ca_is_in_the_context_only_while_the_script_runs(tmp_path: Path):
-    ca = tmp_path / "proxy-ca.crt"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    result, calls = run_script(tmp_path, "--no-push", "--tag", "t", "--build-ca", str(ca))
+    placed = ROOT / "docker" / "build-ca.crt"
+    assert not placed.exists(), "a docker/build-ca.crt of your own: the script refuses it"
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "proxy-ca.crt").write_text("-----BEGIN CERTIFICATE----- proxy\n")
+    # A path relative to where the script is called from (run_script calls it from tmp_path).
+    args = ("--no-push", "--tag", "t", "--build-ca", "certs/proxy-ca.crt")
+    result, calls = run_script(tmp_path, *args)
     assert result.returncode == 0, result.stderr
     assert calls == [
         "docker build --platform linux/amd64 --build-arg WHISPER_MODEL=tiny.en "
-        "--tag spool-interview:t ."
+        "--tag spool-interview:t .",
+        "ca=-----BEGIN CERTIFICATE----- proxy",  # in the context while docker built
     ]
-    assert not (ROOT / "docker" / "build-ca.crt").exists()
+    assert not placed.exists()
+
+
+def test_a_build_ca_of_your_own_is_never_overwritten(tmp_path: Path):
+    placed = ROOT / "docker" / "build-ca.crt"
+    assert not placed.exists()
+    ca = tmp_path / "proxy-ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE----- proxy\n")
+    placed.write_text("mine\n")
+    try:
+        result, calls = run_script(tmp_path, "--no-push", "--tag", "t", "--build-ca", str(ca))
+        assert result.returncode == 1 and "docker/build-ca.crt exists" in result.stderr
+        assert calls == [] and placed.read_text() == "mine\n"
+    finally:
+        placed.unlink()
