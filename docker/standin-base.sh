@@ -76,10 +76,10 @@ fi
 [ "$(id -u)" -eq 0 ] || die "building the stand-in needs root (debootstrap and chroot)"
 command -v debootstrap >/dev/null 2>&1 || die "debootstrap is required (apt-get install debootstrap)"
 if [ -z "$mirror" ]; then
+  # The Debian archive apt uses here (a mirror or a proxy of it), not a third party's repository.
   # shellcheck disable=SC2016 # apt's own format string, not the shell's
   mirror="$(apt-get indextargets --format '$(REPO_URI)' 'Created-By: Packages' 2>/dev/null \
-    | grep -v security | head -n1 || true)"
-  mirror="${mirror%/}"
+    | sed 's#/*$##' | grep -E '/debian$' | head -n1 || true)"
   mirror="${mirror:-http://deb.debian.org/debian}"
 fi
 
@@ -87,7 +87,7 @@ work="$(mktemp -d)"
 root="$work/root"
 cleanup() {
   umount "$root/proc" 2>/dev/null || true
-  rm -rf "$work"
+  rm -rf --one-file-system "$work"  # never into a /proc still mounted
 }
 trap cleanup EXIT
 
@@ -95,13 +95,18 @@ echo ">> debootstrap $suite from $mirror" >&2
 debootstrap --variant=minbase "$suite" "$root" "$mirror" >&2
 # Python from inside the chroot with apt: debootstrap's --include cannot resolve its dependencies.
 mount -t proc proc "$root/proc"
+# The release with its updates and security fixes, from the same archive's -security twin.
 cat >"$root/etc/apt/sources.list" <<SOURCES
 deb $mirror $suite main
 deb $mirror $suite-updates main
+deb $mirror-security $suite-security main
 SOURCES
+# A clean environment for the chroot, but for a proxy the host's apt may need.
 chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-  sh -c 'apt-get update -q && apt-get install -y -q --no-install-recommends \
-    python3.11 python3.11-venv python3-pip ca-certificates \
+  http_proxy="${http_proxy:-}" https_proxy="${https_proxy:-}" no_proxy="${no_proxy:-}" \
+  sh -c 'apt-get update -q && apt-get upgrade -y -q \
+    && apt-get install -y -q --no-install-recommends \
+      python3.11 python3.11-venv python3-pip ca-certificates \
     && apt-get clean && rm -rf /var/lib/apt/lists/*' >&2
 umount "$root/proc"
 # The official image's layout: python, python3 and pip in /usr/local/bin, first on PATH.
@@ -110,6 +115,9 @@ ln -sf python3 "$root/usr/local/bin/python"
 ln -sf /usr/bin/pip3 "$root/usr/local/bin/pip3"
 ln -sf pip3 "$root/usr/local/bin/pip"
 rm -rf "$root"/var/cache/apt/*.bin "$root"/var/log/* "$root"/tmp/* "$root"/root/.cache
+# Not this machine's: Docker writes a container's own at run time.
+: >"$root/etc/resolv.conf"
+echo localhost >"$root/etc/hostname"
 
 version="$(chroot "$root" python --version 2>&1)"
 echo ">> importing $tag ($version)" >&2
