@@ -93,6 +93,9 @@ ENV PATH=/app/.venv/bin:$PATH \
     SHUTDOWN_GRACE_SECONDS=25 \
     TMPDIR=/app/data/tmp
 
+# Names the image among others (the tests prune only earlier builds of it).
+LABEL org.opencontainers.image.title="spool-interview"
+
 # A fixed uid, so volume permissions and ECS task definitions can name it.
 RUN groupadd --system --gid 10001 spool \
     && useradd --system --uid 10001 --gid spool --home-dir /app --shell /usr/sbin/nologin spool

@@ -1,9 +1,10 @@
 """Docker for the image tests: Debian's engine (started here when it is not running), the
 project's images built by its own scripts, containers on the host network, a registry.
 
-Everything the tests create carries the label `spool.test=1` (containers, volumes) or lives in a
-temporary directory (the registry's data), so a test run removes what an earlier, killed run
-left behind.
+The containers and volumes the tests create carry the label `spool.test=1`, so a test run
+removes what an earlier, killed run left behind; the registry's data lives in a temporary
+directory removed with it; earlier builds of the project's images are pruned by their title
+label, nobody else's.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -28,6 +30,16 @@ LABEL = "spool.test=1"
 # The system's CA bundle, joined to the image's build stage (build-and-push.sh --build-ca): this
 # machine reaches PyPI and npm through a proxy that re-signs TLS.
 SYSTEM_CA = Path(os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt")
+# The images the project builds carry it (the Dockerfiles' LABEL): only theirs are pruned.
+TITLE_LABEL = "org.opencontainers.image.title"
+# The classic builder, whose `Step N/M ... ---> Using cache` lines the tests read (a Docker with
+# the buildx plugin would use BuildKit).
+BUILD_ENV = {"DOCKER_BUILDKIT": "0"}
+
+
+def build_ca_args() -> list[str]:
+    """build-and-push.sh's --build-ca with this machine's CA bundle, when it has one."""
+    return ["--build-ca", str(SYSTEM_CA)] if SYSTEM_CA.is_file() else []
 
 
 class DockerError(RuntimeError):
@@ -45,6 +57,7 @@ def docker(
         timeout=timeout,
         check=False,
         input=input,
+        env={**os.environ, **BUILD_ENV},
     )
     if check and result.returncode != 0:
         raise DockerError(f"docker {' '.join(args)}: {result.returncode}\n{result.stderr[-3000:]}")
@@ -101,16 +114,23 @@ def remove_test_leftovers() -> None:
 def base_image() -> str:
     """The Dockerfile's base: the official image if present or pullable, else the stand-in
     that docker/standin-base.sh builds from Debian packages (kept between runs)."""
-    result = subprocess.run(
+    # Its own process group: on a timeout, debootstrap and the chroot's apt go with it.
+    process = subprocess.Popen(
         [str(ROOT / "docker" / "standin-base.sh")],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
-        check=False,
+        start_new_session=True,
     )
-    if result.returncode != 0:
-        raise DockerError(f"standin-base.sh failed:\n{result.stderr[-3000:]}")
-    return result.stdout.strip().splitlines()[-1]
+    try:
+        out, err = process.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    if process.returncode != 0:
+        raise DockerError(f"standin-base.sh failed:\n{err[-3000:]}")
+    return out.strip().splitlines()[-1]
 
 
 def image_id(reference: str) -> str:
@@ -121,13 +141,14 @@ def image_size(reference: str) -> int:
     return int(docker("image", "inspect", "--format", "{{.Size}}", reference).stdout)
 
 
-def remove_older_images(repository: str, keep: str) -> list[str]:
-    """Remove every tag of `repository` but `keep`, then dangling images; the removed tags."""
+def remove_older_images(repository: str, keep: str, title: str) -> list[str]:
+    """Remove every tag of `repository` but `keep`, then the untagged images of the project's
+    Dockerfile titled `title` (earlier builds); the removed tags. Nobody else's images."""
     listed = docker("images", "--format", "{{.Repository}}:{{.Tag}}", repository).stdout.split()
     old = [ref for ref in listed if ref != keep and not ref.endswith(":<none>")]
     if old:
         docker("rmi", *old, check=False)
-    docker("image", "prune", "-f", check=False)
+    docker("image", "prune", "--force", "--filter", f"label={TITLE_LABEL}={title}", check=False)
     return old
 
 
@@ -179,10 +200,6 @@ class Container:
         result = docker("logs", self.name, check=False, timeout=30)
         return (result.stdout + result.stderr)[-20000:]
 
-    def diff(self) -> list[str]:
-        """What the container changed in its file system, outside its volumes and tmpfs."""
-        return docker("diff", self.name).stdout.splitlines()
-
     def remove(self) -> None:
         docker("rm", "-f", "-v", self.name, check=False)
 
@@ -205,8 +222,10 @@ class Registry:
 
     def start(self, timeout: float = 20) -> None:
         htpasswd = self.dir / "htpasswd"
-        subprocess.run(
-            ["htpasswd", "-Bbc", str(htpasswd), self.username, self.password],
+        subprocess.run(  # the password on stdin, not in the arguments
+            ["htpasswd", "-iBc", str(htpasswd), self.username],
+            input=self.password,
+            text=True,
             check=True,
             capture_output=True,
             timeout=30,
@@ -264,6 +283,10 @@ class Registry:
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=10)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         docker("logout", self.host, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -138,7 +138,8 @@ def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     remove_test_leftovers()
     yield engine
     remove_test_leftovers()
-    remove_older_images(COTURN_IMAGE, keep=COTURN_IMAGE)  # earlier builds of the tag, dangling
+    # Earlier builds of the tag, untagged by this one.
+    remove_older_images(COTURN_IMAGE, keep=COTURN_IMAGE, title="spool-interview-coturn")
     engine.close()
 
 
