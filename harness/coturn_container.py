@@ -98,9 +98,15 @@ class CoturnContainer(CoturnServer):
         result = docker("logs", self.name, check=False, timeout=30)
         return result.stdout + result.stderr
 
-    def processes(self) -> list[str]:
-        """`ps` of the container's processes as the host sees them: pid, user, arguments."""
-        return docker("top", self.name, "-o", "pid,uid,args").stdout.splitlines()[1:]
+    def processes(self) -> list[tuple[int, int, list[str]]]:
+        """The container's processes as the host sees them: (pid, uid, arguments), the
+        arguments whole from /proc (ps cuts them to its column width)."""
+        found = []
+        for line in docker("top", self.name, "-o", "pid,uid").stdout.splitlines()[1:]:
+            pid, uid = (int(field) for field in line.split())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+            found.append((pid, uid, [arg.decode() for arg in argv]))
+        return found
 
     def inspect(self, template: str) -> str:
         return docker("inspect", "--format", template, self.name).stdout.strip()

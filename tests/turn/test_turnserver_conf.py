@@ -540,8 +540,8 @@ def test_the_container_keeps_the_secret_out_of_arguments_environment_and_logs(
     processes = coturn.processes()
     # coturn itself (the entrypoint exec'd it), as the image's user, on the rendered config.
     assert len(processes) == 1, processes
-    _pid, uid, *args = processes[0].split()
-    assert uid == "65534"
+    [(_pid, uid, args)] = processes
+    assert uid == 65534
     assert args == ["turnserver", "-c", "/run/coturn/turnserver.conf", *compose_args()]
     for template in ("{{json .Config}}", "{{json .HostConfig}}", "{{json .Mounts}}"):
         assert SECRET not in coturn.inspect(template)
