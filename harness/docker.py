@@ -64,6 +64,18 @@ def docker(
     return result
 
 
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it is still running after `timeout` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass
 class Engine:
     """The Docker engine: dockerd started by `ensure` (and stopped by `close`) unless one runs."""
@@ -92,13 +104,7 @@ class Engine:
         raise RuntimeError(f"dockerd not ready in {timeout} s:\n{log_path.read_text()[-3000:]}")
 
     def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 30)
 
 
 def remove_test_leftovers() -> None:
@@ -131,6 +137,26 @@ def base_image() -> str:
     if process.returncode != 0:
         raise DockerError(f"standin-base.sh failed:\n{err[-3000:]}")
     return out.strip().splitlines()[-1]
+
+
+def checkout_copy(destination: Path) -> Path:
+    """The checkout's tracked and new (not ignored) files copied to `destination`, with this
+    machine's CA as docker/build-ca.crt: a build context a test or bench may change."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    for name in listed:
+        source = ROOT / name
+        if source.is_file() and "node_modules" not in source.parts:
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    if SYSTEM_CA.is_file():
+        shutil.copy(SYSTEM_CA, destination / "docker" / "build-ca.crt")
+    return destination
 
 
 def image_id(reference: str) -> str:
@@ -281,12 +307,6 @@ class Registry:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 10)
         docker("logout", self.host, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,12 +30,12 @@ import pytest
 from harness.docker import (
     BUILD_ENV,
     ROOT,
-    SYSTEM_CA,
     Container,
     Engine,
     Registry,
     base_image,
     build_ca_args,
+    checkout_copy,
     docker,
     image_id,
     image_size,
@@ -133,23 +132,9 @@ def test_the_image_builds_small_enough_and_rebuilds_fast_after_a_code_change(
     size = image_size(built.image)
     # A code change, in a copy of the checkout's tracked files: only the layers from the code
     # on are built again (the venv and the models come from the cache).
-    context = tmp_path / "context"
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    for name in listed:
-        source = ROOT / name
-        if source.is_file() and "node_modules" not in source.parts:
-            (context / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, context / name)
+    context = checkout_copy(tmp_path / "context")
     with (context / "app.py").open("a") as app:
         app.write("\n# a code change\n")
-    if SYSTEM_CA.is_file():
-        shutil.copy(SYSTEM_CA, context / "docker" / "build-ca.crt")
     warm_tag = f"{REPOSITORY}:{built.tag}-warm"
     began = time.monotonic()
     warm = docker(
