@@ -35,9 +35,10 @@ check: lint
 # limits on next to off, a flood from one client, a stalled body (~1 minute); transcript_accuracy:
 # WER of the live (tiny.en) and the accurate pass on answers full of numbers and terms (~4 minutes
 # once its clips are cached); accurate_pass: voice-to-voice with 8 sessions, the accurate pass on
-# next to off, and the report's delay after the end (8-14 minutes). Write benchmarks/results/{voice,
+# next to off, and the report's delay after the end (8-14 minutes); image_build: the image built
+# cold next to the rebuilds from the cache (3-4 minutes). Write benchmarks/results/{voice,
 # llm_overhead,end_of_turn,stt_window,turn_taking,many_instances,limits,transcript_accuracy,
-# accurate_pass}.json and the tables in the README.
+# accurate_pass,image_build}.json and the tables in the README.
 bench: dev-setup system-deps models
 	$(PY) -m benchmarks.voice_bench
 	$(PY) -m benchmarks.llm_overhead
@@ -48,6 +49,7 @@ bench: dev-setup system-deps models
 	$(PY) -m benchmarks.limits
 	$(PY) -m benchmarks.transcript_accuracy
 	$(PY) -m benchmarks.accurate_pass --rounds 2
+	$(PY) -m benchmarks.image_build
 
 setup: $(RUNTIME_STAMP)
 dev-setup: $(DEV_STAMP)
